@@ -1,0 +1,44 @@
+# Conveyor — every set-up and check goes through these targets (README, CI and the hook alike).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# constraints.txt pins the whole dependency tree so a fresh clone installs what CI tested.
+PIP_INSTALL := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
+
+.PHONY: venv run demo test check lint fmt typecheck emulator clean
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create or update the virtual environment
+
+run: $(STAMP)  ## start the whole system on the embedded emulator and submit the sample workload once
+	$(BIN)/conveyor up --sample-workload
+
+demo: $(STAMP)  ## the same, headless: submit the sample workload, wait, print a summary, exit
+	$(BIN)/conveyor demo
+
+emulator: $(STAMP)  ## run the embedded emulator in the foreground
+	$(BIN)/conveyor emulator
+
+test: $(STAMP)  ## the test suite (unit, integration against a real moto server, end to end)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test  ## everything CI and the pre-stop hook expect to be clean
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .conveyor *.egg-info
