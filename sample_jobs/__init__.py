@@ -1,0 +1,1 @@
+"""The sample jobs that queues.yaml ships with: payload models and handlers for the demo."""

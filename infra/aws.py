@@ -1,0 +1,105 @@
+"""The one place that builds boto3 clients.
+
+Everything else asks here, so endpoint, region, credentials and retry policy
+are decided once. boto3 itself reads the standard settings — ``AWS_ENDPOINT_URL``
+(and ``AWS_ENDPOINT_URL_<SERVICE>``), ``AWS_REGION``/``AWS_DEFAULT_REGION``,
+``AWS_PROFILE``, the credential chain, ``AWS_MAX_ATTEMPTS``, ``AWS_RETRY_MODE`` —
+so the same code talks to real AWS or to the embedded emulator.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sts import STSClient
+
+Service = Literal["sqs", "sns", "sts"]
+
+#: Used when no region is configured anywhere: the emulator accepts any region,
+#: and failing with botocore's NoRegionError would be a poor first experience.
+DEFAULT_REGION = "us-east-1"
+
+_lock = threading.Lock()
+_clients: dict[tuple[int, str, str | None], Any] = {}
+
+
+def _config() -> Config:
+    # "standard" retries (3 attempts) unless AWS_MAX_ATTEMPTS / AWS_RETRY_MODE say
+    # otherwise; botocore reads those variables itself when we leave them unset here.
+    # The read timeout must outlast a 20 s long poll.
+    retries: dict[str, Any] = {}
+    if "AWS_RETRY_MODE" not in os.environ:
+        retries["mode"] = "standard"
+    return Config(
+        connect_timeout=5,
+        read_timeout=30,
+        retries=retries,  # type: ignore[arg-type]
+        max_pool_connections=32,
+    )
+
+
+def region_name() -> str:
+    """The configured region, or :data:`DEFAULT_REGION`."""
+    return boto3.session.Session().region_name or DEFAULT_REGION
+
+
+@overload
+def client(service: Literal["sqs"], *, region: str | None = None) -> SQSClient: ...
+@overload
+def client(service: Literal["sns"], *, region: str | None = None) -> SNSClient: ...
+@overload
+def client(service: Literal["sts"], *, region: str | None = None) -> STSClient: ...
+
+
+def client(service: Service, *, region: str | None = None) -> Any:
+    """A shared, thread-safe boto3 client for ``service``.
+
+    Clients are cached per process: a client inherited through ``fork()`` (Celery's
+    prefork pool) would share its connection pool with the parent, so a child
+    builds its own.
+    """
+    key = (os.getpid(), service, region)
+    with _lock:
+        found = _clients.get(key)
+        if found is None:
+            # boto3.Session is not thread-safe; build under the lock.
+            session = boto3.session.Session()
+            found = session.client(
+                service,  # type: ignore[call-overload]
+                region_name=region or session.region_name or DEFAULT_REGION,
+                config=_config(),
+            )
+            _clients[key] = found
+        return found
+
+
+def new_client(service: Service, *, region: str | None = None) -> Any:
+    """A fresh, uncached client (for code that registers event hooks on it)."""
+    session = boto3.session.Session()
+    return session.client(
+        service,  # type: ignore[call-overload]
+        region_name=region or session.region_name or DEFAULT_REGION,
+        config=_config(),
+    )
+
+
+def reset_clients() -> None:
+    """Forget cached clients (after the environment changed, e.g. in tests)."""
+    with _lock:
+        _clients.clear()
+
+
+def account_id() -> str:
+    """The AWS account the credentials belong to (the emulator answers 123456789012)."""
+    explicit = os.environ.get("CONVEYOR_AWS_ACCOUNT_ID")
+    if explicit:
+        return explicit
+    return client("sts").get_caller_identity()["Account"]

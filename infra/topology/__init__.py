@@ -1,0 +1,33 @@
+"""queues.yaml: the single source of truth for topics, queues, job types and pools."""
+
+from infra.topology.errors import Problem, TopologyError
+from infra.topology.imports import check_imports, import_object, payload_model
+from infra.topology.load import load_topology, parse_topology
+from infra.topology.model import (
+    Backoff,
+    JobType,
+    Pool,
+    Queue,
+    RetryPolicy,
+    Subscription,
+    Topic,
+    Topology,
+)
+
+__all__ = [
+    "Backoff",
+    "JobType",
+    "Pool",
+    "Problem",
+    "Queue",
+    "RetryPolicy",
+    "Subscription",
+    "Topic",
+    "Topology",
+    "TopologyError",
+    "check_imports",
+    "import_object",
+    "load_topology",
+    "parse_topology",
+    "payload_model",
+]

@@ -1,0 +1,177 @@
+"""Static checks that relate one part of queues.yaml to another.
+
+Each check returns problems rather than raising, so one run reports all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from infra.topology.errors import Problem
+from infra.topology.model import MAX_QUEUE_NAME_LEN, Topology
+
+
+def _known(names: object) -> str:
+    return ", ".join(sorted(names)) if isinstance(names, dict) and names else "none"
+
+
+def _topics_exist(t: Topology) -> Iterator[Problem]:
+    for name, jt in t.job_types.items():
+        if jt.topic not in t.topics:
+            yield Problem(
+                f"job_types.{name}.topic",
+                f"unknown topic '{jt.topic}' (known: {_known(t.topics)})",
+            )
+    for qname, q in t.queues.items():
+        for i, sub in enumerate(q.subscriptions):
+            if sub.topic not in t.topics:
+                yield Problem(
+                    f"queues.{qname}.subscriptions[{i}].topic",
+                    f"unknown topic '{sub.topic}' (known: {_known(t.topics)})",
+                )
+
+
+def _subscriptions_are_sound(t: Topology) -> Iterator[Problem]:
+    for qname, q in t.queues.items():
+        if not q.subscriptions:
+            yield Problem(f"queues.{qname}.subscriptions", "the queue subscribes to no topic")
+        seen: set[str] = set()
+        for i, sub in enumerate(q.subscriptions):
+            path = f"queues.{qname}.subscriptions[{i}]"
+            if sub.topic in seen:
+                yield Problem(
+                    f"{path}.topic",
+                    f"a second subscription to topic '{sub.topic}' (SNS allows one per"
+                    " topic and queue: list all job types in one)",
+                )
+            seen.add(sub.topic)
+            topic = t.topics.get(sub.topic)
+            if topic is not None and topic.fifo and not q.fifo:
+                yield Problem(
+                    f"{path}.topic",
+                    f"FIFO topic '{sub.topic}' cannot deliver to standard queue '{qname}'"
+                    " (set fifo: true on the queue)",
+                )
+            if topic is not None and not topic.fifo and q.fifo:
+                yield Problem(
+                    f"{path}.topic",
+                    f"standard topic '{sub.topic}' cannot deliver to FIFO queue '{qname}'",
+                )
+            for j, jt_name in enumerate(sub.job_types or []):
+                jt = t.job_types.get(jt_name)
+                if jt is None:
+                    yield Problem(
+                        f"{path}.job_types[{j}]",
+                        f"unknown job type '{jt_name}' (known: {_known(t.job_types)})",
+                    )
+                elif jt.topic != sub.topic:
+                    yield Problem(
+                        f"{path}.job_types[{j}]",
+                        f"job type '{jt_name}' is published to topic '{jt.topic}',"
+                        f" not '{sub.topic}'",
+                    )
+
+
+def _every_job_type_is_received(t: Topology) -> Iterator[Problem]:
+    for name, jt in t.job_types.items():
+        if jt.topic in t.topics and not t.queues_receiving(name):
+            yield Problem(
+                f"job_types.{name}",
+                f"no queue receives job type '{name}' (subscribe a queue to topic"
+                f" '{jt.topic}' for it)",
+            )
+
+
+def _every_received_job_type_has_a_handler(t: Topology) -> Iterator[Problem]:
+    for qname, q in t.queues.items():
+        receivable = t.job_types_of_queue(qname)
+        for jt_name in receivable:
+            if jt_name in t.job_types and t.handler_for(qname, jt_name) is None:
+                yield Problem(
+                    f"queues.{qname}",
+                    f"queue '{qname}' can receive job type '{jt_name}' but no handler is"
+                    f" declared (set job_types.{jt_name}.handler or"
+                    f" queues.{qname}.handlers.{jt_name})",
+                )
+        for jt_name in q.handlers:
+            if jt_name not in receivable:
+                yield Problem(
+                    f"queues.{qname}.handlers.{jt_name}",
+                    f"queue '{qname}' does not receive job type '{jt_name}'",
+                )
+        for jt_name in q.retry.job_types:
+            if jt_name not in receivable:
+                yield Problem(
+                    f"queues.{qname}.retry.job_types.{jt_name}",
+                    f"queue '{qname}' does not receive job type '{jt_name}'",
+                )
+
+
+def _attempts_below_receive_count(t: Topology) -> Iterator[Problem]:
+    for qname, q in t.queues.items():
+        declared = q.dead_letter.max_receive_count
+        if declared is None:
+            continue  # derived from the budgets, so always above them
+        budgets: list[tuple[str, int]] = [
+            (
+                f"queues.{qname}.retry.max_attempts"
+                if q.retry.max_attempts is not None
+                else "defaults.retry.max_attempts",
+                t.defaults.retry.merged(q.retry).max_attempts,
+            )
+        ]
+        budgets += [
+            (f"queues.{qname}.retry.job_types.{jt}.max_attempts", o.max_attempts)
+            for jt, o in q.retry.job_types.items()
+            if o.max_attempts is not None
+        ]
+        for path, budget in budgets:
+            if budget >= declared:
+                yield Problem(
+                    path,
+                    f"max_attempts ({budget}) must be below queues.{qname}.dead_letter"
+                    f".max_receive_count ({declared}): SQS would dead-letter the job"
+                    " before its last attempt",
+                )
+
+
+def _pools_are_sound(t: Topology) -> Iterator[Problem]:
+    owner: dict[str, str] = {}
+    for pname, pool in t.pools.items():
+        for i, qname in enumerate(pool.queues):
+            path = f"pools.{pname}.queues[{i}]"
+            if qname not in t.queues:
+                yield Problem(path, f"unknown queue '{qname}' (known: {_known(t.queues)})")
+            elif qname in owner:
+                yield Problem(
+                    path, f"queue '{qname}' is already consumed by pool '{owner[qname]}'"
+                )
+            else:
+                owner[qname] = pname
+
+
+def _names_fit_aws(t: Topology) -> Iterator[Problem]:
+    for qname in t.queues:
+        dlq = t.dlq_name(qname)
+        if len(dlq) > MAX_QUEUE_NAME_LEN:
+            yield Problem(
+                f"queues.{qname}",
+                f"the dead-letter queue name '{dlq}' is longer than SQS's"
+                f" {MAX_QUEUE_NAME_LEN} characters (shorten project, environment or queue name)",
+            )
+
+
+CHECKS: tuple[Callable[[Topology], Iterator[Problem]], ...] = (
+    _topics_exist,
+    _subscriptions_are_sound,
+    _every_job_type_is_received,
+    _every_received_job_type_has_a_handler,
+    _attempts_below_receive_count,
+    _pools_are_sound,
+    _names_fit_aws,
+)
+
+
+def check_topology(t: Topology) -> list[Problem]:
+    """Every cross-reference problem in ``t`` (empty when the topology is sound)."""
+    return [problem for check in CHECKS for problem in check(t)]

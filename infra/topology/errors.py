@@ -1,0 +1,26 @@
+"""Configuration errors that name the file, the key path and what is wrong."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with queues.yaml, at a dotted key path such as ``queues.images.retry``."""
+
+    path: str
+    message: str
+
+    def render(self, source: str) -> str:
+        """``queues.yaml: queues.images.retry.max_attempts: must be below …``."""
+        return f"{source}: {self.path}: {self.message}" if self.path else f"{source}: {self.message}"
+
+
+class TopologyError(ValueError):
+    """queues.yaml is unreadable or inconsistent; every problem found is listed."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(p.render(source) for p in problems))

@@ -1,0 +1,64 @@
+"""Resolving the ``module:attribute`` import paths queues.yaml names (payload models, handlers)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from pydantic import BaseModel
+
+from infra.topology.errors import Problem, TopologyError
+from infra.topology.model import Topology
+
+
+def import_object(path: str) -> Any:
+    """The object at ``package.module:attr.sub``; ImportError/AttributeError name the path."""
+    module_name, _, attr_path = path.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr_path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def payload_model(topology: Topology, job_type: str) -> type[BaseModel]:
+    """The pydantic model that validates ``job_type``'s payload."""
+    obj = import_object(topology.job_types[job_type].payload)
+    if not (isinstance(obj, type) and issubclass(obj, BaseModel)):
+        raise TypeError(f"{topology.job_types[job_type].payload} is not a pydantic model class")
+    return obj
+
+
+def _check(path: str, key: str, *, want_model: bool) -> Problem | None:
+    try:
+        obj = import_object(path)
+    except (ImportError, AttributeError) as exc:
+        return Problem(key, f"cannot import '{path}': {exc}")
+    if want_model and not (isinstance(obj, type) and issubclass(obj, BaseModel)):
+        return Problem(key, f"'{path}' is not a pydantic model class")
+    if not want_model and not callable(obj):
+        return Problem(key, f"'{path}' is not callable")
+    return None
+
+
+def check_imports(topology: Topology, *, source: str = "queues.yaml", handlers: bool = True) -> None:
+    """Import every payload model (and handler, if ``handlers``); raise TopologyError if any fails.
+
+    Kept apart from the static checks so that the producer API, which never runs
+    handlers, does not need the workers' code importable.
+    """
+    problems: list[Problem] = []
+    for name, jt in topology.job_types.items():
+        if (p := _check(jt.payload, f"job_types.{name}.payload", want_model=True)) is not None:
+            problems.append(p)
+        if handlers and jt.handler and (
+            p := _check(jt.handler, f"job_types.{name}.handler", want_model=False)
+        ):
+            problems.append(p)
+    if handlers:
+        for qname, q in topology.queues.items():
+            for jt_name, path in q.handlers.items():
+                key = f"queues.{qname}.handlers.{jt_name}"
+                if (p := _check(path, key, want_model=False)) is not None:
+                    problems.append(p)
+    if problems:
+        raise TopologyError(source, problems)

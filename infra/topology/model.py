@@ -1,0 +1,283 @@
+"""The pydantic model of queues.yaml: topics, queues, job types, retry policies, pools.
+
+Field-level rules (types, ranges, unknown keys) live here; rules that relate one
+part of the file to another live in :mod:`infra.topology.checks`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from infra.durations import format_duration_s, parse_duration_s
+
+# AWS limits that bound the durations below (seconds).
+MAX_VISIBILITY_TIMEOUT_S = 12 * 3600
+MIN_RETENTION_S = 60
+MAX_RETENTION_S = 14 * 86400
+MAX_DELAY_S = 900
+MAX_RECEIVE_COUNT = 1000
+#: SQS queue names, including ``.fifo``, are at most 80 characters.
+MAX_QUEUE_NAME_LEN = 80
+#: Slack between a queue's attempt budget and its native redrive: a message can be
+#: received without being run (released on shutdown, a worker killed before it
+#: started the job), and the worker, not SQS, should be the one to dead-letter it.
+RECEIVE_COUNT_SLACK = 3
+
+
+def _duration(low_s: float, high_s: float, *, positive: bool = False) -> BeforeValidator:
+    def check(value: object) -> float:
+        seconds = parse_duration_s(value)
+        if positive and seconds <= 0:
+            raise ValueError(f"invalid duration {value!r}: must be greater than 0")
+        if not low_s <= seconds <= high_s:
+            raise ValueError(
+                f"invalid duration {value!r}: must be between {format_duration_s(low_s)}"
+                f" and {format_duration_s(high_s)}"
+            )
+        return seconds
+
+    return BeforeValidator(check)
+
+
+VisibilityS = Annotated[float, _duration(0, MAX_VISIBILITY_TIMEOUT_S)]
+RetentionS = Annotated[float, _duration(MIN_RETENTION_S, MAX_RETENTION_S)]
+DelayS = Annotated[float, _duration(0, MAX_DELAY_S)]
+BackoffS = Annotated[float, _duration(0, MAX_VISIBILITY_TIMEOUT_S, positive=True)]
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+JobTypeName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$", max_length=100)
+]
+#: ``package.module:attribute``
+ImportPath = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", max_length=200)
+]
+Jitter = Literal["none", "full", "equal"]
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors: a typo such as `visibilty_timeout_s` must not be ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Backoff(_Strict):
+    """Exponential backoff: ``min(max_s, base_s * 2**(attempt-1))``, then jitter."""
+
+    base_s: BackoffS = 1.0
+    max_s: BackoffS = 300.0
+    #: ``equal``: half fixed, half random (default); ``full``: uniform in [0, delay];
+    #: ``none``: the exact exponential schedule.
+    jitter: Jitter = "equal"
+
+    @model_validator(mode="after")
+    def _max_not_below_base(self) -> Backoff:
+        if self.max_s < self.base_s:
+            raise ValueError(f"max_s ({self.max_s:g}) must not be below base_s ({self.base_s:g})")
+        return self
+
+
+class BackoffOverride(_Strict):
+    """Backoff fields that replace the inherited ones where given."""
+
+    base_s: BackoffS | None = None
+    max_s: BackoffS | None = None
+    jitter: Jitter | None = None
+
+
+class RetryOverride(_Strict):
+    """Retry fields for one job type on one queue."""
+
+    max_attempts: Annotated[int, Field(ge=1, le=MAX_RECEIVE_COUNT - 1)] | None = None
+    backoff: BackoffOverride | None = None
+
+
+class QueueRetry(RetryOverride):
+    """A queue's retry policy; unset fields come from ``defaults.retry``."""
+
+    job_types: dict[JobTypeName, RetryOverride] = Field(default_factory=dict)
+
+
+class RetryPolicy(_Strict):
+    """A complete retry policy: how many attempts, and how long between them."""
+
+    max_attempts: Annotated[int, Field(ge=1, le=MAX_RECEIVE_COUNT - 1)] = 5
+    backoff: Backoff = Field(default_factory=Backoff)
+
+    def merged(self, override: RetryOverride | None) -> RetryPolicy:
+        """This policy with the fields ``override`` sets replaced."""
+        if override is None:
+            return self
+        backoff = self.backoff
+        if override.backoff is not None:
+            fields = override.backoff.model_dump(exclude_none=True)
+            backoff = Backoff.model_validate({**backoff.model_dump(), **fields})
+        return RetryPolicy(
+            max_attempts=override.max_attempts or self.max_attempts, backoff=backoff
+        )
+
+
+class Defaults(_Strict):
+    """Values every queue inherits unless it says otherwise."""
+
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+
+class Topic(_Strict):
+    """An SNS topic jobs are published to."""
+
+    fifo: bool = False
+    #: FIFO topics only: deduplicate on the message body's hash.
+    content_based_deduplication: bool = False
+    description: str = ""
+
+
+class Subscription(_Strict):
+    """A queue's subscription to a topic, filtered on the job type."""
+
+    topic: Name
+    #: The job types this queue receives from the topic; omitted = all of them.
+    job_types: list[JobTypeName] | None = None
+
+
+class DeadLetter(_Strict):
+    """The queue's dead-letter queue, created automatically as ``<queue>-dlq``."""
+
+    #: The native redrive backstop; defaults to the largest attempt budget + 3.
+    max_receive_count: Annotated[int, Field(ge=1, le=MAX_RECEIVE_COUNT)] | None = None
+    retention_s: RetentionS = float(MAX_RETENTION_S)
+
+
+class Queue(_Strict):
+    """An SQS queue, its subscriptions, its DLQ and its retry policy."""
+
+    fifo: bool = False
+    visibility_timeout_s: VisibilityS = 60.0
+    retention_s: RetentionS = 4 * 86400.0
+    delay_s: DelayS = 0.0
+    subscriptions: list[Subscription] = Field(default_factory=list)
+    retry: QueueRetry = Field(default_factory=QueueRetry)
+    dead_letter: DeadLetter = Field(default_factory=DeadLetter)
+    #: Per-queue handlers, for fan-out where two queues treat one job type differently.
+    handlers: dict[JobTypeName, ImportPath] = Field(default_factory=dict)
+    description: str = ""
+
+
+class JobType(_Strict):
+    """A kind of job: where it is published and how its payload looks."""
+
+    topic: Name
+    #: A pydantic model class, ``module:Class``; payloads are validated against it.
+    payload: ImportPath
+    #: The default handler, ``module:function``; queues may override it.
+    handler: ImportPath | None = None
+    description: str = ""
+
+
+class Replicas(_Strict):
+    """Bounds on the number of worker nodes of a pool."""
+
+    min: Annotated[int, Field(ge=0, le=1000)] = 1
+    max: Annotated[int, Field(ge=1, le=1000)] = 1
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> Replicas:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not be above max ({self.max})")
+        return self
+
+
+class Pool(_Strict):
+    """A named group of identical worker nodes consuming some queues."""
+
+    queues: Annotated[list[Name], Field(min_length=1)]
+    #: Jobs run at once in one node (Celery's concurrency).
+    concurrency: Annotated[int, Field(ge=1, le=256)] = 2
+    replicas: Replicas = Field(default_factory=Replicas)
+    #: Celery execution pool: processes (isolation, CPU-bound jobs) or threads (I/O-bound).
+    worker_pool: Literal["prefork", "threads", "solo"] = "prefork"
+
+
+class Topology(_Strict):
+    """The whole of queues.yaml."""
+
+    version: Literal[1] = 1
+    #: Resource names are ``<project>-<environment>-<name>``.
+    project: Name = "conveyor"
+    environment: Name = "dev"
+    defaults: Defaults = Field(default_factory=Defaults)
+    topics: Annotated[dict[Name, Topic], Field(min_length=1)]
+    queues: Annotated[dict[Name, Queue], Field(min_length=1)]
+    job_types: Annotated[dict[JobTypeName, JobType], Field(min_length=1)]
+    pools: dict[Name, Pool] = Field(default_factory=dict)
+
+    # -- physical names -------------------------------------------------------------
+
+    def resource_name(self, name: str, *, fifo: bool = False) -> str:
+        """The AWS name of a topic or queue declared as ``name``."""
+        base = f"{self.project}-{self.environment}-{name}"
+        return f"{base}.fifo" if fifo else base
+
+    def topic_name(self, topic: str) -> str:
+        """The SNS topic name of ``topic``."""
+        return self.resource_name(topic, fifo=self.topics[topic].fifo)
+
+    def queue_name(self, queue: str) -> str:
+        """The SQS queue name of ``queue``."""
+        return self.resource_name(queue, fifo=self.queues[queue].fifo)
+
+    def dlq_name(self, queue: str) -> str:
+        """The SQS name of ``queue``'s dead-letter queue (FIFO if the queue is)."""
+        return self.resource_name(f"{queue}-dlq", fifo=self.queues[queue].fifo)
+
+    # -- routing --------------------------------------------------------------------
+
+    def job_types_of_queue(self, queue: str) -> list[str]:
+        """Every job type ``queue`` can receive through its subscriptions, sorted."""
+        received: set[str] = set()
+        for sub in self.queues[queue].subscriptions:
+            if sub.job_types is None:
+                received.update(n for n, jt in self.job_types.items() if jt.topic == sub.topic)
+            else:
+                received.update(sub.job_types)
+        return sorted(received)
+
+    def queues_receiving(self, job_type: str) -> list[str]:
+        """The queues a job of ``job_type`` is delivered to (its fan-out), sorted."""
+        return sorted(q for q in self.queues if job_type in self.job_types_of_queue(q))
+
+    def handler_for(self, queue: str, job_type: str) -> str | None:
+        """The import path of the handler that runs ``job_type`` on ``queue``."""
+        override = self.queues[queue].handlers.get(job_type)
+        if override is not None:
+            return override
+        jt = self.job_types.get(job_type)
+        return jt.handler if jt is not None else None
+
+    def pool_of_queue(self, queue: str) -> str | None:
+        """The pool that consumes ``queue``, if any."""
+        return next((p for p, pool in self.pools.items() if queue in pool.queues), None)
+
+    # -- retries --------------------------------------------------------------------
+
+    def retry_for(self, queue: str, job_type: str) -> RetryPolicy:
+        """The effective retry policy: defaults ← queue ← the queue's job-type override."""
+        q = self.queues[queue]
+        return self.defaults.retry.merged(q.retry).merged(q.retry.job_types.get(job_type))
+
+    def max_receive_count(self, queue: str) -> int:
+        """The DLQ ``maxReceiveCount`` of ``queue``: declared, or the largest budget + slack."""
+        declared = self.queues[queue].dead_letter.max_receive_count
+        if declared is not None:
+            return declared
+        budgets = [self.retry_for(queue, jt).max_attempts for jt in self.job_types_of_queue(queue)]
+        budgets.append(self.defaults.retry.merged(self.queues[queue].retry).max_attempts)
+        return min(max(budgets) + RECEIVE_COUNT_SLACK, MAX_RECEIVE_COUNT)

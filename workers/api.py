@@ -1,0 +1,58 @@
+"""The handler API: what a job handler receives and what it may raise.
+
+A handler is a plain typed function of the validated payload and a context::
+
+    def resize_image(payload: ResizeImage, ctx: JobContext) -> None:
+        ctx.log.info("resizing", width_px=payload.width_px)
+
+It returns to succeed (the message is deleted), raises :class:`RetryLater` or any
+other exception to be retried with backoff, or raises :class:`PermanentError` to go
+to the dead-letter queue at once. Handlers must be idempotent: a job can arrive
+more than once, always with the same ``ctx.job_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """Facts about the running attempt of a job."""
+
+    job_id: str
+    job_type: str
+    #: 1 for the first attempt; SQS's ApproximateReceiveCount, so it survives crashes.
+    attempt: int
+    max_attempts: int
+    #: The queue's declared name (``images``), not its AWS name.
+    queue: str
+    enqueued_at: datetime
+    trace_id: str | None = None
+    #: A structlog logger with job id, type, queue, attempt and trace id bound.
+    log: structlog.stdlib.BoundLogger = field(default_factory=lambda: structlog.stdlib.get_logger())
+
+    @property
+    def is_last_attempt(self) -> bool:
+        """True when a failure now sends the job to the dead-letter queue."""
+        return self.attempt >= self.max_attempts
+
+
+class RetryLater(Exception):  # noqa: N818 - reads as an instruction: `raise RetryLater(...)`
+    """Try the job again later; ``delay_s`` replaces the backoff delay for this attempt."""
+
+    def __init__(self, message: str = "retry requested", *, delay_s: float | None = None) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s
+
+
+class PermanentError(Exception):
+    """The job can never succeed: dead-letter it now, without spending more attempts."""
+
+
+Handler = Callable[[Any, JobContext], object]
