@@ -1,0 +1,118 @@
+"""A Celery app per worker pool, consuming its SQS queues through Conveyor's transport."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from kombu import Queue as KombuQueue
+
+from infra import aws
+from infra.topology import Topology
+from workers.request import OutcomeSignal
+from workers.runner import JobRunner
+from workers.transport import SYSTEM_ATTRIBUTES, UNDELIVERABLE_TASK, QueueBinding
+
+#: SQS's longest long poll: an idle node costs about 3 ReceiveMessage calls a minute.
+LONG_POLL_S = 20
+
+
+class QueueMissingError(RuntimeError):
+    """A queue of the pool does not exist (the topology is not applied)."""
+
+
+def resolve_bindings(topology: Topology, queues: list[str]) -> list[QueueBinding]:
+    """Look up the URLs of ``queues`` and their DLQs; nothing is created here."""
+    sqs = aws.client("sqs")
+    bindings = []
+    for queue in queues:
+        urls = []
+        for name in (topology.queue_name(queue), topology.dlq_name(queue)):
+            try:
+                urls.append(sqs.get_queue_url(QueueName=name)["QueueUrl"])
+            except sqs.exceptions.QueueDoesNotExist:
+                raise QueueMissingError(
+                    f"queue '{name}' does not exist: run `conveyor infra apply` first"
+                ) from None
+        bindings.append(
+            QueueBinding(
+                queue=queue,
+                url=urls[0],
+                dlq_url=urls[1],
+                fifo=topology.queues[queue].fifo,
+                job_types=frozenset(topology.job_types_of_queue(queue)),
+            )
+        )
+    return bindings
+
+
+def create_app(
+    topology: Topology,
+    queues: list[str],
+    *,
+    name: str = "conveyor",
+    concurrency: int = 2,
+    worker_pool: str = "prefork",
+    bindings: list[QueueBinding] | None = None,
+) -> Celery:
+    """A Celery app that runs the jobs of ``queues`` (declared names).
+
+    The settings are the DLQ-friendly ones: late acks, no ack on failure or timeout,
+    reject (never ack) when a pool process dies, prefetch 1 per process slot, and
+    neither results, events nor remote control (SQS supports none of them).
+    """
+    bindings = bindings if bindings is not None else resolve_bindings(topology, queues)
+    runner = JobRunner(topology, queues)
+    app = Celery(name, set_as_current=False)
+    app.conf.update(
+        broker_url="sqs://",
+        broker_transport="workers.transport:Transport",
+        broker_transport_options={
+            "region": aws.region_name(),
+            "predefined_queues": {
+                topology.queue_name(b.queue): {"url": b.url} for b in bindings
+            },
+            "conveyor_queues": {topology.queue_name(b.queue): b.to_option() for b in bindings},
+            "wait_time_seconds": LONG_POLL_S,
+            # kombu waits this long after an empty poll; the long poll already waited.
+            "polling_interval": 0,
+            "fetch_message_attributes": {
+                "MessageSystemAttributeNames": SYSTEM_ATTRIBUTES,
+                "MessageAttributeNames": ["All"],
+            },
+        },
+        broker_connection_retry_on_startup=True,
+        task_queues=[KombuQueue(topology.queue_name(b.queue)) for b in bindings],
+        task_acks_late=True,
+        task_acks_on_failure_or_timeout=False,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_store_errors_even_if_ignored=False,
+        result_backend=None,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=concurrency,
+        worker_pool=worker_pool,
+        worker_enable_remote_control=False,
+        worker_send_task_events=False,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        accept_content=["json"],
+        task_serializer="json",
+    )
+
+    def run_job(task: Task[Any, Any], message: dict[str, Any], queue: str) -> dict[str, Any]:
+        outcome = runner.run(message, queue)
+        if outcome.kind != "succeeded":
+            raise OutcomeSignal(outcome)
+        return {"job_id": outcome.job_id, "duration_s": outcome.duration_s}
+
+    task_options: dict[str, Any] = {
+        "bind": True,
+        "Request": "workers.request:JobRequest",
+        "throws": (OutcomeSignal,),
+        "acks_late": True,
+    }
+    job_types = sorted({jt for b in bindings for jt in b.job_types})
+    for job_type in [*job_types, UNDELIVERABLE_TASK]:
+        app.task(name=job_type, **task_options)(run_job)
+    return app

@@ -1,0 +1,289 @@
+"""Conveyor's extension of kombu's SQS transport (kombu 5.7.x; these hooks are private).
+
+What it changes, and why:
+
+* ``_message_to_python`` turns a CloudEvents job (or anything else on the queue)
+  into a Celery protocol-2 task message: task = job type, id = job id,
+  retries = ApproximateReceiveCount - 1. Anything that is not a job this queue
+  handles becomes the ``conveyor.undeliverable`` task, so it is dead-lettered with
+  a reason on its first receive instead of looping until the native redrive.
+* ``basic_ack`` applies the job's :class:`~workers.runner.Outcome`: delete on
+  success; for a retry, change the visibility timeout to the backoff delay (never
+  re-publish: that would reset the receive count and defeat dead-lettering); for a
+  dead letter, write the original body with the failure record to the DLQ, then
+  delete.
+* ``basic_reject`` never deletes (kombu 5.7 deletes a rejected message whose queue
+  has no RedrivePolicy — the job would be lost), and ``_restore`` makes an unacked
+  message visible again instead of publishing a copy of it.
+* ``new_sqs_client`` takes boto3 clients from :mod:`infra.aws`, so endpoint, region
+  and credentials come from the standard AWS settings, not from the broker URL.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+from kombu.transport import SQS, virtual
+
+from infra import aws
+from workers.runner import Outcome, receive_count
+
+log = structlog.stdlib.get_logger("conveyor.worker")
+
+#: The task that dead-letters whatever is not a job this queue can run.
+UNDELIVERABLE_TASK = "conveyor.undeliverable"
+#: Where the consumer finds the outcome the pool sent back (see workers.request).
+OUTCOME_KEY = "conveyor_outcome"
+#: System attributes every receive asks for.
+SYSTEM_ATTRIBUTES = [
+    "ApproximateReceiveCount",
+    "ApproximateFirstReceiveTimestamp",
+    "SentTimestamp",
+    "MessageGroupId",
+]
+
+
+@dataclass(frozen=True)
+class QueueBinding:
+    """What the transport knows of one consumed queue (from transport options)."""
+
+    queue: str  # declared name, e.g. "images"
+    url: str
+    dlq_url: str
+    fifo: bool
+    job_types: frozenset[str]
+
+    def to_option(self) -> dict[str, Any]:
+        """A JSON-friendly form for Celery's broker_transport_options."""
+        return {
+            "queue": self.queue,
+            "url": self.url,
+            "dlq_url": self.dlq_url,
+            "fifo": self.fifo,
+            "job_types": sorted(self.job_types),
+        }
+
+    @classmethod
+    def from_option(cls, value: dict[str, Any]) -> QueueBinding:
+        """The inverse of :meth:`to_option`."""
+        return cls(
+            queue=value["queue"],
+            url=value["url"],
+            dlq_url=value["dlq_url"],
+            fifo=bool(value["fifo"]),
+            job_types=frozenset(value["job_types"]),
+        )
+
+
+def _peek(body: str) -> tuple[str | None, str | None]:
+    """(id, type) of a body if it looks like a CloudEvents document; full checks come later."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    job_id, job_type = doc.get("id"), doc.get("type")
+    return (
+        job_id if isinstance(job_id, str) and job_id else None,
+        job_type if isinstance(job_type, str) else None,
+    )
+
+
+def _plain_message(message: Any) -> dict[str, Any]:
+    """The parts of a received SQS message the job needs, as plain JSON-able data."""
+    return {
+        "MessageId": message.get("MessageId"),
+        "Body": message.get("Body") or "",
+        "Attributes": dict(message.get("Attributes") or {}),
+        "MessageAttributes": dict(message.get("MessageAttributes") or {}),
+    }
+
+
+def _attribute_for_resend(value: dict[str, Any]) -> dict[str, Any] | None:
+    # ReceiveMessage returns list fields SendMessage rejects; keep what defines the value.
+    kept = {k: value[k] for k in ("DataType", "StringValue", "BinaryValue") if value.get(k)}
+    return kept if "DataType" in kept and len(kept) == 2 else None
+
+
+class Channel(SQS.Channel):  # type: ignore[misc]
+    """kombu's SQS channel with Conveyor's job mapping and outcome handling."""
+
+    @cached_property
+    def bindings(self) -> dict[str, QueueBinding]:
+        """Physical queue name → binding, from ``transport_options['conveyor_queues']``."""
+        options = self.transport_options.get("conveyor_queues", {})
+        return {name: QueueBinding.from_option(value) for name, value in options.items()}
+
+    def new_sqs_client(
+        self,
+        region: str | None,
+        access_key_id: str | None,
+        secret_access_key: str | None,
+        session_token: str | None = None,
+    ) -> Any:
+        """An SQS client from infra.aws (standard AWS settings; broker URL credentials unused)."""
+        return aws.new_client("sqs", region=region)
+
+    # -- receiving ------------------------------------------------------------------
+
+    def _message_to_python(self, message: Any, queue_name: str, q_url: str) -> dict[str, Any]:
+        binding = self.bindings[queue_name]
+        plain = _plain_message(message)
+        job_id, job_type = _peek(plain["Body"])
+        task = job_type if job_type in binding.job_types else UNDELIVERABLE_TASK
+        task_id = job_id or plain["MessageId"] or "unknown"
+        body = json.dumps(
+            [
+                [],
+                {"message": plain, "queue": binding.queue},
+                {"callbacks": None, "errbacks": None, "chain": None, "chord": None},
+            ]
+        )
+        return {
+            "body": body,
+            "content-type": "application/json",
+            "content-encoding": "utf-8",
+            "headers": {
+                "lang": "py",
+                "task": task,
+                "id": task_id,
+                "root_id": task_id,
+                "parent_id": None,
+                "group": None,
+                "retries": receive_count(plain) - 1,
+                "eta": None,
+                "expires": None,
+                "timelimit": [None, None],
+                # What Celery logs for the task: never the payload.
+                "argsrepr": "()",
+                "kwargsrepr": repr({"queue": binding.queue}),
+                "origin": "sqs",
+            },
+            "properties": {
+                "correlation_id": task_id,
+                "reply_to": None,
+                "delivery_mode": 2,
+                "priority": 0,
+                "body_encoding": None,
+                "delivery_tag": message["ReceiptHandle"],
+                "delivery_info": {
+                    "exchange": "",
+                    "routing_key": queue_name,
+                    "priority": 0,
+                    "sqs_message": message,
+                    "sqs_queue": q_url,
+                },
+            },
+        }
+
+    # -- acknowledging ----------------------------------------------------------------
+
+    def _delivery(self, delivery_tag: str) -> tuple[dict[str, Any], Any] | None:
+        try:
+            message = self.qos.get(delivery_tag)
+        except KeyError:
+            return None
+        return message.delivery_info, message
+
+    def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
+        """Apply the job's outcome: delete, back off, or dead-letter then delete."""
+        found = self._delivery(delivery_tag)
+        outcome: Outcome | None = found[0].get(OUTCOME_KEY) if found else None
+        if found is None or outcome is None or outcome.kind == "succeeded":
+            super().basic_ack(delivery_tag, multiple)
+            return
+        delivery_info, _ = found
+        if outcome.kind == "retry":
+            self._set_visibility(delivery_info, outcome.delay_s)
+            log.info(
+                "job.retry_scheduled",
+                **outcome.log_fields(),
+                delay_s=outcome.delay_s,
+                error_type=outcome.error_type,
+            )
+            virtual.Channel.basic_ack(self, delivery_tag)
+        elif self._write_dead_letter(delivery_info, outcome):
+            super().basic_ack(delivery_tag, multiple)  # deletes from the source queue
+        else:
+            # Not written to the DLQ, so not deleted: it reappears after its
+            # visibility timeout and the native redrive remains the backstop.
+            virtual.Channel.basic_ack(self, delivery_tag)
+
+    def basic_reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        """Release the delivery without deleting the message (see the module doc)."""
+        try:
+            found = self._delivery(delivery_tag)
+            if requeue and found is not None:
+                self._set_visibility(found[0], 0)
+        finally:
+            self.qos.reject(delivery_tag, requeue=False)
+
+    def _restore(self, message: Any, unwanted_delivery_info: Any = None) -> None:
+        # kombu restores an unacked message (e.g. prefetched when the worker stops) by
+        # publishing a copy; the original is still in SQS, so make it visible again.
+        self._set_visibility(message.delivery_info, 0)
+
+    # -- SQS operations -------------------------------------------------------------
+
+    def _client_for(self, delivery_info: dict[str, Any]) -> Any:
+        return self.sqs(queue=self.canonical_queue_name(delivery_info["routing_key"]))
+
+    def _set_visibility(self, delivery_info: dict[str, Any], timeout_s: int) -> None:
+        sqs_message = delivery_info.get("sqs_message")
+        if not sqs_message:
+            return
+        try:
+            self._client_for(delivery_info).change_message_visibility(
+                QueueUrl=delivery_info["sqs_queue"],
+                ReceiptHandle=sqs_message["ReceiptHandle"],
+                VisibilityTimeout=timeout_s,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            # The receipt handle may have expired (the job outlived its visibility
+            # timeout): the message is visible again already, nothing is lost.
+            log.warning("sqs.change_visibility_failed", error=str(exc), timeout_s=timeout_s)
+
+    def _write_dead_letter(self, delivery_info: dict[str, Any], outcome: Outcome) -> bool:
+        binding = self.bindings[delivery_info["routing_key"]]
+        sqs_message = delivery_info["sqs_message"]
+        assert outcome.failure is not None
+        attributes: dict[str, Any] = {}
+        for name, value in (sqs_message.get("MessageAttributes") or {}).items():
+            kept = _attribute_for_resend(value)
+            if kept is not None and len(attributes) < 9:
+                attributes[name] = kept
+        attributes.update(outcome.failure.to_attribute())
+        request: dict[str, Any] = {
+            "QueueUrl": binding.dlq_url,
+            "MessageBody": sqs_message["Body"],
+            "MessageAttributes": attributes,
+        }
+        if binding.fifo:
+            group = (sqs_message.get("Attributes") or {}).get("MessageGroupId")
+            request["MessageGroupId"] = group or outcome.job_id or "dead-letter"
+            request["MessageDeduplicationId"] = sqs_message["MessageId"]
+        try:
+            self._client_for(delivery_info).send_message(**request)
+        except (ClientError, BotoCoreError) as exc:
+            log.error("job.dead_letter_failed", **outcome.log_fields(), error=str(exc))
+            return False
+        log.warning(
+            "job.dead_lettered",
+            **outcome.log_fields(),
+            reason=outcome.failure.reason,
+            error_type=outcome.failure.error_type,
+            error=outcome.failure.error_message,
+        )
+        return True
+
+
+class Transport(SQS.Transport):  # type: ignore[misc]
+    """kombu's SQS transport with :class:`Channel`; select it with ``broker_transport``."""
+
+    Channel = Channel
