@@ -20,7 +20,7 @@ import pytest
 from infra import aws
 from infra.emulator import EmulatorProcess
 
-REPO = Path(__file__).resolve().parent.parent
+from tests import REPO  # noqa: E402 - re-exported for tests
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from pydantic import ValidationError
+
 from infra.topology.errors import Problem
 from infra.topology.model import MAX_QUEUE_NAME_LEN, Topology
 
@@ -135,6 +137,23 @@ def _attempts_below_receive_count(t: Topology) -> Iterator[Problem]:
                 )
 
 
+def _merged_backoffs_are_valid(t: Topology) -> Iterator[Problem]:
+    # Overrides are partial, so base_s <= max_s can only be checked once merged.
+    for qname, q in t.queues.items():
+        levels: list[tuple[str, str | None]] = [(f"queues.{qname}.retry.backoff", None)]
+        levels += [(f"queues.{qname}.retry.job_types.{jt}.backoff", jt) for jt in q.retry.job_types]
+        for path, jt in levels:
+            try:
+                if jt is None:
+                    t.defaults.retry.merged(q.retry)
+                else:
+                    t.retry_for(qname, jt)
+            except ValidationError as exc:
+                message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                yield Problem(path, message)
+                break  # job-type levels inherit the same conflict
+
+
 def _pools_are_sound(t: Topology) -> Iterator[Problem]:
     owner: dict[str, str] = {}
     for pname, pool in t.pools.items():
@@ -174,4 +193,9 @@ CHECKS: tuple[Callable[[Topology], Iterator[Problem]], ...] = (
 
 def check_topology(t: Topology) -> list[Problem]:
     """Every cross-reference problem in ``t`` (empty when the topology is sound)."""
+    # Retry policies are merged by the other checks; an unmergeable one must be
+    # reported first, on its own, rather than crash them.
+    problems = list(_merged_backoffs_are_valid(t))
+    if problems:
+        return problems
     return [problem for check in CHECKS for problem in check(t)]

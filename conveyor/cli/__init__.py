@@ -1,0 +1,24 @@
+"""``conveyor``: one entry point, a subcommand group per area. It composes; it holds no logic."""
+
+from __future__ import annotations
+
+import typer
+
+from conveyor.cli import api, infra, run, system
+
+app = typer.Typer(
+    name="conveyor",
+    help="A producer-consumer job system on Amazon SNS and SQS.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(infra.app, name="infra", help="Provision queues.yaml: plan, apply, destroy.")
+api.register(app)
+run.register(app)
+system.register(app)
+
+
+def main() -> None:
+    """The console script."""
+    app()

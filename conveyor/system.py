@@ -1,0 +1,162 @@
+"""The whole system on one machine: emulator (when no AWS endpoint is set), topology, API, workers.
+
+Composition only: it starts the processes the packages provide and stops them in
+the right order. Each part runs as its own process, as it would in production.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from infra import aws
+from infra.emulator import EmulatorProcess
+from infra.logs import get_logger
+from infra.provision import apply
+from infra.topology import Topology
+
+log = get_logger("conveyor.system")
+
+#: How long a stopping worker may take to finish the jobs in hand.
+STOP_GRACE_S = 30.0
+
+
+def free_port() -> int:
+    """A currently free loopback port (the usual small race is acceptable locally)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_http(url: str, *, timeout_s: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll ``url`` until it answers 200; fail early if ``proc`` exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited with code {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)  # polling interval, bounded by the deadline
+    raise TimeoutError(f"{url} did not answer within {timeout_s:g} s")
+
+
+@dataclass
+class Child:
+    """A started Conveyor process."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_file: IO[bytes] | None = None
+
+
+@dataclass
+class LocalSystem:
+    """Handles on a running local system."""
+
+    topology: Topology
+    api_url: str
+    env: dict[str, str]
+    children: list[Child] = field(default_factory=list)
+    log_dir: Path | None = None
+
+    def dead_children(self) -> list[Child]:
+        """Processes that exited although nobody asked them to."""
+        return [c for c in self.children if c.proc.poll() is not None]
+
+
+def _conveyor(*args: str) -> list[str]:
+    return [sys.executable, "-m", "conveyor", *args]
+
+
+def _spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path | None) -> Child:
+    log_file = open(log_dir / f"{name}.log", "wb") if log_dir else None  # noqa: SIM115 - closed in stop
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log_file or None,
+        stderr=log_file or None,
+        start_new_session=True,  # Ctrl-C reaches us; we stop the children in order
+    )
+    log.info("process.started", process=name, pid=proc.pid)
+    return Child(name, proc, log_file)
+
+
+def _stop(children: list[Child], grace_s: float) -> None:
+    for child in children:
+        if child.proc.poll() is None:
+            child.proc.send_signal(signal.SIGTERM)  # warm shutdown for workers
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        remaining = max(0.1, deadline - time.monotonic())
+        try:
+            child.proc.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            log.warning("process.killed", process=child.name, after_s=grace_s)
+            child.proc.kill()
+            child.proc.wait()
+        if child.log_file:
+            child.log_file.close()
+        log.info("process.stopped", process=child.name, exit_code=child.proc.returncode)
+
+
+@contextmanager
+def local_system(
+    topology: Topology,
+    *,
+    use_emulator: bool,
+    api_port: int | None = None,
+    log_dir: Path | None = None,
+) -> Iterator[LocalSystem]:
+    """Start everything, yield handles, stop everything (workers drain first)."""
+    env = dict(os.environ)
+    env["CONVEYOR_ENVIRONMENT"] = topology.environment
+    emulator: EmulatorProcess | None = None
+    try:
+        if use_emulator:
+            emulator = EmulatorProcess(log_dir=log_dir)
+            emulator.start()
+            env.update(
+                AWS_ENDPOINT_URL=emulator.endpoint_url,
+                AWS_ACCESS_KEY_ID=env.get("AWS_ACCESS_KEY_ID", "testing"),
+                AWS_SECRET_ACCESS_KEY=env.get("AWS_SECRET_ACCESS_KEY", "testing"),
+                AWS_DEFAULT_REGION=env.get("AWS_DEFAULT_REGION", aws.DEFAULT_REGION),
+            )
+            os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
+            aws.reset_clients()
+            log.info("emulator.started", endpoint=emulator.endpoint_url)
+        changes = apply(topology)
+        log.info("topology.applied", changes=len(changes.changes))
+        port = api_port or free_port()
+        system = LocalSystem(topology, f"http://127.0.0.1:{port}", env, log_dir=log_dir)
+        api = _spawn("api", _conveyor("api", "--port", str(port)), env, log_dir)
+        system.children.append(api)
+        for pool in topology.pools:
+            system.children.append(
+                _spawn(f"worker-{pool}", _conveyor("worker", "--pool", pool), env, log_dir)
+            )
+        try:
+            wait_for_http(f"{system.api_url}/healthz", proc=api.proc)
+            yield system
+        finally:
+            # Workers first (they drain), then the API, so nothing is accepted unprocessed.
+            _stop([c for c in system.children if c.name != "api"], STOP_GRACE_S)
+            _stop([c for c in system.children if c.name == "api"], 10.0)
+    finally:
+        if emulator is not None:
+            emulator.stop()
+            log.info("emulator.stopped")
