@@ -30,6 +30,7 @@ test: $(STAMP)  ## the test suite (unit, integration against a real moto server,
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -39,7 +39,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_http(url: str, *, timeout_s: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_http(
+    url: str, *, timeout_s: float = 30.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Poll ``url`` until it answers 200; fail early if ``proc`` exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -128,7 +130,7 @@ def local_system(
     emulator: EmulatorProcess | None = None
     try:
         if use_emulator:
-            emulator = EmulatorProcess(log_dir=log_dir)
+            emulator = EmulatorProcess(log_path=log_dir / "emulator.log" if log_dir else None)
             emulator.start()
             env.update(
                 AWS_ENDPOINT_URL=emulator.endpoint_url,
@@ -136,7 +138,17 @@ def local_system(
                 AWS_SECRET_ACCESS_KEY=env.get("AWS_SECRET_ACCESS_KEY", "testing"),
                 AWS_DEFAULT_REGION=env.get("AWS_DEFAULT_REGION", aws.DEFAULT_REGION),
             )
-            os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
+            os.environ.update(
+                {
+                    k: env[k]
+                    for k in (
+                        "AWS_ENDPOINT_URL",
+                        "AWS_ACCESS_KEY_ID",
+                        "AWS_SECRET_ACCESS_KEY",
+                        "AWS_DEFAULT_REGION",
+                    )
+                }
+            )
             aws.reset_clients()
             log.info("emulator.started", endpoint=emulator.endpoint_url)
         changes = apply(topology)

@@ -73,7 +73,7 @@ def client(service: Service, *, region: str | None = None) -> Any:
             # boto3.Session is not thread-safe; build under the lock.
             session = boto3.session.Session()
             found = session.client(
-                service,  # type: ignore[call-overload]
+                service,
                 region_name=region or session.region_name or DEFAULT_REGION,
                 config=_config(),
             )
@@ -85,7 +85,7 @@ def new_client(service: Service, *, region: str | None = None) -> Any:
     """A fresh, uncached client (for code that registers event hooks on it)."""
     session = boto3.session.Session()
     return session.client(
-        service,  # type: ignore[call-overload]
+        service,
         region_name=region or session.region_name or DEFAULT_REGION,
         config=_config(),
     )

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-
-#: Deliberately loose (no email-validator dependency): the shape of an address, not its deliverability.
+#: Deliberately loose (no email-validator dependency):
+#: the shape of an address, not its deliverability.
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
 
 

@@ -13,20 +13,17 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from infra import aws
 from infra.emulator import EmulatorProcess
 
-from tests import REPO  # noqa: E402 - re-exported for tests
-
 
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     """One emulator process for the whole session (tests isolate by resource names)."""
-    with EmulatorProcess(log_dir=tmp_path_factory.mktemp("emulator")) as proc:
+    with EmulatorProcess(log_path=tmp_path_factory.mktemp("emulator") / "emulator.log") as proc:
         yield proc
 
 
@@ -44,7 +41,7 @@ def aws_environ(endpoint_url: str, environment: str) -> dict[str, str]:
     return {
         "AWS_ENDPOINT_URL": endpoint_url,
         "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - the emulator's dummy credentials
+        "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
         # Tests must see the emulator's errors, not have botocore retry them away.

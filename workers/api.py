@@ -35,7 +35,7 @@ class JobContext:
     enqueued_at: datetime
     trace_id: str | None = None
     #: A structlog logger with job id, type, queue, attempt and trace id bound.
-    log: structlog.stdlib.BoundLogger = field(default_factory=lambda: structlog.stdlib.get_logger())
+    log: structlog.stdlib.BoundLogger = field(default_factory=structlog.stdlib.get_logger)
 
     @property
     def is_last_attempt(self) -> bool:

@@ -69,9 +69,7 @@ def create_app(
         broker_transport="workers.transport:Transport",
         broker_transport_options={
             "region": aws.region_name(),
-            "predefined_queues": {
-                topology.queue_name(b.queue): {"url": b.url} for b in bindings
-            },
+            "predefined_queues": {topology.queue_name(b.queue): {"url": b.url} for b in bindings},
             "conveyor_queues": {topology.queue_name(b.queue): b.to_option() for b in bindings},
             "wait_time_seconds": LONG_POLL_S,
             # kombu waits this long after an empty poll; the long poll already waited.
@@ -114,5 +112,6 @@ def create_app(
     }
     job_types = sorted({jt for b in bindings for jt in b.job_types})
     for job_type in [*job_types, UNDELIVERABLE_TASK]:
-        app.task(name=job_type, **task_options)(run_job)
+        # celery-types cannot type a decorator built from **options.
+        app.task(name=job_type, **task_options)(run_job)  # type: ignore[no-untyped-call]
     return app

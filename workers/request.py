@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from billiard.einfo import ExceptionWithTraceback
+from billiard.einfo import ExceptionWithTraceback  # type: ignore[attr-defined]
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 
@@ -29,7 +29,7 @@ class OutcomeSignal(Exception):  # noqa: N818 - a signal, not an error
         return f"{self.outcome.kind}: {self.outcome.error_type}: {self.outcome.error}"
 
 
-class JobRequest(Request):  # type: ignore[misc]
+class JobRequest(Request):
     """A Celery request whose expected outcomes go to the transport, not to failure handling."""
 
     def on_failure(

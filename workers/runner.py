@@ -17,7 +17,7 @@ import socket
 import time
 import traceback
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -87,6 +87,28 @@ def receive_count(message: Mapping[str, Any]) -> int:
         return 1
 
 
+@dataclass(frozen=True)
+class _Delivery:
+    """One receive of one message, as the runner sees it."""
+
+    message: Mapping[str, Any]
+    queue: str
+    attempt: int
+    envelope: Envelope | None = None
+
+    def outcome(self, kind: OutcomeKind, **fields: Any) -> Outcome:
+        env = self.envelope
+        return Outcome(
+            kind,
+            self.queue,
+            self.attempt,
+            env.id if env else None,
+            env.type if env else None,
+            trace_id=env.trace_id if env else None,
+            **fields,
+        )
+
+
 class JobRunner:
     """Runs deliveries for the queues of one worker node."""
 
@@ -109,86 +131,77 @@ class JobRunner:
     def run(self, message: Mapping[str, Any], queue: str) -> Outcome:
         """Run one received SQS ``message`` from declared ``queue``; return its outcome."""
         started = time.monotonic()
-        attempt = receive_count(message)
-        body = message.get("Body", "")
+        delivery = _Delivery(message, queue, receive_count(message))
         try:
-            envelope = decode(body)
+            envelope = decode(message.get("Body", ""))
         except EnvelopeError as exc:
-            return self._dead_letter(message, queue, attempt, exc.reason, exc, None)
-        ctx_fields = {
-            "job_id": envelope.id,
-            "job_type": envelope.type,
-            "queue": queue,
-            "attempt": attempt,
-            "trace_id": envelope.trace_id,
-        }
-        with structlog.contextvars.bound_contextvars(**ctx_fields):
-            outcome = self._run_envelope(message, queue, attempt, envelope)
-        return _with_duration(outcome, time.monotonic() - started)
+            with structlog.contextvars.bound_contextvars(queue=queue, attempt=delivery.attempt):
+                return self._dead_letter(delivery, exc.reason, exc)
+        delivery = replace(delivery, envelope=envelope)
+        with structlog.contextvars.bound_contextvars(
+            job_id=envelope.id,
+            job_type=envelope.type,
+            queue=queue,
+            attempt=delivery.attempt,
+            trace_id=envelope.trace_id,
+        ):
+            outcome = self._run_envelope(delivery, envelope)
+        return replace(outcome, duration_s=round(time.monotonic() - started, 6))
 
-    def _run_envelope(
-        self, message: Mapping[str, Any], queue: str, attempt: int, envelope: Envelope
-    ) -> Outcome:
+    def _refusal(self, delivery: _Delivery, envelope: Envelope) -> Outcome | None:
+        """A dead-letter outcome if the job cannot run here at all, else None."""
         job_type = envelope.type
+        error: Exception
         if job_type not in self.topology.job_types:
             error = LookupError(f"unknown job type '{job_type}'")
-            return self._dead_letter(message, queue, attempt, "unknown_job_type", error, envelope)
-        handler = self._handlers.get((queue, job_type))
-        if handler is None:
-            error = LookupError(f"queue '{queue}' has no handler for job type '{job_type}'")
-            return self._dead_letter(message, queue, attempt, "no_handler", error, envelope)
+            return self._dead_letter(delivery, "unknown_job_type", error)
+        if (delivery.queue, job_type) not in self._handlers:
+            error = LookupError(f"queue '{delivery.queue}' has no handler for '{job_type}'")
+            return self._dead_letter(delivery, "no_handler", error)
         if envelope.dataref is not None:
             error = NotImplementedError(f"payload is claim-checked at {envelope.dataref}")
-            return self._dead_letter(
-                message, queue, attempt, "unsupported_dataref", error, envelope
-            )
+            return self._dead_letter(delivery, "unsupported_dataref", error)
+        return None
+
+    def _run_envelope(self, delivery: _Delivery, envelope: Envelope) -> Outcome:
+        refusal = self._refusal(delivery, envelope)
+        if refusal is not None:
+            return refusal
+        job_type = envelope.type
         try:
             payload = self._models[job_type].model_validate(envelope.data)
         except ValidationError as exc:
-            return self._dead_letter(message, queue, attempt, "invalid_payload", exc, envelope)
-
-        policy = self.topology.retry_for(queue, job_type)
+            return self._dead_letter(delivery, "invalid_payload", exc)
+        policy = self.topology.retry_for(delivery.queue, job_type)
         ctx = JobContext(
             job_id=envelope.id,
             job_type=job_type,
-            attempt=attempt,
+            attempt=delivery.attempt,
             max_attempts=policy.max_attempts,
-            queue=queue,
+            queue=delivery.queue,
             enqueued_at=envelope.time,
             trace_id=envelope.trace_id,
             log=log.bind(),
         )
         log.info("job.started", max_attempts=policy.max_attempts)
         try:
-            handler(payload, ctx)
+            self._handlers[delivery.queue, job_type](payload, ctx)
         except PermanentError as exc:
-            return self._dead_letter(message, queue, attempt, "permanent_error", exc, envelope)
+            return self._dead_letter(delivery, "permanent_error", exc)
         except Exception as exc:  # noqa: BLE001 - any handler failure is retried or dead-lettered
-            return self._failed_attempt(message, queue, attempt, envelope, policy, exc)
+            return self._failed_attempt(delivery, policy, exc)
         log.info("job.succeeded")
-        return Outcome(
-            "succeeded", queue, attempt, envelope.id, job_type, trace_id=envelope.trace_id
-        )
+        return delivery.outcome("succeeded")
 
-    def _failed_attempt(
-        self,
-        message: Mapping[str, Any],
-        queue: str,
-        attempt: int,
-        envelope: Envelope,
-        policy: RetryPolicy,
-        exc: Exception,
-    ) -> Outcome:
-        if attempt >= policy.max_attempts:
-            return self._dead_letter(
-                message, queue, attempt, "attempts_exhausted", exc, envelope, policy.max_attempts
-            )
+    def _failed_attempt(self, delivery: _Delivery, policy: RetryPolicy, exc: Exception) -> Outcome:
+        if delivery.attempt >= policy.max_attempts:
+            return self._dead_letter(delivery, "attempts_exhausted", exc)
         if isinstance(exc, RetryLater) and exc.delay_s is not None:
             # The handler knows better (e.g. a Retry-After it was given); still whole
             # seconds and within SQS's 12 h visibility limit.
             delay_s = min(max(0, math.ceil(exc.delay_s)), MAX_VISIBILITY_TIMEOUT_S)
         else:
-            delay_s = backoff_delay_s(attempt, policy.backoff, self._rng)
+            delay_s = backoff_delay_s(delivery.attempt, policy.backoff, self._rng)
         log.warning(
             "job.failed",
             error_type=type(exc).__name__,
@@ -196,65 +209,39 @@ class JobRunner:
             retry_in_s=delay_s,
             exc_info=not isinstance(exc, RetryLater),
         )
-        return Outcome(
-            "retry",
-            queue,
-            attempt,
-            envelope.id,
-            envelope.type,
-            trace_id=envelope.trace_id,
-            delay_s=delay_s,
-            error_type=type(exc).__name__,
-            error=str(exc),
+        return delivery.outcome(
+            "retry", delay_s=delay_s, error_type=type(exc).__name__, error=str(exc)
         )
 
-    def _dead_letter(
-        self,
-        message: Mapping[str, Any],
-        queue: str,
-        attempt: int,
-        reason: str,
-        exc: BaseException,
-        envelope: Envelope | None,
-        max_attempts: int | None = None,
-    ) -> Outcome:
-        if max_attempts is None:
-            max_attempts = (
-                self.topology.retry_for(queue, envelope.type).max_attempts
-                if envelope is not None and envelope.type in self.topology.job_types
-                else attempt
-            )
+    def _max_attempts(self, delivery: _Delivery) -> int:
+        env = delivery.envelope
+        if env is not None and (delivery.queue, env.type) in self._handlers:
+            return self.topology.retry_for(delivery.queue, env.type).max_attempts
+        return delivery.attempt  # not a job this queue runs: this was its only attempt
+
+    def _dead_letter(self, delivery: _Delivery, reason: str, exc: BaseException) -> Outcome:
+        env = delivery.envelope
+        attributes = delivery.message.get("Attributes", {})
         failure = Failure(
             reason=reason,
             error_type=type(exc).__name__,
             error_message=str(exc),
-            attempts=attempt,
-            max_attempts=max_attempts,
-            queue=queue,
+            attempts=delivery.attempt,
+            max_attempts=self._max_attempts(delivery),
+            queue=delivery.queue,
             worker=worker_id(),
-            first_attempt_at=_iso_from_ms(
-                message.get("Attributes", {}).get("ApproximateFirstReceiveTimestamp")
-            ),
+            first_attempt_at=_iso_from_ms(attributes.get("ApproximateFirstReceiveTimestamp")),
             last_failure_at=datetime.now(UTC).isoformat(),
-            job_id=envelope.id if envelope else None,
-            job_type=envelope.type if envelope else None,
+            job_id=env.id if env else None,
+            job_type=env.type if env else None,
             traceback="".join(traceback.format_exception(exc)) if exc.__traceback__ else "",
         )
         log.warning(
             "job.failed", reason=reason, error_type=failure.error_type, error=failure.error_message
         )
-        return Outcome(
+        return delivery.outcome(
             "dead_letter",
-            queue,
-            attempt,
-            failure.job_id,
-            failure.job_type,
-            trace_id=envelope.trace_id if envelope else None,
             error_type=failure.error_type,
             error=failure.error_message,
             failure=failure,
         )
-
-
-def _with_duration(outcome: Outcome, duration_s: float) -> Outcome:
-    return Outcome(**{**outcome.__dict__, "duration_s": round(duration_s, 6)})

@@ -111,7 +111,7 @@ def _attribute_for_resend(value: dict[str, Any]) -> dict[str, Any] | None:
     return kept if "DataType" in kept and len(kept) == 2 else None
 
 
-class Channel(SQS.Channel):  # type: ignore[misc]
+class Channel(SQS.Channel):
     """kombu's SQS channel with Conveyor's job mapping and outcome handling."""
 
     @cached_property
@@ -283,7 +283,7 @@ class Channel(SQS.Channel):  # type: ignore[misc]
         return True
 
 
-class Transport(SQS.Transport):  # type: ignore[misc]
+class Transport(SQS.Transport):
     """kombu's SQS transport with :class:`Channel`; select it with ``broker_transport``."""
 
     Channel = Channel

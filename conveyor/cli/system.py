@@ -32,12 +32,12 @@ UseAws = Annotated[
 ]
 
 
-class _Stop(Exception):
+class _StopRequested(Exception):  # noqa: N818 - a request, not an error
     """SIGTERM, turned into an exception so the `with` blocks unwind and stop children."""
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop
+    raise _StopRequested
 
 
 def _prepare() -> tuple[Topology, bool]:
@@ -64,7 +64,9 @@ def up(
     topology, no_endpoint = _prepare()
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
-        with local_system(topology, use_emulator=no_endpoint and not use_aws, api_port=api_port) as system:
+        with local_system(
+            topology, use_emulator=no_endpoint and not use_aws, api_port=api_port
+        ) as system:
             typer.echo(f"conveyor is up: API {system.api_url} (OpenAPI at {system.api_url}/docs)")
             if sample_workload:
                 summary = Summary()
@@ -78,7 +80,7 @@ def up(
             for child in dead:
                 log.error("process.exited", process=child.name, exit_code=child.proc.returncode)
             raise typer.Exit(EXIT_FAILED)
-    except (KeyboardInterrupt, _Stop):
+    except (KeyboardInterrupt, _StopRequested):
         typer.echo("conveyor stopped", err=True)
 
 
@@ -97,7 +99,9 @@ def demo(
     summary = Summary()
     signal.signal(signal.SIGTERM, _raise_stop)
     started = time.monotonic()
-    with local_system(topology, use_emulator=no_endpoint and not use_aws, log_dir=log_dir) as system:
+    with local_system(
+        topology, use_emulator=no_endpoint and not use_aws, log_dir=log_dir
+    ) as system:
         job_ids = submit_sample_workload(system.api_url, summary)
         worker_logs = [log_dir / f"worker-{pool}.log" for pool in topology.pools]
         finished = wait_for_outcomes(worker_logs, job_ids, summary, timeout_s=timeout_s)

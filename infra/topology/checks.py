@@ -162,9 +162,7 @@ def _pools_are_sound(t: Topology) -> Iterator[Problem]:
             if qname not in t.queues:
                 yield Problem(path, f"unknown queue '{qname}' (known: {_known(t.queues)})")
             elif qname in owner:
-                yield Problem(
-                    path, f"queue '{qname}' is already consumed by pool '{owner[qname]}'"
-                )
+                yield Problem(path, f"queue '{qname}' is already consumed by pool '{owner[qname]}'")
             else:
                 owner[qname] = pname
 

@@ -14,7 +14,9 @@ class Problem:
 
     def render(self, source: str) -> str:
         """``queues.yaml: queues.images.retry.max_attempts: must be below …``."""
-        return f"{source}: {self.path}: {self.message}" if self.path else f"{source}: {self.message}"
+        return (
+            f"{source}: {self.path}: {self.message}" if self.path else f"{source}: {self.message}"
+        )
 
 
 class TopologyError(ValueError):

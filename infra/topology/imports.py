@@ -40,7 +40,9 @@ def _check(path: str, key: str, *, want_model: bool) -> Problem | None:
     return None
 
 
-def check_imports(topology: Topology, *, source: str = "queues.yaml", handlers: bool = True) -> None:
+def check_imports(
+    topology: Topology, *, source: str = "queues.yaml", handlers: bool = True
+) -> None:
     """Import every payload model (and handler, if ``handlers``); raise TopologyError if any fails.
 
     Kept apart from the static checks so that the producer API, which never runs
@@ -50,8 +52,10 @@ def check_imports(topology: Topology, *, source: str = "queues.yaml", handlers: 
     for name, jt in topology.job_types.items():
         if (p := _check(jt.payload, f"job_types.{name}.payload", want_model=True)) is not None:
             problems.append(p)
-        if handlers and jt.handler and (
-            p := _check(jt.handler, f"job_types.{name}.handler", want_model=False)
+        if (
+            handlers
+            and jt.handler
+            and (p := _check(jt.handler, f"job_types.{name}.handler", want_model=False))
         ):
             problems.append(p)
     if handlers:

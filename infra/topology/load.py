@@ -21,7 +21,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key '{key}'", key_node.start_mark
@@ -32,7 +32,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
 
 _UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
+    _construct_mapping,
 )
 
 
@@ -56,7 +56,9 @@ def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
             args = getattr(model, "__args__", ())
             model = args[-1] if args else None
         # unwrap Optional[...] and Annotated[...]
-        while model is not None and not (isinstance(model, type)) and getattr(model, "__args__", None):
+        while (
+            model is not None and not (isinstance(model, type)) and getattr(model, "__args__", None)
+        ):
             candidates = [a for a in model.__args__ if a is not type(None)]
             if len(candidates) != 1 or getattr(model, "__origin__", None) in (dict, list):
                 break
@@ -82,7 +84,9 @@ def _problems_from_validation(error: ValidationError) -> list[Problem]:
     return problems
 
 
-def parse_topology(text: str, *, source: str = "queues.yaml", environment: str | None = None) -> Topology:
+def parse_topology(
+    text: str, *, source: str = "queues.yaml", environment: str | None = None
+) -> Topology:
     """Validate the text of a queues.yaml; raise :class:`TopologyError` listing every problem."""
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
@@ -95,7 +99,10 @@ def parse_topology(text: str, *, source: str = "queues.yaml", environment: str |
     except yaml.YAMLError as exc:
         raise TopologyError(source, [Problem("", f"YAML syntax error: {exc}")]) from None
     if not isinstance(data, dict):
-        raise TopologyError(source, [Problem("", "the file must be a mapping of keys (topics, queues, job_types, …)")])
+        raise TopologyError(
+            source,
+            [Problem("", "the file must be a mapping of keys (topics, queues, job_types, …)")],
+        )
     if environment:
         data = {**data, "environment": environment}
     try:

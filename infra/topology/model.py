@@ -120,9 +120,7 @@ class RetryPolicy(_Strict):
         if override.backoff is not None:
             fields = override.backoff.model_dump(exclude_none=True)
             backoff = Backoff.model_validate({**backoff.model_dump(), **fields})
-        return RetryPolicy(
-            max_attempts=override.max_attempts or self.max_attempts, backoff=backoff
-        )
+        return RetryPolicy(max_attempts=override.max_attempts or self.max_attempts, backoff=backoff)
 
 
 class Defaults(_Strict):

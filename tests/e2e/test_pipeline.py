@@ -6,6 +6,7 @@ real moto server the `emulator` fixture started.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -63,7 +64,9 @@ class Pipeline:
         return [json.loads(line) for line in path.read_text().splitlines() if line]
 
     def url(self, queue: str) -> str:
-        return aws.client("sqs").get_queue_url(QueueName=self.topology.queue_name(queue))["QueueUrl"]
+        return aws.client("sqs").get_queue_url(QueueName=self.topology.queue_name(queue))[
+            "QueueUrl"
+        ]
 
     def dlq_url(self, queue: str) -> str:
         return aws.client("sqs").get_queue_url(QueueName=self.topology.dlq_name(queue))["QueueUrl"]
@@ -91,7 +94,9 @@ class Pipeline:
 
         def probe() -> list[dict[str, Any]] | None:
             got = sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                MessageAttributeNames=["All"],
                 VisibilityTimeout=0,
             )
             for message in got.get("Messages", []):
@@ -141,7 +146,7 @@ def test_flaky_job_is_retried_with_growing_gaps_and_succeeds(pipeline: Pipeline)
     )
     assert [r["attempt"] for r in runs] == [1, 2, 3]
     assert [r["outcome"] for r in runs] == ["failed", "failed", "ok"]
-    gaps = [b["at"] - a["at"] for a, b in zip(runs, runs[1:], strict=False)]
+    gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(runs)]
     # Backoff without jitter: 1 s after the first failure, 2 s after the second.
     # Visibility timeouts are lower bounds, so these hold however slow the machine is.
     assert gaps[0] >= 1.0

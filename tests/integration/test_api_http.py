@@ -1,0 +1,268 @@
+"""The producer API as a real process, over HTTP, publishing to the emulator.
+
+(Named ``test_api_http.py``: a second ``test_api.py`` next to the unit one would
+clash under pytest's default import mode, as tests/unit and tests/integration are
+not packages.)
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from conveyor.cli.api import register
+from infra import aws
+from infra.envelope import decode
+from infra.provision import apply
+from infra.topology import Topology, load_topology, payload_model
+from producers.client import ConveyorClient, EnqueueError
+
+if TYPE_CHECKING:
+    from tests.conftest import AwsEnv
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+QUEUES_FILE = REPO / "queues.yaml"
+SERVE = "import typer; from conveyor.cli.api import register; a = typer.Typer(); register(a); a()"
+STARTUP_DEADLINE_S = 60.0
+DELIVERY_DEADLINE_S = 30.0
+
+#: One valid payload per sample job type.
+PAYLOADS: dict[str, dict[str, Any]] = {
+    "image.resize": {"image_url": "https://example.com/a.png", "width_px": 640},
+    "image.thumbnail": {"image_url": "https://example.com/b.png"},
+    "order.placed": {"order_id": "o-1", "customer_email": "ada@example.com", "amount": "9.90"},
+    "email.send": {"to": "bob@example.com", "subject": "hello"},
+    "invoice.render": {"order_id": "o-1"},
+}
+
+
+def _free_port() -> int:
+    """A loopback port free right now (for the API to bind, or to stay closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@dataclass
+class ApiProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def _wait_healthy(api: ApiProcess) -> None:
+    deadline = time.monotonic() + STARTUP_DEADLINE_S
+    while time.monotonic() < deadline:
+        if api.process.poll() is not None:
+            pytest.fail(f"the API exited with {api.process.returncode}:\n{api.output()}")
+        try:
+            if httpx.get(f"{api.url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)  # polling interval, not synchronisation
+    pytest.fail(f"the API did not answer /healthz within {STARTUP_DEADLINE_S:g}s:\n{api.output()}")
+
+
+def _start_api(env: dict[str, str], log: Path) -> Iterator[ApiProcess]:
+    port = _free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SERVE, "api", "--host", "127.0.0.1", "--port", str(port)],
+            env={**env, "CONVEYOR_QUEUES_FILE": str(QUEUES_FILE)},
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    api = ApiProcess(f"http://127.0.0.1:{port}", process, log)
+    try:
+        _wait_healthy(api)
+        yield api
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+@pytest.fixture
+def topology(aws_env: AwsEnv) -> Topology:
+    topology = load_topology(QUEUES_FILE, environment=aws_env.environment)
+    apply(topology)  # topics, queues, DLQs, filtered raw subscriptions
+    return topology
+
+
+@pytest.fixture
+def api(aws_env: AwsEnv, topology: Topology, tmp_path: Path) -> Iterator[ApiProcess]:
+    yield from _start_api(aws_env.env, tmp_path / "api.log")
+
+
+@pytest.fixture
+def unreachable_aws_api(aws_env: AwsEnv, tmp_path: Path) -> Iterator[ApiProcess]:
+    """An API whose AWS endpoint is a closed port."""
+    env = {**aws_env.env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}"}
+    yield from _start_api(env, tmp_path / "api-unreachable.log")
+
+
+def _receive(topology: Topology, queue: str, *, wait_s: int) -> list[dict[str, Any]]:
+    sqs = aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=topology.queue_name(queue))["QueueUrl"]
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s)
+    messages = [dict(m) for m in got.get("Messages", [])]
+    for m in messages:
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return messages
+
+
+def _collect(topology: Topology, expected: dict[str, set[str]]) -> dict[str, list[Any]]:
+    """Receive until every expected job id is in (deadline), then sweep every queue once more.
+
+    The emulator delivers to every matching subscription inside the Publish call,
+    so a job routed to a wrong queue is already there by the time the right ones are.
+    """
+    received: dict[str, list[Any]] = {q: [] for q in topology.queues}
+    deadline = time.monotonic() + DELIVERY_DEADLINE_S
+
+    def missing() -> list[str]:
+        return [
+            q
+            for q, ids in expected.items()
+            if not ids <= {decode(m["Body"]).id for m in received[q]}
+        ]
+
+    while (waiting := missing()) and time.monotonic() < deadline:
+        for q in waiting:
+            received[q] += _receive(topology, q, wait_s=1)
+    for q in topology.queues:
+        while batch := _receive(topology, q, wait_s=0):
+            received[q] += batch
+    return received
+
+
+def test_each_job_reaches_exactly_the_queues_its_type_fans_out_to(
+    api: ApiProcess, topology: Topology
+) -> None:
+    accepted: dict[str, dict[str, Any]] = {}
+    with httpx.Client(base_url=api.url, timeout=10) as http:
+        for job_type, payload in PAYLOADS.items():
+            response = http.post(f"/v1/jobs/{job_type}", json=payload)
+            assert response.status_code == 202, response.text
+            body = response.json()
+            assert body["queues"] == topology.queues_receiving(job_type)
+            assert response.headers["location"] == body["status_url"] == f"/v1/jobs/{body['id']}"
+            accepted[body["id"]] = {"type": job_type, "payload": payload}
+
+    expected: dict[str, set[str]] = {q: set() for q in topology.queues}
+    for job_id, job in accepted.items():
+        for q in topology.queues_receiving(job["type"]):
+            expected[q].add(job_id)
+    received = _collect(topology, expected)
+
+    for queue, messages in received.items():
+        envelopes = [decode(m["Body"]) for m in messages]
+        assert sorted(e.id for e in envelopes) == sorted(expected[queue]), queue
+        for envelope in envelopes:
+            job = accepted[envelope.id]
+            model = payload_model(topology, job["type"])
+            assert envelope.type == job["type"]
+            assert envelope.source == "/conveyor/api"
+            assert envelope.data == model.model_validate(job["payload"]).model_dump(mode="json")
+
+
+def test_client_and_cli_enqueue_through_the_running_api(
+    api: ApiProcess, topology: Topology
+) -> None:
+    with ConveyorClient(api.url) as client:
+        result = client.enqueue(
+            "email.send",
+            PAYLOADS["email.send"],
+            idempotency_key="welcome-1",
+            traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        assert result.queues == ["notifications"]
+        with pytest.raises(EnqueueError) as caught:
+            client.enqueue("email.send", {"to": "not an address"})
+        assert caught.value.status_code == 422
+        assert "to:" in caught.value.detail
+        assert "subject: Field required" in caught.value.detail
+
+    cli = typer.Typer()
+    register(cli)
+    run = CliRunner().invoke(
+        cli, ["enqueue", "image.resize", json.dumps(PAYLOADS["image.resize"]), "--api-url", api.url]
+    )
+    assert run.exit_code == 0, run.output
+    cli_job_id = run.stdout.strip()
+    unknown = CliRunner().invoke(cli, ["enqueue", "video.encode", "{}", "--api-url", api.url])
+    assert unknown.exit_code == 2
+    assert "unknown job type 'video.encode'" in unknown.output
+
+    received = _collect(topology, {"notifications": {result.id}, "images": {cli_job_id}})
+    [email] = [decode(m["Body"]) for m in received["notifications"]]
+    assert (email.id, email.idempotencykey) == (result.id, "welcome-1")
+    assert email.trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert [decode(m["Body"]).id for m in received["images"]] == [cli_job_id]
+
+
+def test_limits_and_validation_over_http(api: ApiProcess, topology: Topology) -> None:
+    big = json.dumps({**PAYLOADS["email.send"], "body": "x" * (300 * 1024)}).encode()
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(big), 16 * 1024):
+            yield big[i : i + 16 * 1024]
+
+    headers = {"Content-Type": "application/json"}
+    with httpx.Client(base_url=api.url, timeout=10) as http:
+        assert http.post("/v1/jobs/email.send", content=big, headers=headers).status_code == 413
+        chunked = http.post("/v1/jobs/email.send", content=chunks(), headers=headers)
+        assert chunked.status_code == 413
+        assert http.post("/v1/jobs/email.send", content=b"{", headers=headers).status_code == 422
+        assert http.post("/v1/jobs/nope", json={}).status_code == 404
+        assert http.get("/v1/jobs/some-id").status_code == 404
+        assert http.get("/readyz").status_code == 200
+        spec = http.get("/openapi.json").json()
+        assert {f"/v1/jobs/{jt}" for jt in topology.job_types} <= spec["paths"].keys()
+    assert _collect(topology, {}) == {q: [] for q in topology.queues}
+
+
+def test_unreachable_aws_is_503_never_202(unreachable_aws_api: ApiProcess) -> None:
+    with httpx.Client(base_url=unreachable_aws_api.url, timeout=30) as http:
+        for job_type, payload in PAYLOADS.items():
+            response = http.post(f"/v1/jobs/{job_type}", json=payload)
+            assert response.status_code == 503, response.text
+            assert response.json()["detail"].startswith("job not published: ")
+            assert int(response.headers["retry-after"]) > 0
+        ready = http.get("/readyz")
+        assert ready.status_code == 503
+        assert "retry-after" in ready.headers
+        assert http.get("/healthz").status_code == 200
+    cli = typer.Typer()
+    register(cli)
+    run = CliRunner().invoke(
+        cli,
+        ["enqueue", "invoice.render", '{"order_id": "o-2"}', "--api-url", unreachable_aws_api.url],
+    )
+    assert run.exit_code == 1
+    assert run.output.startswith("conveyor: enqueue failed: 503: job not published: ")
+    assert "(retry after " in run.output
+    assert unreachable_aws_api.process.poll() is None  # still serving
