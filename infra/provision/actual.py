@@ -1,0 +1,202 @@
+"""Reading what exists: the declared queues, DLQs and topics, and the subscriptions on the topics.
+
+Only declared names are looked up (never a list-by-prefix), so reading is
+strongly consistent on AWS and touches nothing another topology owns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from infra import aws
+from infra.provision.desired import DesiredState
+from infra.provision.errors import aws_errors, error_code
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+
+#: SQS answers a missing queue with the query-compatible code, or the JSON one.
+QUEUE_MISSING = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+#: SNS answers a missing topic or subscription with NotFound.
+SNS_MISSING = frozenset({"NotFound", "NotFoundException", "ResourceNotFound"})
+
+
+@dataclass(frozen=True)
+class ActualQueue:
+    """An existing queue: its URL, every attribute SQS reports, and its tags."""
+
+    name: str
+    url: str
+    attributes: dict[str, str]
+    tags: dict[str, str]
+
+    @property
+    def message_count(self) -> int:
+        """Visible + in flight + delayed messages (approximate)."""
+        keys = (
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        )
+        total = 0
+        for key in keys:
+            try:
+                total += int(self.attributes.get(key, 0))
+            except ValueError:
+                continue
+        return total
+
+
+@dataclass(frozen=True)
+class ActualSubscription:
+    """A subscription on a managed topic; ``attributes`` only read for declared endpoints."""
+
+    arn: str
+    topic_arn: str
+    protocol: str
+    endpoint: str
+    attributes: dict[str, str] | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Unconfirmed subscriptions have no ARN yet (``PendingConfirmation``)."""
+        return not self.arn.startswith("arn:")
+
+
+@dataclass(frozen=True)
+class ActualTopic:
+    """An existing topic, its attributes, tags and subscriptions."""
+
+    name: str
+    arn: str
+    attributes: dict[str, str]
+    tags: dict[str, str]
+    subscriptions: list[ActualSubscription] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ActualState:
+    """What exists of a desired state, by AWS name."""
+
+    queues: dict[str, ActualQueue] = field(default_factory=dict)
+    topics: dict[str, ActualTopic] = field(default_factory=dict)
+    #: Names of resources that exist with the other FIFO setting than declared.
+    other_flavours: set[str] = field(default_factory=set)
+
+
+def queue_url_or_none(sqs: SQSClient, name: str) -> str | None:
+    """The URL of queue ``name``, or ``None`` if it does not exist."""
+    with aws_errors(f"looking up queue {name}"):
+        try:
+            return sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        except ClientError as exc:
+            if error_code(exc) in QUEUE_MISSING:
+                return None
+            raise
+
+
+def read_queue(sqs: SQSClient, name: str) -> ActualQueue | None:
+    """The queue called ``name`` with all its attributes and tags, or ``None``."""
+    url = queue_url_or_none(sqs, name)
+    if url is None:
+        return None
+    with aws_errors(f"reading queue {name}"):
+        try:
+            # "All" only: moto refuses attribute names it does not know (RedriveAllowPolicy).
+            attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"]).get(
+                "Attributes", {}
+            )
+            tags = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
+        except ClientError as exc:
+            if error_code(exc) in QUEUE_MISSING:  # deleted while we looked
+                return None
+            raise
+    return ActualQueue(
+        name=name, url=url, attributes={str(k): v for k, v in attributes.items()}, tags=dict(tags)
+    )
+
+
+def _topic_attributes(sns: SNSClient, name: str, arn: str) -> dict[str, str] | None:
+    with aws_errors(f"reading topic {name}"):
+        try:
+            return dict(sns.get_topic_attributes(TopicArn=arn).get("Attributes", {}))
+        except ClientError as exc:
+            if error_code(exc) in SNS_MISSING:
+                return None
+            raise
+
+
+def read_topic(
+    sns: SNSClient, name: str, arn: str, *, read_attributes_of: frozenset[str]
+) -> ActualTopic | None:
+    """The topic ``arn`` and its subscriptions, or ``None``.
+
+    Subscription attributes are read only for endpoints in ``read_attributes_of``
+    (the declared queue ARNs): the others are never compared.
+    """
+    attributes = _topic_attributes(sns, name, arn)
+    if attributes is None:
+        return None
+    subscriptions: list[ActualSubscription] = []
+    with aws_errors(f"reading topic {name}"):
+        try:
+            tag_list = sns.list_tags_for_resource(ResourceArn=arn).get("Tags", [])
+            pages = sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=arn)
+            listed = [s for page in pages for s in page.get("Subscriptions", [])]
+        except ClientError as exc:
+            if error_code(exc) in SNS_MISSING:
+                return None
+            raise
+    for item in listed:
+        sub = ActualSubscription(
+            arn=item.get("SubscriptionArn", ""),
+            topic_arn=arn,
+            protocol=item.get("Protocol", ""),
+            endpoint=item.get("Endpoint", ""),
+        )
+        if sub.protocol == "sqs" and sub.endpoint in read_attributes_of and not sub.pending:
+            with aws_errors(f"reading subscription {sub.arn}"):
+                try:
+                    found = sns.get_subscription_attributes(SubscriptionArn=sub.arn)
+                except ClientError as exc:
+                    if error_code(exc) in SNS_MISSING:  # unsubscribed while we looked
+                        continue
+                    raise
+            sub = ActualSubscription(
+                arn=sub.arn,
+                topic_arn=arn,
+                protocol=sub.protocol,
+                endpoint=sub.endpoint,
+                attributes=dict(found.get("Attributes", {})),
+            )
+        subscriptions.append(sub)
+    tags = {t["Key"]: t["Value"] for t in tag_list}
+    return ActualTopic(
+        name=name, arn=arn, attributes=attributes, tags=tags, subscriptions=subscriptions
+    )
+
+
+def read_actual(desired: DesiredState) -> ActualState:
+    """Read every declared resource (and its other-FIFO-flavour twin) from AWS."""
+    sqs = aws.client("sqs")
+    sns = aws.client("sns")
+    state = ActualState()
+    for dq in desired.all_queues:
+        found = read_queue(sqs, dq.name)
+        if found is not None:
+            state.queues[dq.name] = found
+        if queue_url_or_none(sqs, dq.other_flavour_name) is not None:
+            state.other_flavours.add(dq.other_flavour_name)
+    declared_endpoints = frozenset(q.arn for q in desired.queues)
+    for dt in desired.topics:
+        topic = read_topic(sns, dt.name, dt.arn, read_attributes_of=declared_endpoints)
+        if topic is not None:
+            state.topics[dt.name] = topic
+        other_arn = dt.arn.rsplit(":", 1)[0] + ":" + dt.other_flavour_name
+        if _topic_attributes(sns, dt.other_flavour_name, other_arn) is not None:
+            state.other_flavours.add(dt.other_flavour_name)
+    return state

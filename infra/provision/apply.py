@@ -1,0 +1,209 @@
+"""Running a plan: plan, apply and destroy for a topology.
+
+Each call reads the current state afresh, computes the steps (:mod:`.diff`) and,
+for apply/destroy, runs them in order, stopping at the first AWS error with a
+:class:`ProvisionError` that says what was being done and what was already done.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from infra import aws
+from infra.provision.actual import QUEUE_MISSING, SNS_MISSING, read_actual
+from infra.provision.desired import DesiredState, desired_state
+from infra.provision.diff import (
+    CreateQueue,
+    CreateTopic,
+    DeleteQueue,
+    DeleteTopic,
+    Operation,
+    SetQueueAttributes,
+    SetSubscriptionAttributes,
+    SetTopicAttributes,
+    Step,
+    Subscribe,
+    TagQueue,
+    TagTopic,
+    Unsubscribe,
+    apply_steps,
+    destroy_steps,
+)
+from infra.provision.errors import ProvisionError, aws_errors, describe_aws_error, error_code
+from infra.provision.plan import Change, Plan
+from infra.topology import Topology
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+
+
+def current_desired_state(topology: Topology) -> DesiredState:
+    """The desired state in the account and region the AWS settings point at."""
+    with aws_errors("finding the AWS account (sts:GetCallerIdentity)"):
+        account = aws.account_id()
+    return desired_state(topology, account, aws.region_name())
+
+
+def _describe(op: Operation) -> str:  # noqa: PLR0911 - one case per operation
+    match op:
+        case CreateQueue(name=name):
+            return f"creating queue {name}"
+        case SetQueueAttributes(name=name, attributes=attributes):
+            return f"setting {', '.join(attributes)} on queue {name}"
+        case TagQueue(name=name):
+            return f"tagging queue {name}"
+        case DeleteQueue(name=name):
+            return f"deleting queue {name}"
+        case CreateTopic(name=name):
+            return f"creating topic {name}"
+        case SetTopicAttributes(name=name, attributes=attributes):
+            return f"setting {', '.join(attributes)} on topic {name}"
+        case TagTopic(name=name):
+            return f"tagging topic {name}"
+        case DeleteTopic(name=name):
+            return f"deleting topic {name}"
+        case Subscribe(name=name):
+            return f"subscribing {name}"
+        case SetSubscriptionAttributes(name=name, attributes=attributes):
+            return f"setting {', '.join(k for k, _ in attributes)} on subscription {name}"
+        case Unsubscribe(name=name):
+            return f"deleting subscription {name}"
+    raise AssertionError(op)  # pragma: no cover - the match is exhaustive
+
+
+class _Runner:
+    """Runs operations, remembering queue URLs (known from reading or creating)."""
+
+    def __init__(self, urls: dict[str, str]) -> None:
+        self.sqs: SQSClient = aws.client("sqs")
+        self.sns: SNSClient = aws.client("sns")
+        self.urls = dict(urls)
+
+    def url(self, name: str) -> str:
+        if name not in self.urls:
+            self.urls[name] = self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        return self.urls[name]
+
+    def run(self, op: Operation) -> None:
+        try:
+            self._run(op)
+        except (ClientError, BotoCoreError) as exc:
+            raise ProvisionError(f"{_describe(op)}: {describe_aws_error(exc)}") from exc
+
+    def _run(self, op: Operation) -> None:  # noqa: PLR0912 - one case per operation
+        # The stubs type attribute names as Literals; ours are checked by the diff.
+        match op:
+            case CreateQueue(name=name, attributes=attributes, tags=tags):
+                result = self.sqs.create_queue(
+                    QueueName=name, Attributes=cast("Any", attributes), tags=tags
+                )
+                self.urls[name] = result["QueueUrl"]
+            case SetQueueAttributes(name=name, attributes=attributes):
+                self.sqs.set_queue_attributes(
+                    QueueUrl=self.url(name), Attributes=cast("Any", attributes)
+                )
+            case TagQueue(name=name, tags=tags):
+                self.sqs.tag_queue(QueueUrl=self.url(name), Tags=tags)
+            case DeleteQueue(name=name):
+                try:
+                    self.sqs.delete_queue(QueueUrl=self.url(name))
+                except ClientError as exc:
+                    if error_code(exc) not in QUEUE_MISSING:
+                        raise
+                self.urls.pop(name, None)
+            case CreateTopic(name=name, attributes=attributes, tags=tags):
+                self.sns.create_topic(
+                    Name=name,
+                    Attributes=attributes,
+                    Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+                )
+            case SetTopicAttributes(arn=arn, attributes=attributes):
+                for key, value in attributes.items():
+                    self.sns.set_topic_attributes(
+                        TopicArn=arn, AttributeName=key, AttributeValue=value
+                    )
+            case TagTopic(arn=arn, tags=tags):
+                self.sns.tag_resource(
+                    ResourceArn=arn, Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+                )
+            case DeleteTopic(arn=arn):
+                # DeleteTopic is idempotent: a missing topic is not an error.
+                self.sns.delete_topic(TopicArn=arn)
+            case Subscribe(topic_arn=topic_arn, endpoint=endpoint, attributes=attributes):
+                self.sns.subscribe(
+                    TopicArn=topic_arn,
+                    Protocol="sqs",
+                    Endpoint=endpoint,
+                    Attributes=attributes,
+                    ReturnSubscriptionArn=True,
+                )
+            case SetSubscriptionAttributes(arn=arn, attributes=ordered_attributes):
+                for key, value in ordered_attributes:
+                    self.sns.set_subscription_attributes(
+                        SubscriptionArn=arn, AttributeName=key, AttributeValue=value
+                    )
+            case Unsubscribe(arn=arn):
+                try:
+                    self.sns.unsubscribe(SubscriptionArn=arn)
+                except ClientError as exc:
+                    if error_code(exc) not in SNS_MISSING:
+                        raise
+
+
+def _execute(steps: list[Step], urls: dict[str, str]) -> Plan:
+    runner = _Runner(urls)
+    done: list[Change] = []
+    for step in steps:
+        if step.change is not None and step.change.action == "note":
+            done.append(step.change)
+            continue
+        try:
+            for op in step.operations:
+                runner.run(op)
+        except ProvisionError as exc:
+            raise ProvisionError(exc.message, applied=done) from exc.__cause__
+        if step.change is not None:
+            done.append(step.change)
+    return Plan(done)
+
+
+def _plan_of(steps: list[Step]) -> Plan:
+    return Plan([s.change for s in steps if s.change is not None])
+
+
+def plan(topology: Topology) -> Plan:
+    """What :func:`apply` would change now (reads AWS, changes nothing)."""
+    desired = current_desired_state(topology)
+    return _plan_of(apply_steps(desired, read_actual(desired)))
+
+
+def apply(topology: Topology) -> Plan:
+    """Create or update everything ``topology`` declares; return what was changed.
+
+    Idempotent: when nothing differs, the returned plan is empty (it may still
+    carry notes, e.g. subscriptions Conveyor leaves alone).
+    """
+    desired = current_desired_state(topology)
+    actual = read_actual(desired)
+    urls = {name: q.url for name, q in actual.queues.items()}
+    return _execute(apply_steps(desired, actual), urls)
+
+
+def plan_destroy(topology: Topology) -> Plan:
+    """What :func:`destroy` would delete now (reads AWS, changes nothing)."""
+    desired = current_desired_state(topology)
+    return _plan_of(destroy_steps(desired, read_actual(desired)))
+
+
+def destroy(topology: Topology) -> Plan:
+    """Delete every resource ``topology`` declares (and subscriptions to its queues).
+
+    Idempotent: what does not exist is skipped; a second destroy returns an empty plan.
+    """
+    desired = current_desired_state(topology)
+    actual = read_actual(desired)
+    urls = {name: q.url for name, q in actual.queues.items()}
+    return _execute(destroy_steps(desired, actual), urls)

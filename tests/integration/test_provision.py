@@ -1,0 +1,363 @@
+"""Provisioning queues.yaml against the real emulator over HTTP: plan, apply, destroy, the CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from botocore.exceptions import ClientError
+from typer.testing import CliRunner
+
+from conveyor.cli.infra import app
+from infra import aws, provision
+from infra.provision import ProvisionError
+from infra.topology import Topology, load_topology, parse_topology
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
+
+    from tests.conftest import AwsEnv
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+QUEUES = ("images", "billing", "notifications")
+
+
+@pytest.fixture
+def topology(aws_env: AwsEnv) -> Topology:
+    topology = load_topology(REPO / "queues.yaml")
+    assert topology.environment == aws_env.environment
+    return topology
+
+
+@pytest.fixture
+def applied(topology: Topology) -> Topology:
+    provision.apply(topology)
+    return topology
+
+
+def _sqs() -> SQSClient:
+    return aws.client("sqs")
+
+
+def _sns() -> SNSClient:
+    return aws.client("sns")
+
+
+def _attributes(url: str) -> dict[str, str]:
+    found = _sqs().get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return {str(k): v for k, v in found.items()}
+
+
+def _subscriptions(topic_arn: str) -> list[dict[str, Any]]:
+    pages = _sns().get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn)
+    return [dict(s) for page in pages for s in page["Subscriptions"]]
+
+
+def _exists(topology: Topology, queue: str) -> bool:
+    try:
+        _sqs().get_queue_url(QueueName=topology.queue_name(queue))
+    except ClientError:
+        return False
+    return True
+
+
+def _topic_exists(arn: str) -> bool:
+    try:
+        _sns().get_topic_attributes(TopicArn=arn)
+    except ClientError:
+        return False
+    return True
+
+
+def test_apply_creates_everything_and_a_second_apply_changes_nothing(
+    topology: Topology,
+) -> None:
+    assert provision.plan(topology).counts()["create"] == 11
+
+    result = provision.apply(topology)
+    assert len(result.actions) == 11
+    assert {c.action for c in result.changes} == {"create"}
+
+    account, region = aws.account_id(), aws.region_name()
+    for queue in QUEUES:
+        url = provision.queue_url(topology, queue)
+        attrs = _attributes(url)
+        dlq_attrs = _attributes(provision.dlq_url(topology, queue))
+        assert json.loads(attrs["RedrivePolicy"]) == {
+            "deadLetterTargetArn": dlq_attrs["QueueArn"],
+            "maxReceiveCount": topology.max_receive_count(queue),
+        }
+        assert dlq_attrs["QueueArn"].endswith(f":{topology.dlq_name(queue)}")
+        assert attrs["ReceiveMessageWaitTimeSeconds"] == "20"
+        assert attrs["VisibilityTimeout"] == str(int(topology.queues[queue].visibility_timeout_s))
+        assert attrs["SqsManagedSseEnabled"] == "true"
+        policy = json.loads(attrs["Policy"])
+        topics = [topology.queues[queue].subscriptions[0].topic]
+        assert policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"] == [
+            provision.topic_arn(topology, t) for t in topics
+        ]
+        tags = _sqs().list_queue_tags(QueueUrl=url)["Tags"]
+        assert tags["conveyor:environment"] == topology.environment
+
+    orders = provision.topic_arn(topology, "orders")
+    assert orders == f"arn:aws:sns:{region}:{account}:{topology.topic_name('orders')}"
+    filters = {}
+    for sub in _subscriptions(orders):
+        sub_arn = sub["SubscriptionArn"]
+        attributes = _sns().get_subscription_attributes(SubscriptionArn=sub_arn)["Attributes"]
+        assert attributes["RawMessageDelivery"] == "true"
+        assert attributes["FilterPolicyScope"] == "MessageBody"
+        filters[sub["Endpoint"].rsplit(":", 1)[1]] = json.loads(attributes["FilterPolicy"])
+    assert filters == {
+        topology.queue_name("billing"): {"type": ["invoice.render", "order.placed"]},
+        topology.queue_name("notifications"): {"type": ["email.send", "order.placed"]},
+    }
+    [media_sub] = _subscriptions(provision.topic_arn(topology, "media"))
+    media_attrs = _sns().get_subscription_attributes(SubscriptionArn=media_sub["SubscriptionArn"])
+    assert "FilterPolicy" not in media_attrs["Attributes"]
+
+    again = provision.apply(topology)
+    assert again.is_empty
+    assert again.changes == []
+    assert provision.plan(topology).changes == []
+
+
+def test_out_of_band_change_is_planned_and_fixed(applied: Topology) -> None:
+    url = provision.queue_url(applied, "billing")
+    # Re-send the policy with the change: moto's SetQueueAttributes drops a queue policy
+    # it is not given (AWS keeps it), and this test changes exactly one attribute.
+    policy = _attributes(url)["Policy"]
+    _sqs().set_queue_attributes(
+        QueueUrl=url, Attributes={"VisibilityTimeout": "5", "Policy": policy}
+    )
+
+    plan = provision.plan(applied)
+    assert [c.render() for c in plan.changes] == [
+        f"~ queue {applied.queue_name('billing')}: VisibilityTimeout 5 → 120"
+    ]
+    assert plan.to_json()["changes"][0]["details"] == {
+        "VisibilityTimeout": {"old": "5", "new": "120"}
+    }
+
+    fixed = provision.apply(applied)
+    assert fixed.changes == plan.changes
+    attrs = _attributes(url)
+    assert attrs["VisibilityTimeout"] == "120"
+    assert json.loads(attrs["Policy"]) == json.loads(policy)  # kept through the update
+    assert provision.plan(applied).is_empty
+
+
+def test_missing_policy_and_redrive_are_restored(applied: Topology) -> None:
+    url = provision.queue_url(applied, "notifications")
+    before = _attributes(url)
+    # Empty values remove the policy and the redrive.
+    _sqs().set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": "", "Policy": ""})
+    plan = provision.plan(applied)
+    changed = {key for c in plan.changes for key in c.details}
+    assert changed == {"RedrivePolicy", "Policy"}
+    provision.apply(applied)
+    after = _attributes(url)
+    assert json.loads(after["RedrivePolicy"]) == json.loads(before["RedrivePolicy"])
+    assert json.loads(after["Policy"]) == json.loads(before["Policy"])
+    assert provision.plan(applied).is_empty
+
+
+def test_unexpected_subscription_is_removed_and_foreign_one_left_alone(
+    applied: Topology,
+) -> None:
+    sqs, sns = _sqs(), _sns()
+    orders = provision.topic_arn(applied, "orders")
+    images_arn = _attributes(provision.queue_url(applied, "images"))["QueueArn"]
+    foreign_url = sqs.create_queue(QueueName=f"foreign-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    foreign_arn = _attributes(foreign_url)["QueueArn"]
+    try:
+        unexpected = sns.subscribe(TopicArn=orders, Protocol="sqs", Endpoint=images_arn)
+        foreign = sns.subscribe(TopicArn=orders, Protocol="sqs", Endpoint=foreign_arn)
+
+        plan = provision.plan(applied)
+        topic_name = applied.topic_name("orders")
+        assert [(c.action, c.kind, c.name) for c in plan.changes] == [
+            ("delete", "subscription", f"{topic_name} → {applied.queue_name('images')}"),
+            ("note", "subscription", f"{topic_name} → {foreign_arn.rsplit(':', 1)[1]}"),
+        ]
+        assert "left alone" in plan.changes[1].render()
+
+        result = provision.apply(applied)
+        assert [c.action for c in result.changes] == ["delete", "note"]
+        arns = {s["SubscriptionArn"] for s in _subscriptions(orders)}
+        assert unexpected["SubscriptionArn"] not in arns
+        assert foreign["SubscriptionArn"] in arns
+
+        again = provision.plan(applied)
+        assert again.is_empty
+        assert [c.action for c in again.changes] == ["note"]
+    finally:
+        sqs.delete_queue(QueueUrl=foreign_url)
+
+
+def _drain(url: str, expected: int, deadline_s: float = 15.0) -> list[dict[str, Any]]:
+    """Receive until ``expected`` messages arrived (or the deadline passed), then the rest."""
+    received: list[dict[str, Any]] = []
+    deadline = time.monotonic() + deadline_s
+    while len(received) < expected and time.monotonic() < deadline:
+        found = _sqs().receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        received += [json.loads(m["Body"]) for m in found.get("Messages", [])]
+    # Delivery through SNS completed before Publish returned on the emulator: whatever
+    # else is queued is here now.
+    rest = _sqs().receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+    received += [json.loads(m["Body"]) for m in rest.get("Messages", [])]
+    return received
+
+
+def _event(job_type: str) -> str:
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": uuid.uuid4().hex,
+            "type": job_type,
+            "source": "tests",
+            "datacontenttype": "application/json",
+            "data": {},
+        }
+    )
+
+
+def test_published_jobs_reach_exactly_the_subscribed_queues(applied: Topology) -> None:
+    sns = _sns()
+    orders = provision.topic_arn(applied, "orders")
+    media = provision.topic_arn(applied, "media")
+    sns.publish(TopicArn=orders, Message=_event("email.send"))
+    sns.publish(TopicArn=orders, Message=_event("order.placed"))
+    sns.publish(TopicArn=media, Message=_event("image.resize"))
+
+    def types(queue: str, expected: int) -> list[str]:
+        messages = _drain(provision.queue_url(applied, queue), expected)
+        # Raw delivery: the body is the published CloudEvents document itself.
+        assert all(m["specversion"] == "1.0" for m in messages)
+        return sorted(m["type"] for m in messages)
+
+    assert types("billing", 1) == ["order.placed"]
+    assert types("notifications", 2) == ["email.send", "order.placed"]
+    assert types("images", 1) == ["image.resize"]
+
+
+def test_destroy_removes_everything_and_is_idempotent(applied: Topology) -> None:
+    preview = provision.plan_destroy(applied)
+    assert len(preview.actions) == 3 + 2 + 3 + 3  # subscriptions, topics, queues, DLQs
+
+    result = provision.destroy(applied)
+    assert result.changes == preview.changes
+    for queue in QUEUES:
+        assert not _exists(applied, queue)
+        with pytest.raises(ProvisionError, match="does not exist"):
+            provision.dlq_url(applied, queue)
+    for topic in applied.topics:
+        assert not _topic_exists(provision.topic_arn(applied, topic))
+
+    again = provision.destroy(applied)
+    assert again.is_empty
+    assert again.changes == []
+    assert provision.plan(applied).counts()["create"] == 11
+
+
+def test_lookups_never_create(topology: Topology) -> None:
+    with pytest.raises(ProvisionError, match=r"does not exist: run `conveyor infra apply`"):
+        provision.queue_url(topology, "billing")
+    arn = provision.topic_arn(topology, "orders")
+    assert not _topic_exists(arn)
+    assert not _exists(topology, "billing")
+    with pytest.raises(ProvisionError, match="unknown queue 'nope'"):
+        provision.queue_url(topology, "nope")
+
+
+FIFO_YAML = """
+version: 1
+project: conveyor
+topics:
+  ledger: {fifo: %(fifo)s}
+queues:
+  entries:
+    fifo: %(fifo)s
+    subscriptions: [{topic: ledger, job_types: [ledger.entry]}]
+job_types:
+  ledger.entry: {topic: ledger, payload: "m:P", handler: "m:h"}
+"""
+
+
+def test_fifo_topology_and_a_fifo_flip(aws_env: AwsEnv) -> None:
+    env = aws_env.environment
+    standard = parse_topology(FIFO_YAML % {"fifo": "false"}, environment=env)
+    fifo = parse_topology(FIFO_YAML % {"fifo": "true"}, environment=env)
+
+    provision.apply(standard)
+    result = provision.apply(fifo)
+    assert {c.name for c in result.actions if c.action == "create"} == {
+        f"conveyor-{env}-ledger.fifo",
+        f"conveyor-{env}-entries.fifo",
+        f"conveyor-{env}-entries-dlq.fifo",
+        f"conveyor-{env}-ledger.fifo → conveyor-{env}-entries.fifo",
+    }
+    notes = [c for c in result.changes if c.action == "note"]
+    assert {c.kind for c in notes} == {"topic", "queue", "dlq"}
+    assert all("FIFO cannot change" in c.details["message"] for c in notes)
+
+    url = provision.queue_url(fifo, "entries")
+    attrs = _attributes(url)
+    assert attrs["FifoQueue"] == "true"
+    assert attrs["ContentBasedDeduplication"] == "false"
+    topic = _sns().get_topic_attributes(TopicArn=provision.topic_arn(fifo, "ledger"))
+    assert str(topic["Attributes"]["FifoTopic"]).lower() == "true"
+
+    # The notes stay, but nothing loops: a second apply changes nothing.
+    again = provision.apply(fifo)
+    assert again.is_empty
+    assert [c.action for c in again.changes] == ["note"] * 3
+
+    provision.destroy(fifo)
+    provision.destroy(standard)
+    assert provision.plan_destroy(fifo).changes == []
+
+
+def _cli(*args: str) -> Any:
+    return CliRunner().invoke(
+        app, list(args), env={"CONVEYOR_QUEUES_FILE": str(REPO / "queues.yaml")}
+    )
+
+
+def test_cli_plan_apply_destroy(topology: Topology) -> None:
+    planned = _cli("plan")
+    assert planned.exit_code == 0, planned.output
+    assert f"+ queue {topology.queue_name('images')}" in planned.stdout
+    assert "11 to create, 0 to update, 0 to delete" in planned.stdout
+
+    applied = _cli("apply")
+    assert applied.exit_code == 0, applied.output
+    assert f"+ topic {topology.topic_name('orders')}" in applied.stdout
+    assert applied.stdout.rstrip().endswith("11 changes applied")
+
+    again = _cli("apply", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["is_empty"] is True
+    assert _cli("apply").stdout.strip() == "no changes: already up to date"
+
+    # No terminal and no --yes: refuse, delete nothing.
+    refused = _cli("destroy")
+    assert refused.exit_code == 2, refused.output
+    assert "--yes" in refused.stderr
+    assert f"- queue {topology.queue_name('billing')}" in refused.stdout
+    assert _exists(topology, "billing")
+
+    destroyed = _cli("destroy", "--yes", "--json")
+    assert destroyed.exit_code == 0, destroyed.output
+    assert json.loads(destroyed.stdout)["counts"]["delete"] == 11
+    assert not _exists(topology, "billing")
+    nothing = _cli("destroy")
+    assert nothing.exit_code == 0, nothing.output
+    assert "nothing to destroy" in nothing.stdout
