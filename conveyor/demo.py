@@ -38,7 +38,7 @@ class Summary:
 
     accepted: int = 0
     rejected: int = 0
-    #: Accepted jobs × the queues each fans out to.
+    #: Accepted jobs times the queues each fans out to.
     deliveries: int = 0
     succeeded: int = 0
     retried: int = 0

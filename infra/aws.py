@@ -95,11 +95,26 @@ def reset_clients() -> None:
     """Forget cached clients (after the environment changed, e.g. in tests)."""
     with _lock:
         _clients.clear()
+        _accounts.clear()
+
+
+_accounts: dict[tuple[str | None, str | None], str] = {}
 
 
 def account_id() -> str:
-    """The AWS account the credentials belong to (the emulator answers 123456789012)."""
+    """The AWS account the credentials belong to (the emulator answers 123456789012).
+
+    Asked of STS once per endpoint and credentials, then cached: ARNs are computed
+    from it on hot paths. ``CONVEYOR_AWS_ACCOUNT_ID`` skips the call.
+    """
     explicit = os.environ.get("CONVEYOR_AWS_ACCOUNT_ID")
     if explicit:
         return explicit
-    return client("sts").get_caller_identity()["Account"]
+    key = (os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_ACCESS_KEY_ID"))
+    with _lock:
+        cached = _accounts.get(key)
+    if cached is None:
+        cached = client("sts").get_caller_identity()["Account"]
+        with _lock:
+            _accounts[key] = cached
+    return cached

@@ -63,7 +63,9 @@ class Envelope(BaseModel):
     @classmethod
     def _w3c_traceparent(cls, value: str | None) -> str | None:
         if value is not None and not _TRACEPARENT.match(value):
-            raise ValueError("traceparent is not a W3C trace context ('00-<32 hex>-<16 hex>-<2 hex>')")
+            raise ValueError(
+                "traceparent is not a W3C trace context ('00-<32 hex>-<16 hex>-<2 hex>')"
+            )
         return value
 
     @field_validator("time")

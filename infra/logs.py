@@ -50,7 +50,7 @@ def configure_logging(fmt: Format = "auto", level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Chatty libraries: their debug output is noise next to job events.
-    for name in ("botocore", "boto3", "urllib3", "kombu", "amqp"):
+    for name in ("botocore", "boto3", "urllib3", "kombu", "amqp", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 

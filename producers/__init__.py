@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from producers.app import create_app
     from producers.client import ConveyorClient, EnqueueError, EnqueueResult
-    from producers.publisher import Publisher, PublishError, topic_arn
+    from producers.publisher import Publisher, PublishError
     from producers.serve import serve
 
 _EXPORTS = {
@@ -26,7 +26,6 @@ _EXPORTS = {
     "EnqueueResult": "producers.client",
     "Publisher": "producers.publisher",
     "PublishError": "producers.publisher",
-    "topic_arn": "producers.publisher",
     "serve": "producers.serve",
 }
 
@@ -38,7 +37,6 @@ __all__ = [
     "Publisher",
     "create_app",
     "serve",
-    "topic_arn",
 ]
 
 

@@ -16,6 +16,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from infra import aws
 from infra.envelope import MAX_MESSAGE_BYTES, Envelope, encode
+from infra.provision.desired import sns_arn
 from infra.topology import Topology
 
 #: ``Retry-After`` hints (seconds) by kind of failure.
@@ -37,8 +38,6 @@ _THROTTLING_CODES = frozenset(
         "SlowDown",
     }
 )
-#: ARN partitions of the regions outside the standard ``aws`` partition.
-_PARTITIONS = (("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"))
 #: SNS answers ``NotFound`` for a topic that does not exist (moto too).
 _NOT_FOUND_CODES = frozenset({"NotFound", "NotFoundException", "ResourceNotFoundException"})
 
@@ -70,17 +69,6 @@ class Published:
     topic_arn: str
     message_id: str
     size_bytes: int
-
-
-def topic_arn(topology: Topology, topic: str) -> str:
-    """The ARN of declared topic ``topic`` in the configured region and account.
-
-    Computed rather than looked up (no API call beyond the one-off STS account
-    lookup); :class:`Publisher` caches it.
-    """
-    region = aws.region_name()
-    partition = next((p for prefix, p in _PARTITIONS if region.startswith(prefix)), "aws")
-    return f"arn:{partition}:sns:{region}:{aws.account_id()}:{topology.topic_name(topic)}"
 
 
 def _client_error(exc: ClientError, *, what: str) -> PublishError:
@@ -128,7 +116,8 @@ class Publisher:
         if cached is not None:
             return cached
         try:
-            found = topic_arn(self.topology, topic)
+            # Computed, not looked up: one cached STS call, no SNS call per topic.
+            found = sns_arn(aws.region_name(), aws.account_id(), self.topology.topic_name(topic))
         except Exception as exc:
             raise classify(exc, what="STS (the AWS account lookup)") from exc
         with self._lock:

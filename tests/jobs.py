@@ -30,8 +30,13 @@ class Flaky(BaseModel):
 
 def _record(ctx: JobContext, outcome: str) -> None:
     outbox = Path(os.environ["CONVEYOR_TEST_OUTBOX"])
-    line = {"job_id": ctx.job_id, "attempt": ctx.attempt, "queue": ctx.queue, "outcome": outcome,
-            "at": time.time()}
+    line = {
+        "job_id": ctx.job_id,
+        "attempt": ctx.attempt,
+        "queue": ctx.queue,
+        "outcome": outcome,
+        "at": time.time(),
+    }
     with open(outbox / f"{ctx.job_id}.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps(line) + "\n")
 

@@ -59,6 +59,11 @@ def _subscriptions_are_sound(t: Topology) -> Iterator[Problem]:
                     f"{path}.topic",
                     f"standard topic '{sub.topic}' cannot deliver to FIFO queue '{qname}'",
                 )
+            if sub.job_types == []:
+                yield Problem(
+                    f"{path}.job_types",
+                    "lists no job types (omit job_types to receive every job type of the topic)",
+                )
             for j, jt_name in enumerate(sub.job_types or []):
                 jt = t.job_types.get(jt_name)
                 if jt is None:

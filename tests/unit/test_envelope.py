@@ -39,14 +39,17 @@ def test_unknown_extensions_are_kept_not_rejected() -> None:
         ('{"id": "x"}', "not_an_envelope"),
         ('{"specversion": "1.0", "conveyorversion": 2}', "unsupported_version"),
         ('{"specversion": "1.0", "conveyorversion": "1"}', "unsupported_version"),
-        ('{"specversion": "0.3", "id": "x", "type": "t", "time": "2026-01-01T00:00:00Z"}',
-         "invalid_envelope"),
-        ('{"specversion": "1.0", "type": "t", "time": "2026-01-01T00:00:00Z"}',
-         "invalid_envelope"),
-        ('{"specversion": "1.0", "id": "x", "type": "t", "time": "yesterday"}',
-         "invalid_envelope"),
-        ('{"specversion": "1.0", "id": "x", "type": "t", "time": "2026-01-01T00:00:00Z",'
-         ' "traceparent": "nope"}', "invalid_envelope"),
+        (
+            '{"specversion": "0.3", "id": "x", "type": "t", "time": "2026-01-01T00:00:00Z"}',
+            "invalid_envelope",
+        ),
+        ('{"specversion": "1.0", "type": "t", "time": "2026-01-01T00:00:00Z"}', "invalid_envelope"),
+        ('{"specversion": "1.0", "id": "x", "type": "t", "time": "yesterday"}', "invalid_envelope"),
+        (
+            '{"specversion": "1.0", "id": "x", "type": "t", "time": "2026-01-01T00:00:00Z",'
+            ' "traceparent": "nope"}',
+            "invalid_envelope",
+        ),
     ],
 )
 def test_decode_refuses_what_is_not_a_job_with_a_reason(body: str | bytes, reason: str) -> None:

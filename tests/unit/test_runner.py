@@ -12,6 +12,7 @@ import pytest
 from infra.envelope import encode, make_envelope
 from infra.topology import Topology, load_topology
 from tests import REPO
+from workers.api import RetryLater
 from workers.runner import JobRunner
 
 TOPOLOGY = REPO / "tests" / "fixtures" / "pipeline.yaml"
@@ -73,27 +74,28 @@ def test_failure_on_the_last_attempt_is_dead_lettered_with_the_record(runner: Jo
 def test_permanent_error_skips_the_remaining_attempts(runner: JobRunner) -> None:
     outcome = runner.run(message(job("test.permanent", {"label": "p"})), "work")
     assert outcome.kind == "dead_letter"
-    assert outcome.failure is not None and outcome.failure.reason == "permanent_error"
+    assert outcome.failure is not None
+    assert outcome.failure.reason == "permanent_error"
 
 
 def test_job_type_not_handled_on_this_queue_is_dead_lettered(runner: JobRunner) -> None:
     # audit receives only test.record; a test.fail put on it by hand has no handler there.
     outcome = runner.run(message(job("test.fail", {"label": "q"})), "audit")
-    assert outcome.failure is not None and outcome.failure.reason == "no_handler"
+    assert outcome.failure is not None
+    assert outcome.failure.reason == "no_handler"
 
 
 def test_claim_checked_payloads_are_refused_until_supported(runner: JobRunner) -> None:
     doc = json.loads(job("test.record", {"label": "x"}))
     doc["dataref"] = "s3://bucket/key"
     outcome = runner.run(message(json.dumps(doc)), "work")
-    assert outcome.failure is not None and outcome.failure.reason == "unsupported_dataref"
+    assert outcome.failure is not None
+    assert outcome.failure.reason == "unsupported_dataref"
 
 
 def test_a_handler_that_asks_for_a_delay_gets_it(
     topology: Topology, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from workers.api import RetryLater
-
     def busy(payload: object, ctx: object) -> None:
         raise RetryLater("busy", delay_s=42.2)
 

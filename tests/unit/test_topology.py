@@ -1,4 +1,4 @@
-"""queues.yaml: the sample loads, and each static check fails a broken config with its exact message."""
+"""queues.yaml: the sample loads; each static check fails a broken config with its message."""
 
 from __future__ import annotations
 
@@ -96,7 +96,8 @@ def test_per_job_type_retry_override_merges_field_by_field() -> None:
     [
         (
             {"job_types__image.resize__topic": "mediaa"},
-            "queues.yaml: job_types.image.resize.topic: unknown topic 'mediaa' (known: media, orders)",
+            "queues.yaml: job_types.image.resize.topic: unknown topic 'mediaa'"
+            " (known: media, orders)",
         ),
         (
             {"queues__images__subscriptions": [{"topic": "nope"}]},
@@ -111,6 +112,11 @@ def test_per_job_type_retry_override_merges_field_by_field() -> None:
             {"queues__billing__subscriptions": [{"topic": "orders", "job_types": []}]},
             "queues.yaml: job_types.order.placed: no queue receives job type 'order.placed'"
             " (subscribe a queue to topic 'orders' for it)",
+        ),
+        (
+            {"queues__billing__subscriptions": [{"topic": "orders", "job_types": []}]},
+            "queues.yaml: queues.billing.subscriptions[0].job_types: lists no job types (omit"
+            " job_types to receive every job type of the topic)",
         ),
         (
             {"job_types__order.placed__handler": None},
@@ -170,7 +176,11 @@ def test_per_job_type_retry_override_merges_field_by_field() -> None:
             " subscriptions, visibility_timeout_s)",
         ),
         (
-            {"queues__billing__subscriptions": [{"topic": "orders", "job_types": ["image.resize"]}]},
+            {
+                "queues__billing__subscriptions": [
+                    {"topic": "orders", "job_types": ["image.resize"]}
+                ]
+            },
             "queues.yaml: queues.billing.subscriptions[0].job_types[0]: job type 'image.resize'"
             " is published to topic 'media', not 'orders'",
         ),
@@ -223,7 +233,10 @@ def test_unimportable_handler_and_non_model_payload_are_reported() -> None:
     with pytest.raises(TopologyError) as caught:
         check_imports(parse_topology(text))
     message = str(caught.value)
-    assert "job_types.image.resize.handler: cannot import 'sample_jobs.handlers:no_such_function'" in message
+    assert (
+        "job_types.image.resize.handler: cannot import 'sample_jobs.handlers:no_such_function'"
+        in message
+    )
     assert (
         "job_types.order.placed.payload: 'sample_jobs.handlers:charge_order' is not a pydantic"
         " model class" in message
