@@ -31,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kombu.transport import SQS, virtual
 
 from infra import aws
+from workers.dead_letter import dead_letter_request
 from workers.runner import Outcome, receive_count
 
 log = structlog.stdlib.get_logger("conveyor.worker")
@@ -103,12 +104,6 @@ def _plain_message(message: Any) -> dict[str, Any]:
         "Attributes": dict(message.get("Attributes") or {}),
         "MessageAttributes": dict(message.get("MessageAttributes") or {}),
     }
-
-
-def _attribute_for_resend(value: dict[str, Any]) -> dict[str, Any] | None:
-    # ReceiveMessage returns list fields SendMessage rejects; keep what defines the value.
-    kept = {k: value[k] for k in ("DataType", "StringValue", "BinaryValue") if value.get(k)}
-    return kept if "DataType" in kept and len(kept) == 2 else None
 
 
 class Channel(SQS.Channel):
@@ -251,23 +246,13 @@ class Channel(SQS.Channel):
 
     def _write_dead_letter(self, delivery_info: dict[str, Any], outcome: Outcome) -> bool:
         binding = self.bindings[delivery_info["routing_key"]]
-        sqs_message = delivery_info["sqs_message"]
         assert outcome.failure is not None
-        attributes: dict[str, Any] = {}
-        for name, value in (sqs_message.get("MessageAttributes") or {}).items():
-            kept = _attribute_for_resend(value)
-            if kept is not None and len(attributes) < 9:
-                attributes[name] = kept
-        attributes.update(outcome.failure.to_attribute())
-        request: dict[str, Any] = {
-            "QueueUrl": binding.dlq_url,
-            "MessageBody": sqs_message["Body"],
-            "MessageAttributes": attributes,
-        }
-        if binding.fifo:
-            group = (sqs_message.get("Attributes") or {}).get("MessageGroupId")
-            request["MessageGroupId"] = group or outcome.job_id or "dead-letter"
-            request["MessageDeduplicationId"] = sqs_message["MessageId"]
+        request = dead_letter_request(
+            delivery_info["sqs_message"],
+            outcome.failure,
+            dlq_url=binding.dlq_url,
+            fifo=binding.fifo,
+        )
         try:
             self._client_for(delivery_info).send_message(**request)
         except (ClientError, BotoCoreError) as exc:
