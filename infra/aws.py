@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import boto3
@@ -29,6 +30,33 @@ DEFAULT_REGION = "us-east-1"
 
 _lock = threading.Lock()
 _clients: dict[tuple[int, str, str | None], Any] = {}
+_requests: Counter[str] = Counter()
+
+
+def _count_request(event_name: str, **_kwargs: Any) -> None:
+    # "before-sign.sqs.DeleteMessageBatch" -> "sqs.DeleteMessageBatch". Signing happens
+    # once per HTTP attempt, including the calls kombu sends through its own async
+    # HTTP client with this client's signer, so retries are counted too.
+    _, service, operation = event_name.split(".", 2)
+    with _lock:
+        _requests[f"{service}.{operation}"] += 1
+
+
+def request_counts() -> dict[str, int]:
+    """AWS requests this process signed, by ``service.Operation`` (``sqs.ReceiveMessage`` …)."""
+    with _lock:
+        return dict(_requests)
+
+
+def _build(service: Service, region: str | None) -> Any:
+    session = boto3.session.Session()
+    built = session.client(
+        service,
+        region_name=region or session.region_name or DEFAULT_REGION,
+        config=_config(),
+    )
+    built.meta.events.register("before-sign", _count_request)
+    return built
 
 
 def _config() -> Config:
@@ -69,26 +97,17 @@ def client(service: Service, *, region: str | None = None) -> Any:
     key = (os.getpid(), service, region)
     with _lock:
         found = _clients.get(key)
-        if found is None:
-            # boto3.Session is not thread-safe; build under the lock.
-            session = boto3.session.Session()
-            found = session.client(
-                service,
-                region_name=region or session.region_name or DEFAULT_REGION,
-                config=_config(),
-            )
-            _clients[key] = found
-        return found
+    if found is None:
+        found = _build(service, region)
+        with _lock:
+            # Another thread may have built one meanwhile: keep the first.
+            found = _clients.setdefault(key, found)
+    return found
 
 
 def new_client(service: Service, *, region: str | None = None) -> Any:
-    """A fresh, uncached client (for code that registers event hooks on it)."""
-    session = boto3.session.Session()
-    return session.client(
-        service,
-        region_name=region or session.region_name or DEFAULT_REGION,
-        config=_config(),
-    )
+    """A fresh, uncached client (kombu keeps one per queue)."""
+    return _build(service, region)
 
 
 def reset_clients() -> None:

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     #: ``console`` for people, ``json`` for machines; ``auto`` picks by whether stderr is a TTY.
     log_format: Literal["auto", "console", "json"] = "auto"
     log_level: str = "INFO"
+    #: Workers send buffered deletes/visibility changes after at most this long
+    #: (a batch of 10 goes at once, and everything goes at shutdown).
+    ack_flush_interval_s: float = 1.0
     #: Where the CLI and the demo find the producer API.
     api_url: str = "http://127.0.0.1:8000"
 

@@ -8,6 +8,7 @@ from celery import Celery, Task
 from kombu import Queue as KombuQueue
 
 from infra import aws
+from infra.settings import load_settings
 from infra.topology import Topology
 from workers.request import OutcomeSignal
 from workers.runner import JobRunner
@@ -72,6 +73,7 @@ def create_app(
             "predefined_queues": {topology.queue_name(b.queue): {"url": b.url} for b in bindings},
             "conveyor_queues": {topology.queue_name(b.queue): b.to_option() for b in bindings},
             "wait_time_seconds": LONG_POLL_S,
+            "ack_flush_interval_s": load_settings().ack_flush_interval_s,
             # kombu waits this long after an empty poll; the long poll already waited.
             "polling_interval": 0,
             "fetch_message_attributes": {

@@ -9,8 +9,12 @@ from typing import Any
 
 from celery import signals
 
+from infra import aws
+from infra.logs import get_logger
 from infra.topology import Topology, check_imports
 from workers.app import create_app
+
+log = get_logger("conveyor.worker")
 
 #: Celery's per-task INFO lines ("received", "succeeded in") repeat what Conveyor's
 #: own job.* events say, with less context; keep their warnings and errors.
@@ -58,4 +62,7 @@ def run_node(
         quiet=True,
     )
     worker.start()
-    return int(worker.exitcode or 0)
+    code = int(worker.exitcode or 0)
+    # What this node cost in AWS requests, by action (benchmarks and tests read it).
+    log.info("worker.stopped", pool=pool, exit_code=code, aws_requests=aws.request_counts())
+    return code

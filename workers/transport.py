@@ -31,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kombu.transport import SQS, virtual
 
 from infra import aws
+from workers.batching import SqsBatcher
 from workers.dead_letter import dead_letter_request
 from workers.runner import Outcome, receive_count
 
@@ -108,6 +109,29 @@ def _plain_message(message: Any) -> dict[str, Any]:
 
 class Channel(SQS.Channel):
     """kombu's SQS channel with Conveyor's job mapping and outcome handling."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        options = self.transport_options
+        self._batcher = SqsBatcher(
+            self._client_for_url, max_delay_s=float(options.get("ack_flush_interval_s", 1.0))
+        )
+        self._flush_timer: Any = None
+        hub = getattr(self, "hub", None)  # kombu's event loop (set by the SQS channel)
+        if hub is not None:
+            # The consumer's event loop sends what has waited long enough; a full
+            # batch of 10 goes at once, and close() sends the rest.
+            self._flush_timer = hub.call_repeatedly(
+                self._batcher.max_delay_s / 2, self._batcher.flush_due
+            )
+
+    def close(self) -> None:
+        """Send the buffered deletes and visibility changes, then close as kombu does."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self._batcher.flush()
+        super().close()
 
     @cached_property
     def bindings(self) -> dict[str, QueueBinding]:
@@ -190,12 +214,18 @@ class Channel(SQS.Channel):
         """Apply the job's outcome: delete, back off, or dead-letter then delete."""
         found = self._delivery(delivery_tag)
         outcome: Outcome | None = found[0].get(OUTCOME_KEY) if found else None
-        if found is None or outcome is None or outcome.kind == "succeeded":
+        if found is None or "sqs_message" not in found[0]:
             super().basic_ack(delivery_tag, multiple)
             return
         delivery_info, _ = found
-        if outcome.kind == "retry":
-            self._set_visibility(delivery_info, outcome.delay_s)
+        if outcome is None or outcome.kind == "succeeded":
+            self._delete_later(delivery_tag, delivery_info)
+        elif outcome.kind == "retry":
+            self._batcher.change_visibility(
+                delivery_info["sqs_queue"],
+                delivery_info["sqs_message"]["ReceiptHandle"],
+                outcome.delay_s,
+            )
             log.info(
                 "job.retry_scheduled",
                 **outcome.log_fields(),
@@ -204,11 +234,18 @@ class Channel(SQS.Channel):
             )
             virtual.Channel.basic_ack(self, delivery_tag)
         elif self._write_dead_letter(delivery_info, outcome):
-            super().basic_ack(delivery_tag, multiple)  # deletes from the source queue
+            self._delete_later(delivery_tag, delivery_info)
         else:
             # Not written to the DLQ, so not deleted: it reappears after its
             # visibility timeout and the native redrive remains the backstop.
             virtual.Channel.basic_ack(self, delivery_tag)
+
+    def _delete_later(self, delivery_tag: str, delivery_info: dict[str, Any]) -> None:
+        self._batcher.delete(
+            delivery_info["sqs_queue"], delivery_info["sqs_message"]["ReceiptHandle"]
+        )
+        # Free the prefetch slot now: the delete is the batcher's business.
+        virtual.Channel.basic_ack(self, delivery_tag)
 
     def basic_reject(self, delivery_tag: str, requeue: bool = False) -> None:
         """Release the delivery without deleting the message (see the module doc)."""
@@ -225,6 +262,12 @@ class Channel(SQS.Channel):
         self._set_visibility(message.delivery_info, 0)
 
     # -- SQS operations -------------------------------------------------------------
+
+    def _client_for_url(self, queue_url: str) -> Any:
+        for name, binding in self.bindings.items():
+            if binding.url == queue_url:
+                return self.sqs(queue=name)
+        return self.sqs()
 
     def _client_for(self, delivery_info: dict[str, Any]) -> Any:
         return self.sqs(queue=self.canonical_queue_name(delivery_info["routing_key"]))
