@@ -22,6 +22,12 @@ class Note(BaseModel):
     label: str
 
 
+class Sleep(BaseModel):
+    """Runs for a while."""
+
+    seconds: float
+
+
 class Flaky(BaseModel):
     """Fails until the given attempt."""
 
@@ -36,6 +42,9 @@ def _record(ctx: JobContext, outcome: str) -> None:
         "queue": ctx.queue,
         "outcome": outcome,
         "at": time.time(),
+        "pid": os.getpid(),
+        # Which node ran it, for tests that run several.
+        "node": os.environ.get("CONVEYOR_TEST_NODE", ""),
     }
     with open(outbox / f"{ctx.job_id}.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps(line) + "\n")
@@ -64,3 +73,10 @@ def permanent(payload: Note, ctx: JobContext) -> None:
     """Fails permanently on the first attempt."""
     _record(ctx, "failed")
     raise PermanentError(f"{payload.label} can never work")
+
+
+def sleep(payload: Sleep, ctx: JobContext) -> None:
+    """Records its start, works for ``payload.seconds``, records its end."""
+    _record(ctx, "started")
+    time.sleep(payload.seconds)
+    _record(ctx, "ok")

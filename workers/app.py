@@ -18,6 +18,10 @@ from workers.transport import SYSTEM_ATTRIBUTES, UNDELIVERABLE_TASK, QueueBindin
 LONG_POLL_S = 20
 
 
+#: Between the soft and the hard time limit: room for the handler to clean up.
+HARD_LIMIT_GRACE_S = 5.0
+
+
 class QueueMissingError(RuntimeError):
     """A queue of the pool does not exist (the topology is not applied)."""
 
@@ -42,6 +46,12 @@ def resolve_bindings(topology: Topology, queues: list[str]) -> list[QueueBinding
                 dlq_url=urls[1],
                 fifo=topology.queues[queue].fifo,
                 job_types=frozenset(topology.job_types_of_queue(queue)),
+                visibility_timeout_s=int(topology.queues[queue].visibility_timeout_s),
+                max_runtime_s={
+                    jt: runtime
+                    for jt in topology.job_types_of_queue(queue)
+                    if (runtime := topology.job_types[jt].max_runtime_s) is not None
+                },
             )
         )
     return bindings
@@ -114,6 +124,16 @@ def create_app(
     }
     job_types = sorted({jt for b in bindings for jt in b.job_types})
     for job_type in [*job_types, UNDELIVERABLE_TASK]:
+        options = dict(task_options)
+        runtime_s = (
+            topology.job_types[job_type].max_runtime_s if job_type in topology.job_types else None
+        )
+        if runtime_s is not None and worker_pool == "prefork":
+            # Soft limit: SoftTimeLimitExceeded inside the handler, a failed attempt
+            # like any other. Hard limit: the process is killed; the message comes
+            # back (visibility 0) and the attempt is spent. Threads cannot be killed.
+            options["soft_time_limit"] = runtime_s
+            options["time_limit"] = runtime_s + HARD_LIMIT_GRACE_S
         # celery-types cannot type a decorator built from **options.
-        app.task(name=job_type, **task_options)(run_job)  # type: ignore[no-untyped-call]
+        app.task(name=job_type, **options)(run_job)  # type: ignore[no-untyped-call]
     return app

@@ -33,6 +33,7 @@ from kombu.transport import SQS, virtual
 from infra import aws
 from workers.batching import SqsBatcher
 from workers.dead_letter import dead_letter_request
+from workers.heartbeat import Heartbeat, new_lease
 from workers.runner import Outcome, receive_count
 
 log = structlog.stdlib.get_logger("conveyor.worker")
@@ -41,6 +42,8 @@ log = structlog.stdlib.get_logger("conveyor.worker")
 UNDELIVERABLE_TASK = "conveyor.undeliverable"
 #: Where the consumer finds the outcome the pool sent back (see workers.request).
 OUTCOME_KEY = "conveyor_outcome"
+#: How often the consumer looks for leases to extend.
+HEARTBEAT_CHECK_S = 1.0
 #: System attributes every receive asks for.
 SYSTEM_ATTRIBUTES = [
     "ApproximateReceiveCount",
@@ -59,6 +62,9 @@ class QueueBinding:
     dlq_url: str
     fifo: bool
     job_types: frozenset[str]
+    visibility_timeout_s: int = 30
+    #: Per job type: how long the heartbeat may keep a message invisible.
+    max_runtime_s: dict[str, float] | None = None
 
     def to_option(self) -> dict[str, Any]:
         """A JSON-friendly form for Celery's broker_transport_options."""
@@ -68,6 +74,8 @@ class QueueBinding:
             "dlq_url": self.dlq_url,
             "fifo": self.fifo,
             "job_types": sorted(self.job_types),
+            "visibility_timeout_s": self.visibility_timeout_s,
+            "max_runtime_s": dict(self.max_runtime_s or {}),
         }
 
     @classmethod
@@ -79,6 +87,8 @@ class QueueBinding:
             dlq_url=value["dlq_url"],
             fifo=bool(value["fifo"]),
             job_types=frozenset(value["job_types"]),
+            visibility_timeout_s=int(value.get("visibility_timeout_s", 30)),
+            max_runtime_s=dict(value.get("max_runtime_s") or {}),
         )
 
 
@@ -116,20 +126,22 @@ class Channel(SQS.Channel):
         self._batcher = SqsBatcher(
             self._client_for_url, max_delay_s=float(options.get("ack_flush_interval_s", 1.0))
         )
-        self._flush_timer: Any = None
+        self._heartbeat = Heartbeat(self._client_for_url)
+        self._timers: list[Any] = []
         hub = getattr(self, "hub", None)  # kombu's event loop (set by the SQS channel)
         if hub is not None:
-            # The consumer's event loop sends what has waited long enough; a full
-            # batch of 10 goes at once, and close() sends the rest.
-            self._flush_timer = hub.call_repeatedly(
-                self._batcher.max_delay_s / 2, self._batcher.flush_due
-            )
+            # The consumer's event loop sends what has waited long enough (a full
+            # batch of 10 goes at once, close() sends the rest) and extends leases.
+            self._timers = [
+                hub.call_repeatedly(self._batcher.max_delay_s / 2, self._batcher.flush_due),
+                hub.call_repeatedly(HEARTBEAT_CHECK_S, self._heartbeat.beat),
+            ]
 
     def close(self) -> None:
         """Send the buffered deletes and visibility changes, then close as kombu does."""
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
+        for timer in self._timers:
+            timer.cancel()
+        self._timers = []
         self._batcher.flush()
         super().close()
 
@@ -157,6 +169,14 @@ class Channel(SQS.Channel):
         job_id, job_type = _peek(plain["Body"])
         task = job_type if job_type in binding.job_types else UNDELIVERABLE_TASK
         task_id = job_id or plain["MessageId"] or "unknown"
+        self._heartbeat.track(
+            new_lease(
+                q_url,
+                message["ReceiptHandle"],
+                binding.visibility_timeout_s,
+                (binding.max_runtime_s or {}).get(task),
+            )
+        )
         body = json.dumps(
             [
                 [],
@@ -212,6 +232,7 @@ class Channel(SQS.Channel):
 
     def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
         """Apply the job's outcome: delete, back off, or dead-letter then delete."""
+        self._heartbeat.forget(delivery_tag)
         found = self._delivery(delivery_tag)
         outcome: Outcome | None = found[0].get(OUTCOME_KEY) if found else None
         if found is None or "sqs_message" not in found[0]:
@@ -249,6 +270,7 @@ class Channel(SQS.Channel):
 
     def basic_reject(self, delivery_tag: str, requeue: bool = False) -> None:
         """Release the delivery without deleting the message (see the module doc)."""
+        self._heartbeat.forget(delivery_tag)
         try:
             found = self._delivery(delivery_tag)
             if requeue and found is not None:
@@ -259,6 +281,7 @@ class Channel(SQS.Channel):
     def _restore(self, message: Any, unwanted_delivery_info: Any = None) -> None:
         # kombu restores an unacked message (e.g. prefetched when the worker stops) by
         # publishing a copy; the original is still in SQS, so make it visible again.
+        self._heartbeat.forget(message.delivery_tag)
         self._set_visibility(message.delivery_info, 0)
 
     # -- SQS operations -------------------------------------------------------------

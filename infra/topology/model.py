@@ -51,6 +51,7 @@ def _duration(low_s: float, high_s: float, *, positive: bool = False) -> BeforeV
 VisibilityS = Annotated[float, _duration(0, MAX_VISIBILITY_TIMEOUT_S)]
 RetentionS = Annotated[float, _duration(MIN_RETENTION_S, MAX_RETENTION_S)]
 DelayS = Annotated[float, _duration(0, MAX_DELAY_S)]
+MaxRuntimeS = Annotated[float, _duration(0, MAX_VISIBILITY_TIMEOUT_S, positive=True)]
 BackoffS = Annotated[float, _duration(0, MAX_VISIBILITY_TIMEOUT_S, positive=True)]
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
@@ -177,6 +178,10 @@ class JobType(_Strict):
     payload: ImportPath
     #: The default handler, ``module:function``; queues may override it.
     handler: ImportPath | None = None
+    #: Longest a run may take. The message's visibility is extended while the job
+    #: runs (a heartbeat), up to this; past it the job is stopped (soft, then hard
+    #: time limit; process pools only) and the attempt counts as failed.
+    max_runtime_s: MaxRuntimeS | None = None
     description: str = ""
 
 

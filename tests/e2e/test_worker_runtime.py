@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +76,145 @@ def test_successes_are_deleted_in_batches_of_ten(
     assert deletes <= jobs // 10 + 1, requests
     for i in ids:  # each ran exactly once
         assert len((outbox / f"{i}.jsonl").read_text().splitlines()) == 1
+
+
+RUNTIME = REPO / "tests" / "fixtures" / "runtime.yaml"
+
+
+class Node:
+    """One `conveyor worker` process of the runtime topology, in its own process group."""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        self.log = log_dir / f"{name}.log"
+        self._log_file = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "conveyor", "worker", "--pool", "main"],
+            env={**env, "CONVEYOR_TEST_NODE": name},
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=self._log_file,
+            start_new_session=True,
+        )
+
+    def ready(self) -> bool:
+        return self.log.exists() and " ready." in self.log.read_text()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        code = self.proc.wait()
+        self._log_file.close()
+        return code
+
+
+@pytest.fixture
+def runtime(aws_env: AwsEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    monkeypatch.setenv("CONVEYOR_QUEUES_FILE", str(RUNTIME))
+    monkeypatch.setenv("CONVEYOR_TEST_OUTBOX", str(outbox))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    topology = load_topology(RUNTIME)
+    apply(topology)
+    url = aws.client("sqs").get_queue_url(QueueName=topology.queue_name("slow"))["QueueUrl"]
+    rt = Runtime(outbox, url, dict(os.environ), tmp_path)
+    yield rt
+    for node in rt.nodes:
+        node.stop()
+
+
+@dataclass
+class Runtime:
+    outbox: Path
+    url: str
+    env: dict[str, str]
+    log_dir: Path
+    nodes: list[Node] = field(default_factory=list)
+
+    def node(self, name: str) -> Node:
+        node = Node(name, self.env, self.log_dir)
+        self.nodes.append(node)
+        eventually(node.ready, what=f"worker {name} to be ready")
+        return node
+
+    def send(self, job_type: str, seconds: float, count: int = 1) -> list[str]:
+        ids = []
+        for _ in range(count):
+            envelope = make_envelope(job_type, {"seconds": seconds})
+            aws.client("sqs").send_message(QueueUrl=self.url, MessageBody=encode(envelope))
+            ids.append(envelope.id)
+        return ids
+
+    def runs(self, job_id: str) -> list[dict[str, Any]]:
+        path = self.outbox / f"{job_id}.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+    def finished(self, job_id: str) -> bool:
+        return any(r["outcome"] == "ok" for r in self.runs(job_id))
+
+
+def test_a_job_three_times_longer_than_the_visibility_timeout_runs_once(runtime: Runtime) -> None:
+    runtime.node("a")
+    runtime.node("b")  # a second consumer that would take the message if it reappeared
+    [job_id] = runtime.send("test.sleep", seconds=12)  # the queue's visibility timeout is 4 s
+
+    eventually(lambda: runtime.finished(job_id), timeout_s=90, what="the long job to finish")
+    runs = runtime.runs(job_id)
+    assert [r["outcome"] for r in runs] == ["started", "ok"]  # one attempt, never a second
+    assert runs[0]["attempt"] == 1
+
+
+def test_a_job_past_its_max_runtime_is_stopped_and_counts_as_an_attempt(runtime: Runtime) -> None:
+    runtime.node("a")
+    [job_id] = runtime.send("test.overrun", seconds=30)  # max_runtime_s is 2
+
+    # Each attempt is stopped at 2 s; after 3 attempts the job is dead-lettered.
+    eventually(
+        lambda: (
+            [r["attempt"] for r in runtime.runs(job_id) if r["outcome"] == "started"] == [1, 2, 3]
+        ),
+        timeout_s=90,
+        what="three attempts",
+    )
+    assert not runtime.finished(job_id)
+
+
+def test_kill_9_of_a_node_mid_job_redelivers_and_completes(runtime: Runtime) -> None:
+    a = runtime.node("a")
+    [job_id] = runtime.send("test.sleep", seconds=3)
+    eventually(lambda: runtime.runs(job_id), what="node a to start the job")
+    a.stop()  # SIGKILL to the whole process group: the node and its pool processes
+    runtime.node("b")
+
+    eventually(lambda: runtime.finished(job_id), timeout_s=60, what="the job to complete")
+    runs = runtime.runs(job_id)
+    assert runs[0]["node"] == "a"
+    assert runs[0]["outcome"] == "started"
+    assert runs[-1]["node"] == "b"
+    assert runs[-1]["outcome"] == "ok"
+    assert runs[-1]["attempt"] == 2
+
+
+def test_sigterm_finishes_jobs_in_hand_and_releases_the_rest(runtime: Runtime) -> None:
+    a = runtime.node("a")  # concurrency 2
+    ids = runtime.send("test.sleep", seconds=3, count=6)
+    started = eventually(
+        lambda: (s := [i for i in ids if runtime.runs(i)]) and len(s) == 2 and s,
+        what="node a to start two jobs",
+    )
+    a.proc.send_signal(signal.SIGTERM)
+    b = runtime.node("b")
+
+    eventually(lambda: all(runtime.finished(i) for i in ids), timeout_s=90, what="all jobs")
+    assert a.proc.wait(timeout=60) == 0
+    for job_id in started:  # the two in hand finished on a, in their first attempt
+        assert [(r["node"], r["outcome"]) for r in runtime.runs(job_id)] == [
+            ("a", "started"),
+            ("a", "ok"),
+        ]
+    others = [i for i in ids if i not in started]
+    assert all(runtime.runs(i)[-1]["node"] == "b" for i in others)
+    assert all(len(runtime.runs(i)) == 2 for i in ids)  # nothing ran twice, nothing lost
+    b.stop()
