@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     #: Workers send buffered deletes/visibility changes after at most this long
     #: (a batch of 10 goes at once, and everything goes at shutdown).
     ack_flush_interval_s: float = 1.0
+    #: A stopping worker lets running jobs finish this long, then cancels them.
+    worker_shutdown_grace_s: float = 30.0
+    #: A worker whose receive loop has not completed a turn this long exits non-zero.
+    worker_liveness_timeout_s: float = 120.0
+    #: Port of a worker's /healthz and /metrics (unset: not served).
+    worker_health_port: int | None = None
     #: Where the CLI and the demo find the producer API.
     api_url: str = "http://127.0.0.1:8000"
 

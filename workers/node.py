@@ -1,20 +1,44 @@
-"""One worker node: a Celery worker process for one pool of queues.yaml."""
+"""One worker node: a Celery worker process for one pool of queues.yaml.
+
+Around Celery's worker it adds what a node on SQS needs:
+
+* stopping: SIGTERM/SIGINT stop receiving and let the jobs in hand finish within
+  ``shutdown_grace_s`` (then they are cancelled and their messages made visible);
+  messages received but not started are made visible at once and pending deletes
+  are flushed; the exit code is 0. A second signal stops at once.
+* liveness: a watchdog exits non-zero when the receive loop has not completed a
+  turn within ``liveness_timeout_s``, so the supervisor restarts the node;
+* ``/healthz`` and ``/metrics`` on ``health_port``.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
+import time
+from types import FrameType
 from typing import Any
 
-from celery import signals
+from celery import platforms, signals
+from celery.exceptions import WorkerTerminate
+from celery.worker import state
 
 from infra import aws
 from infra.logs import get_logger
 from infra.topology import Topology, check_imports
 from workers.app import create_app
+from workers.health import serve_health
+from workers.liveness import LIVENESS
+from workers.metrics import prepare_multiprocess_dir, render
+from workers.transport import messages_held
 
 log = get_logger("conveyor.worker")
+
+#: Exit code of a node that stopped because its receive loop stalled.
+EXIT_UNHEALTHY = 3
 
 #: Celery's per-task INFO lines ("received", "succeeded in") repeat what Conveyor's
 #: own job.* events say, with less context; keep their warnings and errors.
@@ -28,18 +52,59 @@ def _keep_our_logging(**_: Any) -> None:
     return None
 
 
+class _Stopper:
+    """Conveyor's SIGTERM/SIGINT handling (installed over Celery's)."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self.stopping = threading.Event()
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.stopping.is_set():
+            log.warning("worker.stopping_now", signal=name)
+            # Celery's hard shutdown: running jobs are abandoned; their messages
+            # reappear when their visibility timeout ends.
+            raise WorkerTerminate(1)
+        self.stopping.set()
+        log.info("worker.stopping", signal=name, grace_s=self.grace_s)
+        state.should_stop = 0  # type: ignore[assignment]  # Celery: warm shutdown
+        timer = threading.Timer(self.grace_s, self._grace_over)
+        timer.daemon = True
+        timer.start()
+
+    def _grace_over(self) -> None:
+        log.warning("worker.grace_over", grace_s=self.grace_s)
+        # Celery's cold shutdown cancels the jobs still running; acks_late makes
+        # their messages visible again for another node.
+        os.kill(os.getpid(), signal.SIGQUIT)
+
+
+def _watchdog(timeout_s: float, stopper: _Stopper) -> None:
+    while not stopper.stopping.is_set():
+        age_s = LIVENESS.age_s()
+        if age_s > timeout_s:
+            log.error("worker.unhealthy", last_poll_age_s=round(age_s, 1), limit_s=timeout_s)
+            stopper.stopping.set()
+            os.kill(os.getpid(), signal.SIGQUIT)  # cold shutdown, exit code 1
+            time.sleep(30)  # give the cold shutdown its chance
+            log.error("worker.unhealthy_exit", exit_code=EXIT_UNHEALTHY)
+            os._exit(EXIT_UNHEALTHY)
+        time.sleep(1.0)  # a periodic check, not synchronisation
+
+
 def run_node(
     topology: Topology,
     pool: str,
     *,
     concurrency: int | None = None,
     loglevel: str = "INFO",
+    health_port: int | None = None,
+    liveness_timeout_s: float = 120.0,
+    shutdown_grace_s: float = 30.0,
 ) -> int:
-    """Run a worker node of ``pool`` in the foreground until it is stopped; its exit code.
-
-    SIGTERM (or Ctrl-C) is a warm shutdown: stop receiving, finish the jobs in hand,
-    make the rest visible again. A second signal stops at once.
-    """
+    """Run a worker node of ``pool`` in the foreground until it is stopped; its exit code."""
+    prepare_multiprocess_dir()
     check_imports(topology, handlers=True)
     spec = topology.pools[pool]
     for name in _QUIET_LOGGERS:
@@ -51,7 +116,15 @@ def run_node(
         concurrency=concurrency or spec.concurrency,
         worker_pool=spec.worker_pool,
     )
-    worker = app.Worker(
+    stopper = _Stopper(shutdown_grace_s)
+
+    class NodeWorker(app.Worker):  # type: ignore[name-defined,misc]
+        def install_platform_tweaks(self, worker: Any) -> None:
+            super().install_platform_tweaks(worker)
+            platforms.signals["SIGTERM"] = stopper
+            platforms.signals["SIGINT"] = stopper
+
+    worker = NodeWorker(
         hostname=f"{pool}@{socket.gethostname()}-{os.getpid()}",
         queues=[topology.queue_name(q) for q in spec.queues],
         loglevel=loglevel,
@@ -61,8 +134,28 @@ def run_node(
         optimization="fair",
         quiet=True,
     )
+    if health_port is not None:
+        server = serve_health(
+            health_port,
+            healthy=lambda: _health(liveness_timeout_s),
+            metrics=lambda: render(
+                {
+                    "conveyor_worker_last_poll_age_seconds": LIVENESS.age_s(),
+                    "conveyor_jobs_in_flight": messages_held(),
+                }
+            ),
+        )
+        log.info("worker.health_endpoint", port=server.server_port)
+    threading.Thread(
+        target=_watchdog, args=(liveness_timeout_s, stopper), name="watchdog", daemon=True
+    ).start()
     worker.start()
     code = int(worker.exitcode or 0)
     # What this node cost in AWS requests, by action (benchmarks and tests read it).
     log.info("worker.stopped", pool=pool, exit_code=code, aws_requests=aws.request_counts())
     return code
+
+
+def _health(liveness_timeout_s: float) -> tuple[bool, dict[str, object]]:
+    age_s = LIVENESS.age_s()
+    return age_s <= liveness_timeout_s, {"last_poll_age_s": round(age_s, 3)}

@@ -14,7 +14,7 @@ from billiard.einfo import ExceptionWithTraceback  # type: ignore[attr-defined]
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 
-from workers.runner import Outcome
+from workers.outcome import Outcome
 from workers.transport import OUTCOME_KEY
 
 

@@ -10,16 +10,17 @@ failure, so Celery's own failure handling only ever sees genuine worker faults.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
 import socket
 import time
 import traceback
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from pydantic import BaseModel, ValidationError
@@ -30,41 +31,12 @@ from infra.topology.model import MAX_VISIBILITY_TIMEOUT_S, RetryPolicy
 from workers.api import Handler, JobContext, PermanentError, RetryLater
 from workers.backoff import backoff_delay_s
 from workers.failure import Failure
+from workers.hooks import DEFAULT_HOOKS, Hook, Job
+from workers.outcome import Outcome, OutcomeKind
+
+__all__ = ["JobRunner", "Outcome", "OutcomeKind", "receive_count", "worker_id"]
 
 log = structlog.stdlib.get_logger("conveyor.worker")
-
-OutcomeKind = Literal["succeeded", "retry", "dead_letter"]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What to do with the message of one delivery (picklable: crosses the process pool)."""
-
-    kind: OutcomeKind
-    queue: str
-    attempt: int
-    job_id: str | None = None
-    job_type: str | None = None
-    trace_id: str | None = None
-    #: retry: seconds until the next attempt (the new visibility timeout).
-    delay_s: int = 0
-    #: retry: the error that caused it.
-    error_type: str | None = None
-    error: str | None = None
-    #: dead_letter: the record written with the message to the DLQ.
-    failure: Failure | None = None
-    duration_s: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def log_fields(self) -> dict[str, Any]:
-        """The fields that identify the job in log events."""
-        return {
-            "job_id": self.job_id,
-            "job_type": self.job_type,
-            "queue": self.queue,
-            "attempt": self.attempt,
-            "trace_id": self.trace_id,
-        }
 
 
 def worker_id() -> str:
@@ -75,6 +47,13 @@ def worker_id() -> str:
 def _iso_from_ms(value: object) -> str | None:
     try:
         return datetime.fromtimestamp(int(str(value)) / 1000, UTC).isoformat()
+    except (TypeError, ValueError):
+        return None
+
+
+def _epoch_s(millis: object) -> float | None:
+    try:
+        return int(str(millis)) / 1000
     except (TypeError, ValueError):
         return None
 
@@ -113,9 +92,15 @@ class JobRunner:
     """Runs deliveries for the queues of one worker node."""
 
     def __init__(
-        self, topology: Topology, queues: Iterable[str], *, rng: random.Random | None = None
+        self,
+        topology: Topology,
+        queues: Iterable[str],
+        *,
+        hooks: Sequence[Hook] = DEFAULT_HOOKS,
+        rng: random.Random | None = None,
     ) -> None:
         self.topology = topology
+        self.hooks = tuple(hooks)
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         # Resolve every handler and payload model up front: a typo in queues.yaml
         # should stop the worker at start, not dead-letter every job later.
@@ -132,20 +117,31 @@ class JobRunner:
         """Run one received SQS ``message`` from declared ``queue``; return its outcome."""
         started = time.monotonic()
         delivery = _Delivery(message, queue, receive_count(message))
+        error: EnvelopeError | None = None
         try:
-            envelope = decode(message.get("Body", ""))
+            delivery = replace(delivery, envelope=decode(message.get("Body", "")))
         except EnvelopeError as exc:
-            with structlog.contextvars.bound_contextvars(queue=queue, attempt=delivery.attempt):
-                return self._dead_letter(delivery, exc.reason, exc)
-        delivery = replace(delivery, envelope=envelope)
-        with structlog.contextvars.bound_contextvars(
-            job_id=envelope.id,
-            job_type=envelope.type,
+            error = exc
+        envelope = delivery.envelope
+
+        def execute() -> Outcome:
+            if envelope is None:
+                assert error is not None
+                return self._dead_letter(delivery, error.reason, error)
+            return self._run_envelope(delivery, envelope)
+
+        job = Job(
             queue=queue,
             attempt=delivery.attempt,
-            trace_id=envelope.trace_id,
-        ):
-            outcome = self._run_envelope(delivery, envelope)
+            job_id=envelope.id if envelope else None,
+            job_type=envelope.type if envelope else None,
+            trace_id=envelope.trace_id if envelope else None,
+            sent_at_s=_epoch_s(message.get("Attributes", {}).get("SentTimestamp")),
+        )
+        call: Callable[[], Outcome] = execute
+        for hook in reversed(self.hooks):
+            call = functools.partial(hook, job, call)
+        outcome = call()
         return replace(outcome, duration_s=round(time.monotonic() - started, 6))
 
     def _refusal(self, delivery: _Delivery, envelope: Envelope) -> Outcome | None:

@@ -22,6 +22,7 @@ What it changes, and why:
 from __future__ import annotations
 
 import json
+import weakref
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -34,7 +35,9 @@ from infra import aws
 from workers.batching import SqsBatcher
 from workers.dead_letter import dead_letter_request
 from workers.heartbeat import Heartbeat, new_lease
-from workers.runner import Outcome, receive_count
+from workers.liveness import LIVENESS
+from workers.outcome import Outcome
+from workers.runner import receive_count
 
 log = structlog.stdlib.get_logger("conveyor.worker")
 
@@ -42,6 +45,8 @@ log = structlog.stdlib.get_logger("conveyor.worker")
 UNDELIVERABLE_TASK = "conveyor.undeliverable"
 #: Where the consumer finds the outcome the pool sent back (see workers.request).
 OUTCOME_KEY = "conveyor_outcome"
+#: How soon a node whose slots are all busy checks again whether it may receive.
+BUSY_RECHECK_S = 0.05
 #: How often the consumer looks for leases to extend.
 HEARTBEAT_CHECK_S = 1.0
 #: System attributes every receive asks for.
@@ -117,6 +122,14 @@ def _plain_message(message: Any) -> dict[str, Any]:
     }
 
 
+_channels: weakref.WeakSet[Channel] = weakref.WeakSet()
+
+
+def messages_held() -> int:
+    """Messages this process has received and not yet deleted or released (in flight)."""
+    return sum(channel._heartbeat.held() for channel in list(_channels))
+
+
 class Channel(SQS.Channel):
     """kombu's SQS channel with Conveyor's job mapping and outcome handling."""
 
@@ -127,6 +140,7 @@ class Channel(SQS.Channel):
             self._client_for_url, max_delay_s=float(options.get("ack_flush_interval_s", 1.0))
         )
         self._heartbeat = Heartbeat(self._client_for_url)
+        _channels.add(self)
         self._timers: list[Any] = []
         hub = getattr(self, "hub", None)  # kombu's event loop (set by the SQS channel)
         if hub is not None:
@@ -220,6 +234,21 @@ class Channel(SQS.Channel):
                 },
             },
         }
+
+    def _loop1(self, queue: str, messages_fetched: int | None = None) -> None:
+        # kombu calls this after each poll (with the number of messages, 0 when the
+        # long poll came back empty) and when it skipped polling because every slot
+        # is busy (None). Its own version either sleeps polling_interval after an
+        # empty poll (wasted latency: the long poll already waited) or, with a zero
+        # interval, spins through call_soon while busy. Poll again at once after a
+        # poll; recheck a busy node a little later. Either way the loop is alive.
+        LIVENESS.mark()
+        hub: Any = getattr(self, "hub", None)  # untyped in the stubs
+        schedule = self._schedule_queue  # type: ignore[attr-defined]
+        if messages_fetched is None:
+            hub.call_later(BUSY_RECHECK_S, schedule, queue)
+        else:
+            hub.call_soon(schedule, queue)
 
     # -- acknowledging ----------------------------------------------------------------
 

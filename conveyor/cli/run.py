@@ -43,6 +43,10 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Jobs at once; default: the pool's.")
     ] = None,
+    health_port: Annotated[
+        int | None,
+        typer.Option(help="Serve /healthz and /metrics on this port (0: any free port)."),
+    ] = None,
 ) -> None:
     """Run one worker node of POOL in the foreground (SIGTERM drains and stops it)."""
     from workers.app import QueueMissingError  # noqa: PLC0415 - keep `conveyor --help` fast
@@ -57,7 +61,15 @@ def worker(
     # warning would break the JSON log stream in development containers.
     warnings.filterwarnings("ignore", message=".*superuser privileges.*")
     try:
-        code = run_node(topology, pool, concurrency=concurrency, loglevel=settings.log_level)
+        code = run_node(
+            topology,
+            pool,
+            concurrency=concurrency,
+            loglevel=settings.log_level,
+            health_port=health_port if health_port is not None else settings.worker_health_port,
+            liveness_timeout_s=settings.worker_liveness_timeout_s,
+            shutdown_grace_s=settings.worker_shutdown_grace_s,
+        )
     except TopologyError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(EXIT_USAGE) from None

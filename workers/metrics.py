@@ -1,0 +1,94 @@
+"""Prometheus metrics of a worker node.
+
+Jobs run in pool processes, so the counters live in prometheus_client's
+multiprocess mode: every process writes its samples to files in
+``PROMETHEUS_MULTIPROC_DIR`` and the node's ``/metrics`` adds them up. The node
+sets that directory before anything creates a metric; the instruments are built
+lazily for the same reason (prometheus_client picks its storage at import).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+_DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+_LAG_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+
+def prepare_multiprocess_dir() -> str:
+    """Point prometheus_client at a fresh directory (before any metric exists)."""
+    path = os.environ.get(ENV)
+    if not path:
+        path = tempfile.mkdtemp(prefix="conveyor-metrics-")
+        os.environ[ENV] = path
+    return path
+
+
+@dataclass(frozen=True)
+class _Instruments:
+    started: Any
+    succeeded: Any
+    failed: Any
+    retried: Any
+    dead_lettered: Any
+    duration: Any
+    lag: Any
+
+
+@functools.cache
+def instruments() -> _Instruments:
+    """The job metrics, created on first use in each process."""
+    from prometheus_client import Counter, Histogram  # noqa: PLC0415 - see the module doc
+
+    labels = ("job_type", "queue")
+    return _Instruments(
+        started=Counter("conveyor_jobs_started", "Job attempts started.", labels),
+        succeeded=Counter("conveyor_jobs_succeeded", "Job attempts that succeeded.", labels),
+        failed=Counter("conveyor_jobs_failed", "Job attempts that failed.", labels),
+        retried=Counter("conveyor_jobs_retried", "Failed attempts scheduled for a retry.", labels),
+        dead_lettered=Counter(
+            "conveyor_jobs_dead_lettered", "Jobs sent to a dead-letter queue.", (*labels, "reason")
+        ),
+        duration=Histogram(
+            "conveyor_job_duration_seconds",
+            "Handler run time.",
+            labels,
+            buckets=_DURATION_BUCKETS_S,
+        ),
+        lag=Histogram(
+            "conveyor_job_queue_lag_seconds",
+            "Time from SQS accepting the message to the job starting.",
+            ("queue",),
+            buckets=_LAG_BUCKETS_S,
+        ),
+    )
+
+
+def render(extra: dict[str, float]) -> tuple[bytes, str]:
+    """The node's metrics page: every process's job metrics plus the node's own gauges."""
+    from prometheus_client import (  # noqa: PLC0415 - see the module doc
+        CONTENT_TYPE_LATEST,
+        CollectorRegistry,
+        generate_latest,
+        multiprocess,
+    )
+    from prometheus_client.core import GaugeMetricFamily  # noqa: PLC0415
+
+    class _NodeGauges:
+        # Read at scrape time from the node process; not stored in multiprocess files.
+        def collect(self) -> list[GaugeMetricFamily]:
+            return [
+                GaugeMetricFamily(name, name.replace("_", " "), value=value)
+                for name, value in extra.items()
+            ]
+
+    registry = CollectorRegistry()
+    if os.environ.get(ENV):
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(_NodeGauges())
+    return generate_latest(registry), CONTENT_TYPE_LATEST
