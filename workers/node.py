@@ -58,6 +58,8 @@ class _Stopper:
     def __init__(self, grace_s: float) -> None:
         self.grace_s = grace_s
         self.stopping = threading.Event()
+        #: Set by the watchdog: the node stops because its receive loop stalled.
+        self.unhealthy = False
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -85,6 +87,7 @@ def _watchdog(timeout_s: float, stopper: _Stopper) -> None:
         age_s = LIVENESS.age_s()
         if age_s > timeout_s:
             log.error("worker.unhealthy", last_poll_age_s=round(age_s, 1), limit_s=timeout_s)
+            stopper.unhealthy = True
             stopper.stopping.set()
             os.kill(os.getpid(), signal.SIGQUIT)  # cold shutdown, exit code 1
             time.sleep(30)  # give the cold shutdown its chance
@@ -142,6 +145,9 @@ def run_node(
                 {
                     "conveyor_worker_last_poll_age_seconds": LIVENESS.age_s(),
                     "conveyor_jobs_in_flight": messages_held(),
+                    "conveyor_sqs_receive_message_requests": aws.request_counts().get(
+                        "sqs.ReceiveMessage", 0
+                    ),
                 }
             ),
         )
@@ -150,7 +156,8 @@ def run_node(
         target=_watchdog, args=(liveness_timeout_s, stopper), name="watchdog", daemon=True
     ).start()
     worker.start()
-    code = int(worker.exitcode or 0)
+    # Celery exits 0 after a cold shutdown; a node stopped for being stuck must not.
+    code = EXIT_UNHEALTHY if stopper.unhealthy else int(worker.exitcode or 0)
     # What this node cost in AWS requests, by action (benchmarks and tests read it).
     log.info("worker.stopped", pool=pool, exit_code=code, aws_requests=aws.request_counts())
     return code

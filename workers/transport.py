@@ -45,6 +45,10 @@ log = structlog.stdlib.get_logger("conveyor.worker")
 UNDELIVERABLE_TASK = "conveyor.undeliverable"
 #: Where the consumer finds the outcome the pool sent back (see workers.request).
 OUTCOME_KEY = "conveyor_outcome"
+#: How long to wait before polling again after a receive failed.
+RECEIVE_RETRY_S = 2.0
+#: What a failed poll reports to the receive loop.
+FAILED_POLL = -1
 #: How soon a node whose slots are all busy checks again whether it may receive.
 BUSY_RECHECK_S = 0.05
 #: How often the consumer looks for leases to extend.
@@ -235,6 +239,17 @@ class Channel(SQS.Channel):
             },
         }
 
+    def _on_messages_ready(self, queue: str, qname: str, messages: Any) -> int:
+        # kombu's async client answers a failed request (connection refused or reset)
+        # with a list instead of the ReceiveMessage response, and kombu then raises
+        # AttributeError, which Celery treats as unrecoverable. Count it as a failed
+        # poll instead: retried after a pause, and not a sign of life, so an outage
+        # that lasts is caught by the liveness watchdog.
+        if not isinstance(messages, dict):
+            log.warning("sqs.receive_failed", queue=qname)
+            return FAILED_POLL
+        return int(super()._on_messages_ready(queue, qname, messages))  # type: ignore[misc]
+
     def _loop1(self, queue: str, messages_fetched: int | None = None) -> None:
         # kombu calls this after each poll (with the number of messages, 0 when the
         # long poll came back empty) and when it skipped polling because every slot
@@ -242,9 +257,12 @@ class Channel(SQS.Channel):
         # empty poll (wasted latency: the long poll already waited) or, with a zero
         # interval, spins through call_soon while busy. Poll again at once after a
         # poll; recheck a busy node a little later. Either way the loop is alive.
-        LIVENESS.mark()
         hub: Any = getattr(self, "hub", None)  # untyped in the stubs
         schedule = self._schedule_queue  # type: ignore[attr-defined]
+        if messages_fetched == FAILED_POLL:
+            hub.call_later(RECEIVE_RETRY_S, schedule, queue)
+            return
+        LIVENESS.mark()
         if messages_fetched is None:
             hub.call_later(BUSY_RECHECK_S, schedule, queue)
         else:

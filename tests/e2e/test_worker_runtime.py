@@ -7,20 +7,23 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from conveyor.system import local_system
+from conveyor.system import free_port, local_system
 from infra import aws
+from infra.emulator import EmulatorProcess
 from infra.envelope import encode, make_envelope
 from infra.provision import apply
 from infra.topology import load_topology
 from tests import REPO
-from tests.conftest import AwsEnv
+from tests.conftest import AwsEnv, aws_environ
 from tests.e2e.test_pipeline import eventually
 
 pytestmark = pytest.mark.e2e
@@ -84,11 +87,11 @@ RUNTIME = REPO / "tests" / "fixtures" / "runtime.yaml"
 class Node:
     """One `conveyor worker` process of the runtime topology, in its own process group."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path, *args: str) -> None:
         self.log = log_dir / f"{name}.log"
         self._log_file = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "worker", "--pool", "main"],
+            [sys.executable, "-m", "conveyor", "worker", "--pool", "main", *args],
             env={**env, "CONVEYOR_TEST_NODE": name},
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
@@ -131,8 +134,8 @@ class Runtime:
     log_dir: Path
     nodes: list[Node] = field(default_factory=list)
 
-    def node(self, name: str) -> Node:
-        node = Node(name, self.env, self.log_dir)
+    def node(self, name: str, *args: str) -> Node:
+        node = Node(name, self.env, self.log_dir, *args)
         self.nodes.append(node)
         eventually(node.ready, what=f"worker {name} to be ready")
         return node
@@ -220,3 +223,80 @@ def test_sigterm_finishes_jobs_in_hand_and_releases_the_rest(runtime: Runtime) -
     assert all(runtime.runs(i)[-1]["node"] == "b" for i in others)
     assert all(len(runtime.runs(i)) == 2 for i in ids)  # nothing ran twice, nothing lost
     b.stop()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus text page (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        key, value = line.rsplit(" ", 1)
+        sample, _, rest = key.partition("{")
+        found = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
+        if sample == name and found == wanted:
+            return float(value)
+    return 0.0
+
+
+def test_health_metrics_and_the_idle_cost_of_a_node(runtime: Runtime) -> None:
+    port = free_port()
+    runtime.node("a", "--health-port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
+
+    [job_id] = runtime.send("test.sleep", seconds=0.1)
+    eventually(lambda: runtime.finished(job_id), what="the job")
+    labels = {"job_type": "test.sleep", "queue": "slow"}
+    page = eventually(
+        lambda: (
+            (t := httpx.get(f"{base}/metrics").text)
+            and metric(t, "conveyor_jobs_succeeded_total", **labels) == 1
+            and t
+        ),
+        what="the success to be counted",
+    )
+    assert metric(page, "conveyor_jobs_started_total", **labels) == 1
+    assert metric(page, "conveyor_job_duration_seconds_count", **labels) == 1
+    assert metric(page, "conveyor_job_queue_lag_seconds_count", queue="slow") == 1
+    assert metric(page, "conveyor_jobs_in_flight") == 0
+
+    # Idle: long polls of 20 s, no sleeping in between, so about 3 receives a minute.
+    before = metric(page, "conveyor_sqs_receive_message_requests")
+    started = time.monotonic()
+    eventually(lambda: time.monotonic() - started >= 45, timeout_s=60, what="45 s of idling")
+    idle_s = time.monotonic() - started
+    after = metric(httpx.get(f"{base}/metrics").text, "conveyor_sqs_receive_message_requests")
+    receives = after - before
+    print(
+        f"idle node: {receives:g} ReceiveMessage in {idle_s:.0f} s"
+        f" = {receives * 60 / idle_s:.1f}/min"
+    )
+    assert receives <= idle_s / 20 + 1
+
+
+def test_a_node_cut_off_from_sqs_reports_unhealthy_and_exits_non_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with EmulatorProcess(log_path=tmp_path / "emulator.log") as emulator:
+        env = {**os.environ, **aws_environ(emulator.endpoint_url, "cut")}
+        env.update(
+            CONVEYOR_QUEUES_FILE=str(RUNTIME),
+            CONVEYOR_TEST_OUTBOX=str(tmp_path),
+            PYTHONPATH=str(REPO),
+            CONVEYOR_WORKER_LIVENESS_TIMEOUT_S="25",  # above the 20 s long poll
+        )
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        aws.reset_clients()
+        apply(load_topology(RUNTIME))
+        node = Node("a", env, tmp_path)
+        try:
+            eventually(node.ready, what="the worker to be ready")
+            emulator.kill()  # the connection is cut: polls fail from now on
+            code = node.proc.wait(timeout=120)
+        finally:
+            node.stop()
+            aws.reset_clients()
+    assert code == 3  # EXIT_UNHEALTHY: the supervisor restarts it
+    assert '"worker.unhealthy"' in node.log.read_text()
