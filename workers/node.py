@@ -39,6 +39,8 @@ log = get_logger("conveyor.worker")
 
 #: Exit code of a node that stopped because its receive loop stalled.
 EXIT_UNHEALTHY = 3
+#: Exit code of a node stopped by a second signal, abandoning its jobs in hand.
+EXIT_FORCED = 1
 
 #: Celery's per-task INFO lines ("received", "succeeded in") repeat what Conveyor's
 #: own job.* events say, with less context; keep their warnings and errors.
@@ -60,11 +62,14 @@ class _Stopper:
         self.stopping = threading.Event()
         #: Set by the watchdog: the node stops because its receive loop stalled.
         self.unhealthy = False
+        #: Set by a second signal: jobs in hand were abandoned.
+        self.forced = False
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if self.stopping.is_set():
             log.warning("worker.stopping_now", signal=name)
+            self.forced = True
             # Celery's hard shutdown: running jobs are abandoned; their messages
             # reappear when their visibility timeout ends.
             raise WorkerTerminate(1)
@@ -156,8 +161,13 @@ def run_node(
         target=_watchdog, args=(liveness_timeout_s, stopper), name="watchdog", daemon=True
     ).start()
     worker.start()
-    # Celery exits 0 after a cold shutdown; a node stopped for being stuck must not.
-    code = EXIT_UNHEALTHY if stopper.unhealthy else int(worker.exitcode or 0)
+    # Celery exits 0 after a cold or hard shutdown; a node that was stuck, or that
+    # abandoned jobs in hand, must say so.
+    code = int(worker.exitcode or 0)
+    if stopper.unhealthy:
+        code = EXIT_UNHEALTHY
+    elif stopper.forced:
+        code = code or EXIT_FORCED
     # What this node cost in AWS requests, by action (benchmarks and tests read it).
     log.info("worker.stopped", pool=pool, exit_code=code, aws_requests=aws.request_counts())
     return code

@@ -225,6 +225,21 @@ def test_sigterm_finishes_jobs_in_hand_and_releases_the_rest(runtime: Runtime) -
     b.stop()
 
 
+def test_a_second_sigterm_stops_at_once_and_the_job_comes_back(runtime: Runtime) -> None:
+    a = runtime.node("a")
+    [job_id] = runtime.send("test.sleep", seconds=8)
+    eventually(lambda: runtime.runs(job_id), what="node a to start the job")
+    a.proc.send_signal(signal.SIGTERM)
+    eventually(lambda: '"worker.stopping"' in a.log.read_text(), what="the first signal")
+    a.proc.send_signal(signal.SIGTERM)
+    assert a.proc.wait(timeout=60) != 0  # stopped, not drained
+    assert not runtime.finished(job_id)  # a never finished it
+
+    runtime.node("b")  # the message reappears after its visibility timeout
+    eventually(lambda: runtime.finished(job_id), timeout_s=60, what="the job on node b")
+    assert runtime.runs(job_id)[-1]["node"] == "b"
+
+
 def metric(text: str, name: str, **labels: str) -> float:
     """The value of one sample in a Prometheus text page (0 when absent)."""
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
