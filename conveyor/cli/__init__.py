@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from conveyor.cli import api, infra, run, system
+from conveyor.cli import api, dlq, infra, run, system
 
 app = typer.Typer(
     name="conveyor",
@@ -14,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(infra.app, name="infra", help="Provision queues.yaml: plan, apply, destroy.")
+app.add_typer(dlq.app, name="dlq", help="DLQs: list, show, redrive, export, delete, purge.")
 api.register(app)
 run.register(app)
 system.register(app)

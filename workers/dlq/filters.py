@@ -46,7 +46,9 @@ def parse_rate(value: str) -> float:
     except ValueError:
         rate = -1.0
     if not rate > 0 or rate == float("inf"):
-        raise ValueError(f"invalid --rate {value!r}: expected a positive number such as 5/s or 300/m")
+        raise ValueError(
+            f"invalid --rate {value!r}: expected a positive number such as 5/s or 300/m"
+        )
     return rate
 
 
@@ -81,7 +83,9 @@ class JobFilter:
         if not self.job_types:
             return True
         job_type = job.job_type
-        return job_type is not None and any(fnmatch.fnmatchcase(job_type, p) for p in self.job_types)
+        return job_type is not None and any(
+            fnmatch.fnmatchcase(job_type, p) for p in self.job_types
+        )
 
     def _error_matches(self, job: DeadJob) -> bool:
         if not self.error:

@@ -159,7 +159,11 @@ class Scan:
         accepted: list[str] = []
         for chunk in batches(message_ids):
             entries = [
-                {"Id": str(i), "ReceiptHandle": self._held[m].receipt, "VisibilityTimeout": timeout_s}
+                {
+                    "Id": str(i),
+                    "ReceiptHandle": self._held[m].receipt,
+                    "VisibilityTimeout": timeout_s,
+                }
                 for i, m in enumerate(chunk)
             ]
             try:

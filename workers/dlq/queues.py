@@ -132,7 +132,8 @@ def queue_depth(sqs: SQSClient, url: str) -> Depth:
             QueueUrl=url,
             AttributeNames=list(_DEPTH_ATTRIBUTES),  # type: ignore[arg-type]
         ).get("Attributes", {})
-    visible, in_flight, delayed = (int(attributes.get(k, 0)) for k in _DEPTH_ATTRIBUTES)
+    found = {str(k): v for k, v in attributes.items()}
+    visible, in_flight, delayed = (int(found.get(k, 0)) for k in _DEPTH_ATTRIBUTES)
     return Depth(visible, in_flight, delayed)
 
 

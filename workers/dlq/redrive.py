@@ -32,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from infra.envelope import EnvelopeError, decode
 from infra.provision.errors import ProvisionError, describe_aws_error
 from workers.dlq.jobs import REDRIVE_COUNT, REDRIVEN_AT, DeadJob
-from workers.dlq.peek import BATCH_MAX, DEFAULT_HOLD_S, Scan, batches
+from workers.dlq.peek import BATCH_MAX, DEFAULT_HOLD_S, Scan
 from workers.dlq.queues import DlqError, TargetQueue
 from workers.failure import FAILURE_ATTRIBUTE
 
@@ -143,7 +143,7 @@ class Pacer:
         return max(1, min(BATCH_MAX, int(self.rate_per_s)))
 
     def wait(self, count: int, while_waiting: Callable[[], None] = lambda: None) -> None:
-        """Block until ``count`` more messages may go; ``while_waiting`` runs at least each second."""
+        """Block until ``count`` more messages may go, calling ``while_waiting`` each second."""
         now = self._clock()
         if self._started is None:
             self._started = now
@@ -208,7 +208,9 @@ def _send(
         # The whole call failed (target gone, no permission, endpoint down): nothing
         # was sent, so nothing will be deleted; stop rather than fail every batch.
         result.failed += len(chunk)
-        raise DlqError(f"sending to {target_url.rsplit('/', 1)[-1]}: {describe_aws_error(exc)}") from exc
+        raise DlqError(
+            f"sending to {target_url.rsplit('/', 1)[-1]}: {describe_aws_error(exc)}"
+        ) from exc
     for failure in response.get("Failed", []):
         result.failed += 1
         result._error(f"{failure.get('Code')}: {failure.get('Message')}")
@@ -251,13 +253,15 @@ def redrive(
 
     Never raises for SQS's errors or Ctrl-C: the run stops, the messages not yet
     moved stay in the DLQ (released at once), and the result says why
-    (``aborted``, ``interrupted``); ``result.moved`` is exact either way.
+    (``aborted``, ``interrupted``). A batch interrupted between its send and its
+    delete is counted as ``duplicated``: it may be in both queues.
     """
     wanted = {job.message_id for job in selected}
     result = RedriveResult(selected=len(wanted))
     pacer = pacer or Pacer(rate_per_s)
     started = time.monotonic()
     done: set[str] = set()
+    sent: list[str] = []  # sent, not yet deleted: in both queues if the run stops here
     try:
         with Scan(sqs, dlq_url, hold_s=hold_s) as scan:
             for page in scan.pages():
@@ -267,6 +271,7 @@ def redrive(
                     pacer.wait(len(chunk), scan.heartbeat)
                     sent = [mine[int(i)].message_id for i in _send(sqs, target_url, chunk, result)]
                     deleted = _delete(sqs, scan, dlq_url, sent, result) if sent else []
+                    sent = []
                     scan.forget(deleted)
                     result.moved += len(deleted)
                     done.update(mine[int(e["Id"])].message_id for e in chunk)
@@ -282,5 +287,6 @@ def redrive(
         result.aborted = exc.message
     except KeyboardInterrupt:
         result.interrupted = True
+        result.duplicated += len(sent)  # perhaps: the delete may have happened
     result.elapsed_s = time.monotonic() - started
     return result
