@@ -72,6 +72,8 @@ class LocalSystem:
     topology: Topology
     api_url: str
     env: dict[str, str]
+    #: The embedded emulator's endpoint, when this system started one.
+    emulator_url: str | None = None
     children: list[Child] = field(default_factory=list)
     log_dir: Path | None = None
 
@@ -122,6 +124,7 @@ def local_system(
     *,
     use_emulator: bool,
     api_port: int | None = None,
+    emulator_port: int = 0,
     log_dir: Path | None = None,
 ) -> Iterator[LocalSystem]:
     """Start everything, yield handles, stop everything (workers drain first)."""
@@ -130,7 +133,9 @@ def local_system(
     emulator: EmulatorProcess | None = None
     try:
         if use_emulator:
-            emulator = EmulatorProcess(log_path=log_dir / "emulator.log" if log_dir else None)
+            emulator = EmulatorProcess(
+                emulator_port, log_path=log_dir / "emulator.log" if log_dir else None
+            )
             emulator.start()
             env.update(
                 AWS_ENDPOINT_URL=emulator.endpoint_url,
@@ -154,7 +159,13 @@ def local_system(
         changes = apply(topology)
         log.info("topology.applied", changes=len(changes.changes))
         port = api_port or free_port()
-        system = LocalSystem(topology, f"http://127.0.0.1:{port}", env, log_dir=log_dir)
+        system = LocalSystem(
+            topology,
+            f"http://127.0.0.1:{port}",
+            env,
+            emulator_url=emulator.endpoint_url if emulator else None,
+            log_dir=log_dir,
+        )
         api = _spawn("api", _conveyor("api", "--port", str(port)), env, log_dir)
         system.children.append(api)
         for pool in topology.pools:

@@ -58,6 +58,9 @@ def up(
     ] = False,
     use_aws: UseAws = False,
     api_port: Annotated[int, typer.Option(help="Port of the producer API.")] = 8000,
+    emulator_port: Annotated[
+        int, typer.Option(help="Port of the embedded emulator (0: any free port).")
+    ] = 0,
 ) -> None:
     """Start the emulator (unless an AWS endpoint is configured), apply the topology,
     start the API and one worker node per pool; stay in the foreground until Ctrl-C."""
@@ -65,9 +68,18 @@ def up(
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
         with local_system(
-            topology, use_emulator=no_endpoint and not use_aws, api_port=api_port
+            topology,
+            use_emulator=no_endpoint and not use_aws,
+            api_port=api_port,
+            emulator_port=emulator_port,
         ) as system:
             typer.echo(f"conveyor is up: API {system.api_url} (OpenAPI at {system.api_url}/docs)")
+            if system.emulator_url:
+                typer.echo(
+                    "to use the CLI from another shell (conveyor dlq list, infra plan …):\n"
+                    f"  export AWS_ENDPOINT_URL={system.emulator_url} AWS_ACCESS_KEY_ID=testing"
+                    " AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1"
+                )
             if sample_workload:
                 summary = Summary()
                 submit_sample_workload(system.api_url, summary)
