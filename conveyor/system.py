@@ -115,7 +115,12 @@ def _stop(children: list[Child], grace_s: float) -> None:
             child.proc.wait()
         if child.log_file:
             child.log_file.close()
-        log.info("process.stopped", process=child.name, exit_code=child.proc.returncode)
+        code = child.proc.returncode
+        if code < 0:
+            # uvicorn re-raises the SIGTERM we sent once it has shut down cleanly.
+            log.info("process.stopped", process=child.name, signal=signal.Signals(-code).name)
+        else:
+            log.info("process.stopped", process=child.name, exit_code=code)
 
 
 @contextmanager
