@@ -18,11 +18,12 @@ import boto3
 from botocore.config import Config
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sts import STSClient
 
-Service = Literal["sqs", "sns", "sts"]
+Service = Literal["sqs", "sns", "sts", "dynamodb"]
 
 #: Used when no region is configured anywhere: the emulator accepts any region,
 #: and failing with botocore's NoRegionError would be a poor first experience.
@@ -85,6 +86,8 @@ def client(service: Literal["sqs"], *, region: str | None = None) -> SQSClient: 
 def client(service: Literal["sns"], *, region: str | None = None) -> SNSClient: ...
 @overload
 def client(service: Literal["sts"], *, region: str | None = None) -> STSClient: ...
+@overload
+def client(service: Literal["dynamodb"], *, region: str | None = None) -> DynamoDBClient: ...
 
 
 def client(service: Service, *, region: str | None = None) -> Any:

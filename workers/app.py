@@ -10,6 +10,7 @@ from kombu import Queue as KombuQueue
 from infra import aws
 from infra.settings import load_settings
 from infra.topology import Topology
+from workers.idempotency import job_hooks
 from workers.request import OutcomeSignal
 from workers.runner import JobRunner
 from workers.transport import SYSTEM_ATTRIBUTES, UNDELIVERABLE_TASK, QueueBinding
@@ -73,7 +74,7 @@ def create_app(
     neither results, events nor remote control (SQS supports none of them).
     """
     bindings = bindings if bindings is not None else resolve_bindings(topology, queues)
-    runner = JobRunner(topology, queues)
+    runner = JobRunner(topology, queues, hooks=job_hooks(topology, queues))
     app = Celery(name, set_as_current=False)
     app.conf.update(
         broker_url="sqs://",

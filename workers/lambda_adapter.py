@@ -69,6 +69,7 @@ from infra.settings import load_settings
 from infra.topology import Topology, check_imports, load_topology
 from workers.batching import SqsBatcher
 from workers.dead_letter import dead_letter_request
+from workers.idempotency import job_hooks
 from workers.runner import JobRunner, Outcome
 
 log = structlog.stdlib.get_logger("conveyor.worker")
@@ -188,7 +189,9 @@ class LambdaAdapter:
 
     def __init__(self, topology: Topology, runner: JobRunner | None = None) -> None:
         self.topology = topology
-        self.runner = runner or JobRunner(topology, list(topology.queues))
+        queues = list(topology.queues)
+        # The same hooks as the Celery workers: log context, metrics, idempotency guard.
+        self.runner = runner or JobRunner(topology, queues, hooks=job_hooks(topology, queues))
         self._queues = {topology.queue_name(q): q for q in topology.queues}
         self._urls: dict[tuple[str, str], str] = {}
 

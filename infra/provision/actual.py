@@ -1,4 +1,4 @@
-"""Reading what exists: the declared queues, DLQs and topics, and the subscriptions on the topics.
+"""Reading what exists: the declared queues, DLQs, topics and tables, and the topics' subscriptions.
 
 Only declared names are looked up (never a list-by-prefix), so reading is
 strongly consistent on AWS and touches nothing another topology owns.
@@ -16,6 +16,7 @@ from infra.provision.desired import DesiredState
 from infra.provision.errors import aws_errors, error_code
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 QUEUE_MISSING = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 #: SNS answers a missing topic or subscription with NotFound.
 SNS_MISSING = frozenset({"NotFound", "NotFoundException", "ResourceNotFound"})
+#: DynamoDB answers a missing table with ResourceNotFoundException; moto (5.2.5) answers
+#: DescribeTimeToLive with "ResourceNotFound" instead.
+TABLE_MISSING = frozenset({"ResourceNotFoundException", "ResourceNotFound"})
 
 
 @dataclass(frozen=True)
@@ -79,11 +83,33 @@ class ActualTopic:
 
 
 @dataclass(frozen=True)
+class ActualTable:
+    """An existing DynamoDB table, as DescribeTable, DescribeTimeToLive and its tags report it."""
+
+    name: str
+    arn: str
+    #: ``CREATING``, ``ACTIVE``, ``UPDATING``, ``DELETING`` …
+    status: str
+    #: ``(attribute, key type, attribute type)``, e.g. ``(("pk", "HASH", "S"),)``.
+    key_schema: tuple[tuple[str, str, str], ...]
+    #: ``PAY_PER_REQUEST`` or ``PROVISIONED``.
+    billing_mode: str
+    #: ``ENABLED``, ``ENABLING``, ``DISABLED``, ``DISABLING``.
+    ttl_status: str
+    #: The TTL attribute; may be reported while TTL is disabled (moto keeps the last one).
+    ttl_attribute: str | None
+    #: The KMS key encrypting the table; ``None`` for the AWS owned key (the default).
+    kms_key: str | None
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
 class ActualState:
     """What exists of a desired state, by AWS name."""
 
     queues: dict[str, ActualQueue] = field(default_factory=dict)
     topics: dict[str, ActualTopic] = field(default_factory=dict)
+    tables: dict[str, ActualTable] = field(default_factory=dict)
     #: Names of resources that exist with the other FIFO setting than declared.
     other_flavours: set[str] = field(default_factory=set)
 
@@ -180,6 +206,49 @@ def read_topic(
     )
 
 
+def read_table(ddb: DynamoDBClient, name: str) -> ActualTable | None:
+    """The table called ``name`` with its time to live and tags, or ``None``."""
+    with aws_errors(f"reading table {name}"):
+        try:
+            table = ddb.describe_table(TableName=name)["Table"]
+            ttl = ddb.describe_time_to_live(TableName=name).get("TimeToLiveDescription", {})
+            pages = ddb.get_paginator("list_tags_of_resource").paginate(
+                ResourceArn=table.get("TableArn", "")
+            )
+            tags = {t["Key"]: t["Value"] for page in pages for t in page.get("Tags", [])}
+        except ClientError as exc:
+            if error_code(exc) in TABLE_MISSING:  # also: deleted while we looked
+                return None
+            raise
+    types = {a["AttributeName"]: a["AttributeType"] for a in table.get("AttributeDefinitions", [])}
+    key_schema = tuple(
+        (k["AttributeName"], k["KeyType"], types.get(k["AttributeName"], ""))
+        for k in table.get("KeySchema", [])
+    )
+    # AWS may leave BillingModeSummary out for a table that was always provisioned;
+    # moto (5.2.5) always reports it. (moto also keeps the old ProvisionedThroughput
+    # after a switch to on demand, where AWS reports zeros: only the summary is read.)
+    billing_mode = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
+    # No SSEDescription means the AWS owned key, on AWS and on moto. moto reports the
+    # SSESpecification given to CreateTable, and ignores one given to UpdateTable.
+    sse = table.get("SSEDescription", {})
+    kms_key = None
+    if sse.get("SSEType") == "KMS" and sse.get("Status") != "DISABLED":
+        kms_key = sse.get("KMSMasterKeyArn", "KMS")
+    return ActualTable(
+        name=name,
+        arn=table.get("TableArn", ""),
+        status=table.get("TableStatus", ""),
+        key_schema=key_schema,
+        billing_mode=billing_mode,
+        # A table that never had TTL reports DISABLED and no attribute (AWS and moto).
+        ttl_status=ttl.get("TimeToLiveStatus", "DISABLED"),
+        ttl_attribute=ttl.get("AttributeName"),
+        kms_key=kms_key,
+        tags=tags,
+    )
+
+
 def read_actual(desired: DesiredState) -> ActualState:
     """Read every declared resource (and its other-FIFO-flavour twin) from AWS."""
     sqs = aws.client("sqs")
@@ -199,4 +268,10 @@ def read_actual(desired: DesiredState) -> ActualState:
         other_arn = dt.arn.rsplit(":", 1)[0] + ":" + dt.other_flavour_name
         if _topic_attributes(sns, dt.other_flavour_name, other_arn) is not None:
             state.other_flavours.add(dt.other_flavour_name)
+    if desired.tables:  # no DynamoDB call (nor permission) unless a table is declared
+        ddb = aws.client("dynamodb")
+        for table in desired.tables:
+            found_table = read_table(ddb, table.name)
+            if found_table is not None:
+                state.tables[table.name] = found_table
     return state

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import aws
-from infra.provision.actual import QUEUE_MISSING, SNS_MISSING, read_actual
+from infra.provision.actual import QUEUE_MISSING, SNS_MISSING, TABLE_MISSING, read_actual
 from infra.provision.desired import DesiredState, desired_state
 from infra.provision.diff import (
     CreateQueue,
@@ -33,9 +33,21 @@ from infra.provision.diff import (
 )
 from infra.provision.errors import ProvisionError, aws_errors, describe_aws_error, error_code
 from infra.provision.plan import Change, Plan
+from infra.provision.tables import (
+    TABLE_OPERATIONS,
+    CreateTable,
+    DeleteTable,
+    EnableTimeToLive,
+    SetBillingMode,
+    TableOperation,
+    TagTable,
+    describe_table_operation,
+)
 from infra.topology import Topology
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import WaiterConfigTypeDef
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
@@ -47,7 +59,13 @@ def current_desired_state(topology: Topology) -> DesiredState:
     return desired_state(topology, account, aws.region_name())
 
 
+#: How long apply waits for a table to become ACTIVE (AWS: seconds; moto: at once).
+TABLE_WAIT: WaiterConfigTypeDef = {"Delay": 2, "MaxAttempts": 150}
+
+
 def _describe(op: Operation) -> str:  # noqa: PLR0911 - one case per operation
+    if isinstance(op, TABLE_OPERATIONS):
+        return describe_table_operation(op)
     match op:
         case CreateQueue(name=name):
             return f"creating queue {name}"
@@ -82,6 +100,11 @@ class _Runner:
         self.sns: SNSClient = aws.client("sns")
         self.urls = dict(urls)
 
+    @property
+    def ddb(self) -> DynamoDBClient:
+        # Asked for only when a table is declared.
+        return aws.client("dynamodb")
+
     def url(self, name: str) -> str:
         if name not in self.urls:
             self.urls[name] = self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
@@ -89,7 +112,10 @@ class _Runner:
 
     def run(self, op: Operation) -> None:
         try:
-            self._run(op)
+            if isinstance(op, TABLE_OPERATIONS):
+                self._run_table(op)
+            else:
+                self._run(op)
         except (ClientError, BotoCoreError) as exc:
             raise ProvisionError(f"{_describe(op)}: {describe_aws_error(exc)}") from exc
 
@@ -150,6 +176,46 @@ class _Runner:
                     self.sns.unsubscribe(SubscriptionArn=arn)
                 except ClientError as exc:
                     if error_code(exc) not in SNS_MISSING:
+                        raise
+
+    def _wait_active(self, name: str) -> None:
+        self.ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig=TABLE_WAIT)
+
+    def _run_table(self, op: TableOperation) -> None:
+        match op:
+            case CreateTable(name=name, partition_key=key, partition_key_type=key_type):
+                self.ddb.create_table(
+                    TableName=name,
+                    AttributeDefinitions=[
+                        {"AttributeName": key, "AttributeType": cast("Any", key_type)}
+                    ],
+                    KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                    BillingMode=cast("Any", op.billing_mode),
+                    # Enabled=false: DynamoDB's default encryption, with the AWS owned key.
+                    SSESpecification={"Enabled": False},
+                    Tags=[{"Key": k, "Value": v} for k, v in op.tags.items()],
+                )
+                # AWS creates tables asynchronously: TTL and tags need an ACTIVE table.
+                self._wait_active(name)
+            case SetBillingMode(name=name, billing_mode=mode):
+                self.ddb.update_table(TableName=name, BillingMode=cast("Any", mode))
+                self._wait_active(name)
+            case EnableTimeToLive(name=name, attribute=attribute):
+                self.ddb.update_time_to_live(
+                    TableName=name,
+                    TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute},
+                )
+            case TagTable(arn=arn, tags=tags):
+                self.ddb.tag_resource(
+                    ResourceArn=arn, Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+                )
+            case DeleteTable(name=name):
+                # Asynchronous on AWS (the table is DELETING for a while; moto deletes at
+                # once): destroy does not wait, and a table being deleted is not planned.
+                try:
+                    self.ddb.delete_table(TableName=name)
+                except ClientError as exc:
+                    if error_code(exc) not in TABLE_MISSING:
                         raise
 
 

@@ -70,3 +70,8 @@ def scalar_equal(a: Any, b: Any) -> bool:
 def is_true(value: Any) -> bool:
     """An AWS boolean attribute (``"true"``, ``True``, ``"True"``) as a bool; missing is False."""
     return scalar(value) == "true"
+
+
+def tag_diffs(desired: dict[str, str], actual: dict[str, str]) -> dict[str, tuple[str | None, str]]:
+    """Managed tags that are missing or differ (other tags are left alone)."""
+    return {k: (actual.get(k), v) for k, v in desired.items() if actual.get(k) != v}

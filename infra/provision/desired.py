@@ -1,4 +1,4 @@
-"""The desired state of a topology: every topic, queue, DLQ and subscription with its attributes.
+"""The desired state of a topology: every topic, queue, DLQ, subscription and table, configured.
 
 Pure computation from a :class:`~infra.topology.Topology`, an account id and a
 region — no AWS calls — so it can be unit-tested and shown before anything exists.
@@ -18,6 +18,15 @@ RECEIVE_WAIT_S = 20
 TAG_PROJECT = "conveyor:project"
 TAG_ENVIRONMENT = "conveyor:environment"
 POLICY_SID = "ConveyorTopicsSendMessage"
+
+#: The idempotency guard's DynamoDB table is ``<project>-<environment>-succeeded``.
+SUCCEEDED_TABLE = "succeeded"
+#: Its partition key, a string ``<queue>#<job id>`` (the queue's queues.yaml name).
+TABLE_PARTITION_KEY = "pk"
+#: Epoch seconds after which DynamoDB's time to live deletes a record.
+TABLE_TTL_ATTRIBUTE = "expires_at"
+#: On demand: no capacity to size or to scale, and nothing to pay while idle.
+TABLE_BILLING_MODE = "PAY_PER_REQUEST"
 
 
 def partition_of(region: str) -> str:
@@ -41,6 +50,21 @@ def sqs_arn(region: str, account: str, name: str) -> str:
 def sns_arn(region: str, account: str, name: str) -> str:
     """The ARN of SNS topic ``name``."""
     return f"arn:{partition_of(region)}:sns:{region}:{account}:{name}"
+
+
+def dynamodb_table_arn(region: str, account: str, name: str) -> str:
+    """The ARN of DynamoDB table ``name``."""
+    return f"arn:{partition_of(region)}:dynamodb:{region}:{account}:table/{name}"
+
+
+def guarded_job_types(topology: Topology) -> list[str]:
+    """The job types with ``idempotency_guard: true``, sorted."""
+    return sorted(name for name, jt in topology.job_types.items() if jt.idempotency_guard)
+
+
+def succeeded_table_name(topology: Topology) -> str:
+    """The name of the idempotency guard's table (whether or not any job type uses it)."""
+    return topology.resource_name(SUCCEEDED_TABLE)
 
 
 def seconds(value: float) -> str:
@@ -107,6 +131,26 @@ class DesiredSubscription:
 
 
 @dataclass(frozen=True)
+class DesiredTable:
+    """A DynamoDB table: a string partition key, on-demand billing, time to live.
+
+    Encryption at rest is not a setting here: DynamoDB encrypts every table, and
+    Conveyor creates it with the default AWS owned key (no KMS key, no KMS cost).
+    A KMS key chosen out of band is reported, never undone.
+    """
+
+    key: str
+    name: str
+    arn: str
+    partition_key: str
+    #: Of the partition key: ``S`` (string).
+    partition_key_type: str
+    billing_mode: str
+    ttl_attribute: str
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
 class DesiredState:
     """Everything one topology provisions, in one account and region."""
 
@@ -120,6 +164,8 @@ class DesiredState:
     queues: list[DesiredQueue] = field(default_factory=list)
     topics: list[DesiredTopic] = field(default_factory=list)
     subscriptions: list[DesiredSubscription] = field(default_factory=list)
+    #: The idempotency guard's table, when a job type enables the guard; else none.
+    tables: list[DesiredTable] = field(default_factory=list)
 
     @property
     def all_queues(self) -> list[DesiredQueue]:
@@ -274,4 +320,19 @@ def desired_state(topology: Topology, account: str, region: str) -> DesiredState
                     attributes=sub_attributes,
                 )
             )
+
+    if guarded_job_types(topology):
+        name = succeeded_table_name(topology)
+        state.tables.append(
+            DesiredTable(
+                key=SUCCEEDED_TABLE,
+                name=name,
+                arn=dynamodb_table_arn(region, account, name),
+                partition_key=TABLE_PARTITION_KEY,
+                partition_key_type="S",
+                billing_mode=TABLE_BILLING_MODE,
+                ttl_attribute=TABLE_TTL_ATTRIBUTE,
+                tags=dict(tags),
+            )
+        )
     return state

@@ -2,7 +2,8 @@
 
 Pure (no AWS calls): :func:`apply_steps` and :func:`destroy_steps` take the two
 states and return :class:`Step` objects — the :class:`Change` shown to the user
-and the operations :mod:`infra.provision.apply` runs for it.
+and the operations :mod:`infra.provision.apply` runs for it. Tables are compared
+in :mod:`infra.provision.tables`; their changes come last in both orders.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from enum import IntEnum
 from typing import Any
 
 from infra.provision.actual import ActualQueue, ActualState, ActualSubscription, ActualTopic
-from infra.provision.compare import is_true, json_equal, parse_json, scalar_equal
+from infra.provision.compare import is_true, json_equal, parse_json, scalar_equal, tag_diffs
 from infra.provision.desired import (
     DesiredQueue,
     DesiredState,
@@ -21,6 +22,16 @@ from infra.provision.desired import (
     dumps,
 )
 from infra.provision.plan import Change
+from infra.provision.tables import (
+    CreateTable,
+    DeleteTable,
+    EnableTimeToLive,
+    SetBillingMode,
+    TableChange,
+    TagTable,
+    table_changes,
+    table_deletion,
+)
 
 #: Attributes holding JSON documents, compared parsed.
 JSON_ATTRIBUTES = frozenset({"Policy", "RedrivePolicy", "RedriveAllowPolicy", "FilterPolicy"})
@@ -43,6 +54,7 @@ class Stage(IntEnum):
     TOPIC = 2
     POLICY = 3
     SUBSCRIPTION = 4
+    TABLE = 5
 
 
 class DestroyStage(IntEnum):
@@ -52,6 +64,7 @@ class DestroyStage(IntEnum):
     TOPIC = 1
     QUEUE = 2
     DLQ = 3
+    TABLE = 4
 
 
 # -- operations ------------------------------------------------------------------------
@@ -143,6 +156,11 @@ Operation = (
     | Subscribe
     | SetSubscriptionAttributes
     | Unsubscribe
+    | CreateTable
+    | SetBillingMode
+    | EnableTimeToLive
+    | TagTable
+    | DeleteTable
 )
 
 
@@ -158,6 +176,10 @@ class Step:
 def ordered(steps: list[Step]) -> list[Step]:
     """Steps by stage, keeping the declared order within a stage."""
     return sorted(steps, key=lambda s: s.stage)
+
+
+def _table_steps(stage: int, changes: list[TableChange]) -> list[Step]:
+    return [Step(stage, change, operations) for change, operations in changes]
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -186,11 +208,6 @@ def attribute_diffs(
             continue
         diffs[key] = (have, want)
     return diffs
-
-
-def tag_diffs(desired: dict[str, str], actual: dict[str, str]) -> dict[str, tuple[str | None, str]]:
-    """Managed tags that are missing or differ (other tags are left alone)."""
-    return {k: (actual.get(k), v) for k, v in desired.items() if actual.get(k) != v}
 
 
 def _details(
@@ -459,6 +476,8 @@ def apply_steps(desired: DesiredState, actual: ActualState) -> list[Step]:
     for dt in desired.topics:
         steps += _topic_steps(dt, actual)
     steps += _subscription_steps(desired, actual)
+    for table in desired.tables:
+        steps += _table_steps(Stage.TABLE, table_changes(table, actual.tables.get(table.name)))
     return ordered(steps)
 
 
@@ -506,4 +525,7 @@ def destroy_steps(desired: DesiredState, actual: ActualState) -> list[Step]:
         count = found.message_count
         details = {"messages": count} if count else {}
         steps.append(Step(stage, Change("delete", kind, dq.name, details), (DeleteQueue(dq.name),)))
+    for table in desired.tables:
+        found_table = actual.tables.get(table.name)
+        steps += _table_steps(DestroyStage.TABLE, table_deletion(table, found_table))
     return ordered(steps)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Action = Literal["create", "update", "delete", "note"]
-Kind = Literal["topic", "queue", "dlq", "subscription"]
+Kind = Literal["topic", "queue", "dlq", "subscription", "table"]
 
 #: The sign in front of a rendered change, Terraform-style.
 SIGNS: dict[str, str] = {"create": "+", "update": "~", "delete": "-", "note": "!"}

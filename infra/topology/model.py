@@ -182,6 +182,11 @@ class JobType(_Strict):
     #: runs (a heartbeat), up to this; past it the job is stopped (soft, then hard
     #: time limit; process pools only) and the attempt counts as failed.
     max_runtime_s: MaxRuntimeS | None = None
+    #: Skip a delivery whose job id already succeeded on the same queue (a redelivery
+    #: or a redrive duplicate) instead of running the handler again. Successes are
+    #: recorded in the DynamoDB table ``<project>-<environment>-succeeded``, which
+    #: ``conveyor infra apply`` creates when any job type sets this.
+    idempotency_guard: bool = False
     description: str = ""
 
 

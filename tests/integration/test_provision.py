@@ -10,14 +10,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import ClientError
+from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from conveyor.cli.infra import app
 from infra import aws, provision
 from infra.provision import ProvisionError
 from infra.topology import Topology, load_topology, parse_topology
+from workers.idempotency import REMEMBER_S, DynamoSuccessStore
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
@@ -361,3 +364,173 @@ def test_cli_plan_apply_destroy(topology: Topology) -> None:
     nothing = _cli("destroy")
     assert nothing.exit_code == 0, nothing.output
     assert "nothing to destroy" in nothing.stdout
+
+
+# -- the idempotency guard's table -----------------------------------------------------
+
+GUARD_YAML = """
+version: 1
+project: conveyor
+topics:
+  jobs: {}
+queues:
+  work:
+    subscriptions: [{topic: jobs}]
+job_types:
+  mail.send: {topic: jobs, payload: "m:P", handler: "m:h", idempotency_guard: %(guard)s}
+"""
+
+
+def _guard_topology(environment: str, *, guard: bool = True) -> Topology:
+    return parse_topology(GUARD_YAML % {"guard": str(guard).lower()}, environment=environment)
+
+
+@pytest.fixture
+def guarded(aws_env: AwsEnv) -> Topology:
+    return _guard_topology(aws_env.environment)
+
+
+def _ddb() -> DynamoDBClient:
+    return aws.client("dynamodb")
+
+
+def _table_name(topology: Topology) -> str:
+    return f"{topology.project}-{topology.environment}-succeeded"
+
+
+def _table_exists(name: str) -> bool:
+    try:
+        _ddb().describe_table(TableName=name)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+        return False
+    return True
+
+
+def _dynamodb_requests() -> dict[str, int]:
+    return {k: n for k, n in aws.request_counts().items() if k.startswith("dynamodb.")}
+
+
+def test_guard_table_is_created_with_ttl_and_a_second_apply_changes_nothing(
+    guarded: Topology,
+) -> None:
+    name = _table_name(guarded)
+    planned = provision.plan(guarded)
+    assert planned.changes[-1].render() == f"+ table {name}"
+    assert planned.counts()["create"] == 5  # topic, DLQ, queue, subscription, table
+
+    result = provision.apply(guarded)
+    assert result.changes == planned.changes
+    table = _ddb().describe_table(TableName=name)["Table"]
+    assert table["TableStatus"] == "ACTIVE"
+    assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert table["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert "SSEDescription" not in table  # encrypted with the AWS owned key
+    ttl = _ddb().describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+    tags = _ddb().list_tags_of_resource(ResourceArn=table["TableArn"])["Tags"]
+    assert {t["Key"]: t["Value"] for t in tags} == {
+        "conveyor:project": "conveyor",
+        "conveyor:environment": guarded.environment,
+    }
+
+    again = provision.apply(guarded)
+    assert again.is_empty
+    assert again.changes == []
+    assert provision.plan(guarded).changes == []
+
+
+def test_guard_table_drift_is_planned_and_fixed(guarded: Topology) -> None:
+    provision.apply(guarded)
+    name = _table_name(guarded)
+    ddb = _ddb()
+    arn = ddb.describe_table(TableName=name)["Table"]["TableArn"]
+    ddb.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": False, "AttributeName": "expires_at"}
+    )
+    ddb.update_table(
+        TableName=name,
+        BillingMode="PROVISIONED",
+        ProvisionedThroughput={"ReadCapacityUnits": 1, "WriteCapacityUnits": 1},
+    )
+    ddb.untag_resource(ResourceArn=arn, TagKeys=["conveyor:environment"])
+
+    plan = provision.plan(guarded)
+    assert [c.render() for c in plan.changes] == [
+        f"~ table {name}: BillingMode PROVISIONED → PAY_PER_REQUEST;"
+        f" TimeToLive (none) → expires_at; tag:conveyor:environment (none) → {guarded.environment}"
+    ]
+    assert provision.apply(guarded).changes == plan.changes
+    assert provision.plan(guarded).is_empty
+    ttl = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    assert ttl["TimeToLiveStatus"] == "ENABLED"
+
+
+def test_destroy_deletes_the_guard_table(guarded: Topology) -> None:
+    provision.apply(guarded)
+    name = _table_name(guarded)
+
+    preview = provision.plan_destroy(guarded)
+    assert preview.changes[-1].render() == f"- table {name}"
+    assert provision.destroy(guarded).changes == preview.changes
+    assert not _table_exists(name)
+
+    assert provision.destroy(guarded).changes == []
+    assert provision.plan(guarded).counts()["create"] == 5
+
+
+def test_without_the_guard_no_table_and_no_dynamodb_call(aws_env: AwsEnv) -> None:
+    guarded = _guard_topology(aws_env.environment)
+    unguarded = _guard_topology(aws_env.environment, guard=False)
+    provision.apply(guarded)
+    before = _dynamodb_requests()
+
+    # Turning the guard off leaves the table alone: destroy deletes only what is declared.
+    assert all(c.kind != "table" for c in provision.plan(unguarded).changes)
+    destroyed = provision.destroy(unguarded)
+    assert [c.kind for c in destroyed.actions] == ["subscription", "topic", "queue", "dlq"]
+    assert provision.apply(unguarded).counts()["create"] == 4
+    assert _dynamodb_requests() == before
+    assert _table_exists(_table_name(guarded))
+
+    provision.destroy(guarded)
+    assert not _table_exists(_table_name(guarded))
+
+
+def test_success_store_round_trip(guarded: Topology) -> None:
+    provision.apply(guarded)
+    name = _table_name(guarded)
+    store = DynamoSuccessStore(name)
+    assert store.succeeded("work", "job-1") is False
+
+    before = int(time.time())
+    store.mark_succeeded("work", "job-1")
+    after = int(time.time())
+    assert store.succeeded("work", "job-1") is True
+    assert store.succeeded("audit", "job-1") is False  # per queue
+    assert store.succeeded("work", "job-2") is False
+
+    item = _ddb().get_item(TableName=name, Key={"pk": {"S": "work#job-1"}}, ConsistentRead=True)
+    expires_at = int(str(item["Item"]["expires_at"]["N"]))
+    assert before + REMEMBER_S <= expires_at <= after + REMEMBER_S
+    assert REMEMBER_S == 15 * 86400
+
+    # Expired, and not yet removed by DynamoDB's lazy TTL (moto never removes it): gone.
+    _ddb().put_item(
+        TableName=name, Item={"pk": {"S": "work#old"}, "expires_at": {"N": str(before - 1)}}
+    )
+    assert store.succeeded("work", "old") is False
+
+
+def test_success_store_without_its_table_runs_jobs_and_logs(aws_env: AwsEnv) -> None:
+    store = DynamoSuccessStore(_table_name(_guard_topology(aws_env.environment)))
+    with capture_logs() as events:
+        assert store.succeeded("work", "job-1") is False
+        store.mark_succeeded("work", "job-1")  # does not raise
+    assert [(e["event"], e["log_level"]) for e in events] == [
+        ("idempotency.check_failed", "warning"),
+        ("idempotency.record_failed", "warning"),
+    ]
+    assert all("ResourceNotFoundException" in e["error"] for e in events)
