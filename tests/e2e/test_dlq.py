@@ -8,12 +8,11 @@ system is the expensive part, and each step builds on what the previous one left
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -26,23 +25,9 @@ from infra.topology import Topology, load_topology
 from tests import REPO
 from tests.conftest import AwsEnv
 from tests.dlq_jobs import DEPENDENCY_DOWN
+from tests.polling import eventually
 
 pytestmark = pytest.mark.e2e
-
-T = TypeVar("T")
-DEADLINE_S = 60.0
-
-
-def eventually(probe: Callable[[], T | None], *, what: str, timeout_s: float = DEADLINE_S) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.1)  # polling interval, bounded by the deadline
 
 
 @dataclass

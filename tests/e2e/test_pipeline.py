@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -23,24 +22,10 @@ from infra.envelope import encode, make_envelope
 from infra.topology import Topology, load_topology
 from tests import REPO
 from tests.conftest import AwsEnv
+from tests.polling import eventually
 from workers.failure import Failure
 
 pytestmark = pytest.mark.e2e
-
-T = TypeVar("T")
-DEADLINE_S = 60.0
-
-
-def eventually(probe: Callable[[], T | None], *, timeout_s: float = DEADLINE_S, what: str) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.1)
 
 
 @dataclass

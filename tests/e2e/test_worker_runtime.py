@@ -24,7 +24,7 @@ from infra.provision import apply
 from infra.topology import load_topology
 from tests import REPO
 from tests.conftest import AwsEnv, aws_environ
-from tests.e2e.test_pipeline import eventually
+from tests.polling import eventually
 
 pytestmark = pytest.mark.e2e
 

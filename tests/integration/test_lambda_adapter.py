@@ -13,11 +13,11 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -26,6 +26,7 @@ from infra import aws, provision
 from infra.envelope import encode, make_envelope
 from infra.topology import Topology, load_topology
 from tests import REPO
+from tests.polling import eventually
 from workers import lambda_handler
 from workers.backoff import backoff_delay_s
 from workers.failure import Failure
@@ -37,9 +38,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 PIPELINE = REPO / "tests" / "fixtures" / "pipeline.yaml"
-DEADLINE_S = 30.0
 #: The visibility timeout of our receives, like a mapping's (six times the function timeout):
 #: far beyond every deadline here, so a message that comes back early was made visible.
 IN_FLIGHT_S = 600
@@ -62,17 +61,6 @@ job_types:
   test.record: {topic: ordered, payload: "tests.jobs:Note", handler: "tests.jobs:record"}
   test.flaky: {topic: ordered, payload: "tests.jobs:Flaky", handler: "tests.jobs:flaky"}
 """
-
-
-def eventually(probe: Callable[[], T | None], *, what: str) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {DEADLINE_S:g} s waiting for {what}")
 
 
 def _lambda_attribute(value: dict[str, Any]) -> dict[str, Any]:
