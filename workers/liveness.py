@@ -14,22 +14,24 @@ import time
 
 
 class Liveness:
-    """The time of the receive loop's last completed turn."""
+    """When each queue's receive loop last completed a turn; the node is as alive as its stalest."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._last = time.monotonic()
+        self._started = time.monotonic()
+        self._last: dict[str, float] = {}
 
-    def mark(self) -> None:
-        """The receive loop completed a turn."""
+    def mark(self, queue: str = "") -> None:
+        """``queue``'s receive loop completed a turn."""
         with self._lock:
-            self._last = time.monotonic()
+            self._last[queue] = time.monotonic()
 
     def age_s(self) -> float:
-        """Seconds since the last completed turn."""
+        """Seconds since the stalest loop's last turn (since start, before the first turn)."""
         with self._lock:
-            return time.monotonic() - self._last
+            oldest = min(self._last.values(), default=self._started)
+        return time.monotonic() - oldest
 
 
-#: This process's receive loop (one consumer per node).
+#: This process's receive loops (one consumer per node, one loop per queue).
 LIVENESS = Liveness()

@@ -262,7 +262,7 @@ class Channel(SQS.Channel):
         if messages_fetched == FAILED_POLL:
             hub.call_later(RECEIVE_RETRY_S, schedule, queue)
             return
-        LIVENESS.mark()
+        LIVENESS.mark(queue)
         if messages_fetched is None:
             hub.call_later(BUSY_RECHECK_S, schedule, queue)
         else:
