@@ -1,5 +1,6 @@
 # One image for every role: `conveyor api`, `conveyor worker --pool NAME`, `conveyor infra apply`, …
-# Installs the package the way the README does (pinned by constraints.txt), runs as non-root.
+# Builds a wheel, installs it into a virtual environment pinned by constraints.txt (as the README
+# does), and copies only that environment into a slim runtime stage that runs as non-root.
 
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -10,9 +11,12 @@ COPY infra ./infra
 COPY producers ./producers
 COPY workers ./workers
 COPY sample_jobs ./sample_jobs
-# The emulator extra lets `conveyor up` run self-contained; drop it for AWS-only images.
-RUN python -m venv /opt/conveyor \
- && /opt/conveyor/bin/pip install -c constraints.txt ".[emulator]"
+# The emulator extra lets `conveyor up` and `conveyor emulator` run self-contained; drop it
+# (here and in tests/unit/test_docker.py, which installs the wheel the same way) for AWS-only images.
+RUN python -m pip wheel --no-deps -w /wheels . \
+ && python -m venv /opt/conveyor \
+ && set -- /wheels/conveyor-*.whl \
+ && /opt/conveyor/bin/pip install -c constraints.txt "$1[emulator]"
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 conveyor
@@ -21,9 +25,18 @@ WORKDIR /app
 COPY queues.yaml ./
 ENV PATH=/opt/conveyor/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
     CONVEYOR_LOG_FORMAT=json \
-    CONVEYOR_QUEUES_FILE=/app/queues.yaml
+    CONVEYOR_QUEUES_FILE=/app/queues.yaml \
+    CONVEYOR_HEALTHCHECK_URL=""
 USER 10001
 EXPOSE 8000
+# One image, several roles: the check probes CONVEYOR_HEALTHCHECK_URL when it is set
+# (the API: http://127.0.0.1:8000/healthz; a worker started with --health-port 8001:
+# http://127.0.0.1:8001/healthz) and passes when it is empty (one-shot CLI commands).
+# Standard library only, so it does not import conveyor. ECS and Kubernetes ignore it and
+# use their own probes (see `conveyor infra export`).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import os, sys, urllib.request as r; u = os.environ.get('CONVEYOR_HEALTHCHECK_URL'); sys.exit(bool(u) and r.urlopen(u, timeout=3).status != 200)"]
 ENTRYPOINT ["conveyor"]
 CMD ["--help"]

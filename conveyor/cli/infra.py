@@ -1,20 +1,24 @@
-"""``conveyor infra plan | apply | destroy``: provision queues.yaml on SNS/SQS."""
+"""``conveyor infra plan | apply | destroy | export``: provision queues.yaml, or export it."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 
 from conveyor.cli import common
-from infra import provision
+from infra import aws, provision
+from infra.export import cloudformation_template, kubernetes_manifests
+from infra.export.kubernetes import ACCOUNT_PLACEHOLDER, manifest_filename
 from infra.provision import Change, Plan, ProvisionError
 
 app = typer.Typer(
     help="Provision queues.yaml on SNS/SQS: `plan` shows what `apply` would change,"
     " `apply` creates or updates topics, queues, DLQs and subscriptions (idempotent),"
-    " `destroy` deletes them.",
+    " `destroy` deletes them; `export` writes CloudFormation or Kubernetes manifests.",
     no_args_is_help=True,
 )
 
@@ -113,3 +117,64 @@ def destroy(
     typer.echo(f"{len(result.actions)} resources deleted")
     if any(c.kind in ("queue", "dlq") for c in result.actions):
         typer.echo("note: AWS lets a deleted queue's name be reused only after 60 seconds")
+
+
+export_app = typer.Typer(
+    help="Generate infrastructure as code from queues.yaml: CloudFormation, Kubernetes/KEDA.",
+    no_args_is_help=True,
+)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("cloudformation")
+def export_cloudformation(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the template (JSON) here; default stdout."),
+    ] = None,
+) -> None:
+    """A CloudFormation template: topics, queues, DLQs, IAM roles, ECS workers, alarms."""
+    text = json.dumps(cloudformation_template(common.load()), indent=2, ensure_ascii=False)
+    if output is None:
+        typer.echo(text)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text + "\n", encoding="utf-8")
+    typer.echo(f"wrote {output}", err=True)
+
+
+@export_app.command("kubernetes")
+def export_kubernetes(
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write one YAML file per manifest into this directory;"
+            " default: all of them to stdout, as one multi-document YAML stream.",
+        ),
+    ] = None,
+    image: Annotated[str, typer.Option(help="The Conveyor container image.")] = "conveyor:latest",
+    region: Annotated[
+        str | None, typer.Option(help="AWS region of the queues; default: the configured one.")
+    ] = None,
+    account: Annotated[
+        str | None,
+        typer.Option(help=f"AWS account id in the queue URLs; default: {ACCOUNT_PLACEHOLDER}."),
+    ] = None,
+) -> None:
+    """Kubernetes manifests: Deployments for the API and each pool, KEDA ScaledObjects."""
+    manifests = kubernetes_manifests(
+        common.load(),
+        image=image,
+        region=region or aws.region_name(),
+        account=account or ACCOUNT_PLACEHOLDER,
+    )
+    if output is None:
+        typer.echo(yaml.safe_dump_all(manifests, sort_keys=False), nl=False)
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    for index, manifest in enumerate(manifests):
+        path = output / manifest_filename(index, manifest)
+        path.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+    typer.echo(f"wrote {len(manifests)} manifests to {output}", err=True)

@@ -1,0 +1,579 @@
+"""A CloudFormation template of queues.yaml: what ``conveyor infra apply`` creates, and more.
+
+:func:`cloudformation_template` is pure. The messaging resources are derived from
+:func:`infra.provision.desired.desired_state` — the very attributes ``infra apply``
+sets — computed for placeholder names, account and region and then turned into
+CloudFormation intrinsics, so the template and the provisioner cannot drift:
+
+- SNS topics, SQS queues and DLQs (RedrivePolicy, RedriveAllowPolicy, SSE-SQS),
+  subscriptions (raw delivery, filter policy on the body's ``type``), queue
+  policies (only the subscribed topics may send), the idempotency guard's
+  DynamoDB table when a job type enables it;
+- IAM roles with least-privilege inline policies: one for the producer API, one
+  per worker pool (trusted by ECS tasks and by EKS Pod Identity);
+- an ECS cluster (Fargate) with a service per pool running ``conveyor worker
+  --pool P``, and Application Auto Scaling target tracking on backlog per task
+  (metric math over SQS's and Container Insights' own metrics: no publisher);
+- CloudWatch alarms: a message in a DLQ, and the oldest message of a queue
+  older than :data:`OLDEST_MESSAGE_ALARM_S`.
+
+Resource names are ``<project>-${EnvironmentName}-<name>``: the parameter
+defaults to the topology's environment, so the template deploys it as
+``infra apply`` would, and other environments from the same file.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from infra.export.names import LogicalIds, backlog_target
+from infra.provision.desired import (
+    DesiredQueue,
+    DesiredState,
+    desired_state,
+    guarded_job_types,
+)
+from infra.topology import Topology
+
+#: Placeholders the desired state is computed with; they become ``Fn::Sub`` variables.
+ENV_PLACEHOLDER = "${EnvironmentName}"
+ACCOUNT_PLACEHOLDER = "${AWS::AccountId}"
+REGION_PLACEHOLDER = "${AWS::Region}"
+#: ``desired_state`` computes the partition from the region: ``aws`` for a placeholder.
+_ARN_PREFIX = "arn:aws:"
+_ARN_PREFIX_SUB = "arn:${AWS::Partition}:"
+
+#: The alarm on a queue's oldest message fires past this age (seconds).
+OLDEST_MESSAGE_ALARM_S = 900
+#: The worker's /healthz port inside its container.
+WORKER_HEALTH_PORT = 8001
+#: Fargate task size of a worker node.
+WORKER_CPU = "512"
+WORKER_MEMORY = "1024"
+#: Seconds ECS waits after SIGTERM before killing a worker (the Fargate maximum).
+WORKER_STOP_TIMEOUT_S = 120
+SCALE_OUT_COOLDOWN_S = 60
+SCALE_IN_COOLDOWN_S = 300
+LOG_RETENTION_DAYS = 30
+
+#: What a worker does on its queues and on their DLQs. DeleteMessageBatch and
+#: ChangeMessageVisibilityBatch are no IAM actions: the single-message actions authorise them.
+WORKER_QUEUE_ACTIONS = (
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:ReceiveMessage",
+)
+WORKER_DLQ_ACTIONS = ("sqs:GetQueueUrl", "sqs:SendMessage")
+WORKER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem")
+#: PublishBatch is authorised by sns:Publish; /readyz reads the topics' attributes.
+API_TOPIC_ACTIONS = ("sns:GetTopicAttributes", "sns:Publish")
+
+_INT_ATTRIBUTES = frozenset(
+    {"VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds"}
+)
+_BOOL_ATTRIBUTES = frozenset(
+    {
+        "SqsManagedSseEnabled",
+        "FifoQueue",
+        "ContentBasedDeduplication",
+        "FifoTopic",
+        "RawMessageDelivery",
+    }
+)
+_JSON_ATTRIBUTES = frozenset({"RedrivePolicy", "RedriveAllowPolicy", "FilterPolicy"})
+
+
+def _sub(text: str) -> Any:
+    """``text``, or ``{"Fn::Sub": …}`` if it holds a placeholder (ARNs get the real partition)."""
+    if "${" not in text:
+        return text
+    return {"Fn::Sub": text.replace(_ARN_PREFIX, _ARN_PREFIX_SUB)}
+
+
+def _intrinsics(document: Any, refs: dict[str, Any]) -> Any:
+    """``document`` with known ARNs replaced by references and placeholders by ``Fn::Sub``."""
+    if isinstance(document, dict):
+        return {k: _intrinsics(v, refs) for k, v in document.items()}
+    if isinstance(document, list):
+        return [_intrinsics(v, refs) for v in document]
+    if isinstance(document, str):
+        return refs[document] if document in refs else _sub(document)
+    return document
+
+
+def _tags(tags: dict[str, str]) -> list[dict[str, Any]]:
+    return [{"Key": k, "Value": _sub(v)} for k, v in sorted(tags.items())]
+
+
+def _attribute(name: str, value: str, refs: dict[str, Any]) -> Any:
+    """A desired-state attribute (a string, as the AWS APIs take it) as CloudFormation's type."""
+    if name in _INT_ATTRIBUTES:
+        return int(value)
+    if name in _BOOL_ATTRIBUTES:
+        return value == "true"
+    if name in _JSON_ATTRIBUTES:
+        return _intrinsics(json.loads(value), refs)
+    if name == "FilterPolicyScope":
+        return value
+    raise ValueError(f"no CloudFormation mapping for attribute {name}")  # a new attribute
+
+
+def _get_att(logical: str, attribute: str = "Arn") -> dict[str, Any]:
+    return {"Fn::GetAtt": [logical, attribute]}
+
+
+def _role(description: str, statements: list[dict[str, Any]], policy_name: str) -> dict[str, Any]:
+    """A role ECS tasks and EKS Pod Identity may assume, with one inline policy."""
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "Description": description,
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    },
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "pods.eks.amazonaws.com"},
+                        "Action": ["sts:AssumeRole", "sts:TagSession"],
+                    },
+                ],
+            },
+            "Policies": [
+                {
+                    "PolicyName": policy_name,
+                    "PolicyDocument": {"Version": "2012-10-17", "Statement": statements},
+                }
+            ],
+        },
+    }
+
+
+class _Builder:
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        templated = topology.model_copy(update={"environment": ENV_PLACEHOLDER})
+        self.state: DesiredState = desired_state(templated, ACCOUNT_PLACEHOLDER, REGION_PLACEHOLDER)
+        self.ids = LogicalIds()
+        self.resources: dict[str, Any] = {}
+        self.outputs: dict[str, Any] = {}
+        # desired ARN → the intrinsic that yields it (references order the creation).
+        self.refs: dict[str, Any] = {}
+        self.queue_ids: dict[str, str] = {}
+        self.dlq_ids: dict[str, str] = {}
+        self.topic_ids: dict[str, str] = {}
+        self.table_id: str | None = None
+
+    def name(self, suffix: str) -> Any:
+        """``<project>-${EnvironmentName}-<suffix>``."""
+        return _sub(f"{self.topology.project}-{ENV_PLACEHOLDER}-{suffix}")
+
+    # -- messaging, from the desired state --------------------------------------------
+
+    def topics(self) -> None:
+        for topic in self.state.topics:
+            logical = self.ids("Topic", topic.key)
+            self.topic_ids[topic.key] = logical
+            self.refs[topic.arn] = {"Ref": logical}
+            props: dict[str, Any] = {"TopicName": _sub(topic.name), "Tags": _tags(topic.tags)}
+            props |= {k: _attribute(k, v, {}) for k, v in topic.attributes.items()}
+            self.resources[logical] = {"Type": "AWS::SNS::Topic", "Properties": props}
+
+    def _queue(self, queue: DesiredQueue, logical: str) -> None:
+        props: dict[str, Any] = {"QueueName": _sub(queue.name)}
+        for key, value in queue.attributes.items():
+            # The DLQ's RedriveAllowPolicy names its queue by ARN, not by reference: the
+            # queue refers to the DLQ (RedrivePolicy), and references must not go in a circle.
+            refs = {} if key == "RedriveAllowPolicy" else self.refs
+            props[key] = _attribute(key, value, refs)
+        props["Tags"] = _tags(queue.tags)
+        self.resources[logical] = {"Type": "AWS::SQS::Queue", "Properties": props}
+
+    def queues(self) -> None:
+        for dlq in self.state.dlqs:
+            logical = self.ids("Dlq", dlq.key)
+            self.dlq_ids[dlq.key] = logical
+            self.refs[dlq.arn] = _get_att(logical)
+        for queue in self.state.queues:
+            logical = self.ids("Queue", queue.key)
+            self.queue_ids[queue.key] = logical
+            self.refs[queue.arn] = _get_att(logical)
+        for dlq in self.state.dlqs:
+            self._queue(dlq, self.dlq_ids[dlq.key])
+        for queue in self.state.queues:
+            self._queue(queue, self.queue_ids[queue.key])
+            if queue.policy is not None:
+                self.resources[self.ids("QueuePolicy", queue.key)] = {
+                    "Type": "AWS::SQS::QueuePolicy",
+                    "Properties": {
+                        "Queues": [{"Ref": self.queue_ids[queue.key]}],
+                        "PolicyDocument": _intrinsics(json.loads(queue.policy), self.refs),
+                    },
+                }
+
+    def subscriptions(self) -> None:
+        for sub in self.state.subscriptions:
+            props: dict[str, Any] = {
+                "Protocol": "sqs",
+                "TopicArn": {"Ref": self.topic_ids[sub.topic_key]},
+                "Endpoint": _get_att(self.queue_ids[sub.queue_key]),
+            }
+            props |= {k: _attribute(k, v, {}) for k, v in sub.attributes.items()}
+            logical = self.ids("Subscription", sub.topic_key, sub.queue_key)
+            self.resources[logical] = {"Type": "AWS::SNS::Subscription", "Properties": props}
+
+    def tables(self) -> None:
+        for table in self.state.tables:
+            logical = self.ids("Table", table.key)
+            self.table_id = logical
+            self.refs[table.arn] = _get_att(logical)
+            self.resources[logical] = {
+                "Type": "AWS::DynamoDB::Table",
+                "Properties": {
+                    "TableName": _sub(table.name),
+                    "AttributeDefinitions": [
+                        {
+                            "AttributeName": table.partition_key,
+                            "AttributeType": table.partition_key_type,
+                        }
+                    ],
+                    "KeySchema": [{"AttributeName": table.partition_key, "KeyType": "HASH"}],
+                    "BillingMode": table.billing_mode,
+                    "TimeToLiveSpecification": {
+                        "AttributeName": table.ttl_attribute,
+                        "Enabled": True,
+                    },
+                    "Tags": _tags(table.tags),
+                },
+            }
+
+    # -- IAM -----------------------------------------------------------------------------
+
+    def api_role(self) -> None:
+        topics = [{"Ref": self.topic_ids[key]} for key in self.topology.topics]
+        statements = [
+            {
+                "Sid": "PublishJobs",
+                "Effect": "Allow",
+                "Action": list(API_TOPIC_ACTIONS),
+                "Resource": topics,
+            },
+        ]
+        self.resources["ApiRole"] = _role(
+            "Conveyor producer API: publish jobs to the topics.", statements, "conveyor-api"
+        )
+        self.outputs["ApiRoleArn"] = {"Value": _get_att("ApiRole")}
+
+    def pool_guarded(self, pool: str) -> bool:
+        guarded = set(guarded_job_types(self.topology))
+        return any(
+            guarded & set(self.topology.job_types_of_queue(q))
+            for q in self.topology.pools[pool].queues
+        )
+
+    def worker_role(self, pool: str) -> str:
+        queues = self.topology.pools[pool].queues
+        statements: list[dict[str, Any]] = [
+            {
+                "Sid": "ConsumeQueues",
+                "Effect": "Allow",
+                "Action": list(WORKER_QUEUE_ACTIONS),
+                "Resource": [_get_att(self.queue_ids[q]) for q in queues],
+            },
+            {
+                "Sid": "DeadLetter",
+                "Effect": "Allow",
+                "Action": list(WORKER_DLQ_ACTIONS),
+                "Resource": [_get_att(self.dlq_ids[q]) for q in queues],
+            },
+        ]
+        if self.table_id is not None and self.pool_guarded(pool):
+            statements.append(
+                {
+                    "Sid": "IdempotencyGuard",
+                    "Effect": "Allow",
+                    "Action": list(WORKER_TABLE_ACTIONS),
+                    "Resource": [_get_att(self.table_id)],
+                }
+            )
+        logical = self.ids("WorkerRole", pool)
+        self.resources[logical] = _role(
+            f"Conveyor worker pool {pool}: consume its queues, dead-letter to their DLQs.",
+            statements,
+            f"conveyor-worker-{pool}",
+        )
+        self.outputs[f"{logical}Arn"] = {"Value": _get_att(logical)}
+        return logical
+
+    # -- ECS, scaling, alarms ----------------------------------------------------------
+
+    def cluster(self) -> None:
+        self.resources["Cluster"] = {
+            "Type": "AWS::ECS::Cluster",
+            "Properties": {
+                "ClusterName": self.name("workers"),
+                # RunningTaskCount, the divisor of backlog per task, is a Container Insights metric.
+                "ClusterSettings": [{"Name": "containerInsights", "Value": "enabled"}],
+            },
+        }
+        self.resources["LogGroup"] = {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {
+                "LogGroupName": _sub(f"/conveyor/{self.topology.project}-{ENV_PLACEHOLDER}"),
+                "RetentionInDays": LOG_RETENTION_DAYS,
+            },
+        }
+        # Pulls the image and writes logs: AWS's managed policy for exactly that.
+        self.resources["TaskExecutionRole"] = {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "AssumeRolePolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                },
+                "ManagedPolicyArns": [
+                    {
+                        "Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/"
+                        "AmazonECSTaskExecutionRolePolicy"
+                    }
+                ],
+            },
+        }
+        self.outputs["ClusterName"] = {"Value": {"Ref": "Cluster"}}
+
+    def pool_service(self, pool: str, role: str) -> None:
+        spec = self.topology.pools[pool]
+        health = (
+            "import sys, urllib.request; sys.exit(urllib.request.urlopen("
+            f"'http://127.0.0.1:{WORKER_HEALTH_PORT}/healthz', timeout=3).status != 200)"
+        )
+        task = self.ids("TaskDefinition", pool)
+        self.resources[task] = {
+            "Type": "AWS::ECS::TaskDefinition",
+            "Properties": {
+                "Family": self.name(pool),
+                "RequiresCompatibilities": ["FARGATE"],
+                "NetworkMode": "awsvpc",
+                "Cpu": WORKER_CPU,
+                "Memory": WORKER_MEMORY,
+                "TaskRoleArn": _get_att(role),
+                "ExecutionRoleArn": _get_att("TaskExecutionRole"),
+                "ContainerDefinitions": [
+                    {
+                        "Name": "worker",
+                        "Image": {"Ref": "Image"},
+                        "Essential": True,
+                        "Command": [
+                            "worker",
+                            "--pool",
+                            pool,
+                            "--health-port",
+                            str(WORKER_HEALTH_PORT),
+                        ],
+                        "Environment": [
+                            {"Name": "CONVEYOR_ENVIRONMENT", "Value": {"Ref": "EnvironmentName"}},
+                            {"Name": "AWS_REGION", "Value": {"Ref": "AWS::Region"}},
+                        ],
+                        "StopTimeout": WORKER_STOP_TIMEOUT_S,
+                        "HealthCheck": {
+                            "Command": ["CMD", "python", "-c", health],
+                            "Interval": 30,
+                            "Timeout": 5,
+                            "Retries": 3,
+                            "StartPeriod": 30,
+                        },
+                        "LogConfiguration": {
+                            "LogDriver": "awslogs",
+                            "Options": {
+                                "awslogs-group": {"Ref": "LogGroup"},
+                                "awslogs-region": {"Ref": "AWS::Region"},
+                                "awslogs-stream-prefix": pool,
+                            },
+                        },
+                    }
+                ],
+            },
+        }
+        service = self.ids("Service", pool)
+        self.resources[service] = {
+            "Type": "AWS::ECS::Service",
+            "Properties": {
+                "ServiceName": self.name(pool),
+                "Cluster": {"Ref": "Cluster"},
+                "TaskDefinition": {"Ref": task},
+                "LaunchType": "FARGATE",
+                "DesiredCount": spec.replicas.min,
+                "NetworkConfiguration": {
+                    "AwsvpcConfiguration": {
+                        "Subnets": {"Ref": "Subnets"},
+                        "AssignPublicIp": "DISABLED",
+                    }
+                },
+            },
+        }
+        target = self.ids("ScalableTarget", pool)
+        self.resources[target] = {
+            "Type": "AWS::ApplicationAutoScaling::ScalableTarget",
+            "Properties": {
+                "ServiceNamespace": "ecs",
+                "ScalableDimension": "ecs:service:DesiredCount",
+                "ResourceId": {"Fn::Sub": f"service/${{Cluster}}/${{{service}.Name}}"},
+                "MinCapacity": spec.replicas.min,
+                "MaxCapacity": spec.replicas.max,
+            },
+        }
+        self.resources[self.ids("ScalingPolicy", pool)] = {
+            "Type": "AWS::ApplicationAutoScaling::ScalingPolicy",
+            "Properties": {
+                "PolicyName": self.name(f"{pool}-backlog-per-task"),
+                "PolicyType": "TargetTrackingScaling",
+                "ScalingTargetId": {"Ref": target},
+                "TargetTrackingScalingPolicyConfiguration": {
+                    "TargetValue": backlog_target(pool),
+                    "ScaleOutCooldown": SCALE_OUT_COOLDOWN_S,
+                    "ScaleInCooldown": SCALE_IN_COOLDOWN_S,
+                    "CustomizedMetricSpecification": {
+                        "Metrics": self.backlog_metrics(spec.queues, service),
+                    },
+                },
+            },
+        }
+
+    def backlog_metrics(self, queues: list[str], service: str) -> list[dict[str, Any]]:
+        """Metric math: visible messages of the pool's queues ÷ running tasks of its service."""
+        metrics: list[dict[str, Any]] = []
+        for i, queue in enumerate(queues):
+            metrics.append(
+                {
+                    "Id": f"visible{i}",
+                    "MetricStat": {
+                        "Metric": {
+                            "Namespace": "AWS/SQS",
+                            "MetricName": "ApproximateNumberOfMessagesVisible",
+                            "Dimensions": [
+                                {
+                                    "Name": "QueueName",
+                                    "Value": _get_att(self.queue_ids[queue], "QueueName"),
+                                }
+                            ],
+                        },
+                        "Stat": "Sum",
+                    },
+                    "ReturnData": False,
+                }
+            )
+        metrics.append(
+            {
+                "Id": "tasks",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "ECS/ContainerInsights",
+                        "MetricName": "RunningTaskCount",
+                        "Dimensions": [
+                            {"Name": "ClusterName", "Value": {"Ref": "Cluster"}},
+                            {"Name": "ServiceName", "Value": _get_att(service, "Name")},
+                        ],
+                    },
+                    "Stat": "Average",
+                },
+                "ReturnData": False,
+            }
+        )
+        backlog = " + ".join(f"visible{i}" for i in range(len(queues)))
+        metrics.append(
+            {
+                "Id": "backlogPerTask",
+                "Label": "Visible messages per running task",
+                "Expression": f"({backlog}) / tasks",
+                "ReturnData": True,
+            }
+        )
+        return metrics
+
+    def alarms(self) -> None:
+        for key in self.topology.queues:
+            for logical, metric, threshold, what in (
+                (self.dlq_ids[key], "ApproximateNumberOfMessagesVisible", 0, "dlq-not-empty"),
+                (
+                    self.queue_ids[key],
+                    "ApproximateAgeOfOldestMessage",
+                    OLDEST_MESSAGE_ALARM_S,
+                    "oldest-message",
+                ),
+            ):
+                self.resources[self.ids("Alarm", key, what)] = {
+                    "Type": "AWS::CloudWatch::Alarm",
+                    "Properties": {
+                        "AlarmName": self.name(f"{key}-{what}"),
+                        "AlarmDescription": f"{metric} above {threshold} ({what}, queue {key})",
+                        "Namespace": "AWS/SQS",
+                        "MetricName": metric,
+                        "Dimensions": [
+                            {"Name": "QueueName", "Value": _get_att(logical, "QueueName")}
+                        ],
+                        "Statistic": "Maximum",
+                        "Period": 60,
+                        "EvaluationPeriods": 1,
+                        "Threshold": threshold,
+                        "ComparisonOperator": "GreaterThanThreshold",
+                        "TreatMissingData": "notBreaching",
+                    },
+                }
+
+
+def cloudformation_template(topology: Topology) -> dict[str, Any]:
+    """The CloudFormation template (as a JSON-ready dict) that deploys ``topology`` on AWS."""
+    b = _Builder(topology)
+    b.topics()
+    b.queues()
+    b.subscriptions()
+    b.tables()
+    b.api_role()
+    if topology.pools:
+        b.cluster()
+    for pool in topology.pools:
+        b.pool_service(pool, b.worker_role(pool))
+    b.alarms()
+    for logical in b.topic_ids.values():
+        b.outputs[f"{logical}Arn"] = {"Value": {"Ref": logical}}
+    for logical in b.queue_ids.values():
+        b.outputs[f"{logical}Url"] = {"Value": {"Ref": logical}}
+    parameters: dict[str, Any] = {
+        "Image": {
+            "Type": "String",
+            "Description": "The Conveyor container image (ENTRYPOINT conveyor), e.g. an ECR URI.",
+        },
+        "EnvironmentName": {
+            "Type": "String",
+            "Default": topology.environment,
+            "AllowedPattern": "^[a-z0-9][a-z0-9_-]{0,39}$",
+            "Description": "Resource names are <project>-<EnvironmentName>-<name>.",
+        },
+        "Subnets": {
+            "Type": "List<AWS::EC2::Subnet::Id>",
+            "Description": "Subnets of the worker tasks (private, with a route to AWS APIs).",
+        },
+    }
+    return {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": (
+            f"Conveyor {topology.project}: topics, queues, DLQs, IAM, ECS workers, alarms"
+            " (generated by `conveyor infra export cloudformation`; do not edit)."
+        ),
+        "Parameters": parameters,
+        "Resources": b.resources,
+        "Outputs": b.outputs,
+    }

@@ -1,0 +1,218 @@
+"""Kubernetes manifests of queues.yaml: worker Deployments scaled by KEDA, the producer API.
+
+:func:`kubernetes_manifests` is pure and returns one dict per manifest:
+
+- a ConfigMap ``conveyor`` (environment name, region) every pod reads;
+- per pool: a ServiceAccount, a Deployment running ``conveyor worker --pool P``
+  (liveness on ``/healthz``), and a KEDA ``ScaledObject`` with one
+  ``aws-sqs-queue`` trigger per queue, its ``queueLength`` the pool's backlog
+  target per worker;
+- a ``TriggerAuthentication`` (KEDA's pod identity, provider ``aws``);
+- the API: a ServiceAccount, a Deployment (readiness ``/readyz``, liveness
+  ``/healthz``) and a ClusterIP Service.
+
+AWS credentials come from the pods' identity (EKS Pod Identity or IRSA bound to
+the ServiceAccounts; the CloudFormation export's roles trust EKS Pod Identity),
+or from an optional Secret ``conveyor-aws`` that is not generated here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from infra.export.names import backlog_target
+from infra.topology import Topology
+
+API_PORT = 8000
+WORKER_HEALTH_PORT = 8001
+#: The image's non-root user (see the Dockerfile).
+RUN_AS_USER = 10001
+#: Seconds a worker has to finish the jobs in hand after SIGTERM.
+TERMINATION_GRACE_S = 120
+CONFIG_MAP = "conveyor"
+AWS_SECRET = "conveyor-aws"  # noqa: S105 - the name of an optional Secret
+TRIGGER_AUTH = "conveyor-aws"
+#: Stands in for the account id in queue URLs when none is given.
+ACCOUNT_PLACEHOLDER = "${AWS_ACCOUNT_ID}"
+
+
+def k8s_name(*parts: str) -> str:
+    """A DNS-1123 name: lower case, ``-`` for anything else, at most 63 characters."""
+    name = re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
+    return name[:63].rstrip("-")
+
+
+def queue_url(topology: Topology, queue: str, *, account: str, region: str) -> str:
+    """The SQS URL of ``queue`` in ``account``/``region``."""
+    return f"https://sqs.{region}.amazonaws.com/{account}/{topology.queue_name(queue)}"
+
+
+def _labels(topology: Topology, component: str, **extra: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "conveyor",
+        "app.kubernetes.io/instance": k8s_name(topology.project, topology.environment),
+        "app.kubernetes.io/component": component,
+        **extra,
+    }
+
+
+def _security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def _env_from() -> list[dict[str, Any]]:
+    return [
+        {"configMapRef": {"name": CONFIG_MAP}},
+        {"secretRef": {"name": AWS_SECRET, "optional": True}},
+    ]
+
+
+def _deployment(
+    name: str,
+    labels: dict[str, str],
+    replicas: int,
+    container: dict[str, Any],
+    *,
+    grace_s: int = 30,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": name,
+                    "terminationGracePeriodSeconds": grace_s,
+                    "containers": [container],
+                },
+            },
+        },
+    }
+
+
+def _service_account(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": name, "labels": labels},
+    }
+
+
+def _probe(path: str, port: str, period_s: int = 10) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": port}, "periodSeconds": period_s, "timeoutSeconds": 3}
+
+
+def kubernetes_manifests(
+    topology: Topology,
+    *,
+    image: str = "conveyor:latest",
+    region: str = "us-east-1",
+    account: str = ACCOUNT_PLACEHOLDER,
+) -> list[dict[str, Any]]:
+    """Every manifest that runs ``topology``'s API and worker pools on Kubernetes with KEDA."""
+    manifests: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": CONFIG_MAP, "labels": _labels(topology, "config")},
+            "data": {
+                "CONVEYOR_ENVIRONMENT": topology.environment,
+                "AWS_REGION": region,
+                "CONVEYOR_LOG_FORMAT": "json",
+            },
+        },
+        {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "TriggerAuthentication",
+            "metadata": {"name": TRIGGER_AUTH, "labels": _labels(topology, "autoscaling")},
+            "spec": {"podIdentity": {"provider": "aws"}},
+        },
+    ]
+
+    api_name = k8s_name(topology.project, "api")
+    api_labels = _labels(topology, "api")
+    manifests.append(_service_account(api_name, api_labels))
+    api_container = {
+        "name": "api",
+        "image": image,
+        "args": ["api", "--host", "0.0.0.0", "--port", str(API_PORT)],  # noqa: S104 - in a pod
+        "ports": [{"name": "http", "containerPort": API_PORT}],
+        "envFrom": _env_from(),
+        "readinessProbe": _probe("/readyz", "http"),
+        "livenessProbe": _probe("/healthz", "http", 20),
+        "securityContext": _security_context(),
+    }
+    manifests.append(_deployment(api_name, api_labels, 1, api_container))
+    manifests.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": api_name, "labels": api_labels},
+            "spec": {
+                "type": "ClusterIP",
+                "selector": api_labels,
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+        }
+    )
+
+    for pool, spec in topology.pools.items():
+        name = k8s_name(topology.project, "worker", pool)
+        labels = _labels(topology, "worker", **{"conveyor.io/pool": k8s_name(pool)})
+        container = {
+            "name": "worker",
+            "image": image,
+            "args": ["worker", "--pool", pool, "--health-port", str(WORKER_HEALTH_PORT)],
+            "ports": [{"name": "health", "containerPort": WORKER_HEALTH_PORT}],
+            "envFrom": _env_from(),
+            "livenessProbe": _probe("/healthz", "health", 20),
+            "securityContext": _security_context(),
+        }
+        manifests.append(_service_account(name, labels))
+        manifests.append(
+            _deployment(name, labels, spec.replicas.min, container, grace_s=TERMINATION_GRACE_S)
+        )
+        manifests.append(
+            {
+                "apiVersion": "keda.sh/v1alpha1",
+                "kind": "ScaledObject",
+                "metadata": {"name": name, "labels": labels},
+                "spec": {
+                    "scaleTargetRef": {"name": name},
+                    "minReplicaCount": spec.replicas.min,
+                    "maxReplicaCount": spec.replicas.max,
+                    "triggers": [
+                        {
+                            "type": "aws-sqs-queue",
+                            "metadata": {
+                                "queueURL": queue_url(
+                                    topology, queue, account=account, region=region
+                                ),
+                                # KEDA counts visible + in-flight messages (scaleOnInFlight).
+                                "queueLength": str(backlog_target(pool)),
+                                "awsRegion": region,
+                            },
+                            "authenticationRef": {"name": TRIGGER_AUTH},
+                        }
+                        for queue in spec.queues
+                    ],
+                },
+            }
+        )
+    return manifests
+
+
+def manifest_filename(index: int, manifest: dict[str, Any]) -> str:
+    """``03-deployment-conveyor-api.yaml``: ordered, and unique within one export."""
+    kind = str(manifest["kind"]).lower()
+    return f"{index:02d}-{kind}-{manifest['metadata']['name']}.yaml"

@@ -1,0 +1,171 @@
+"""The Dockerfile: hadolint-clean, non-root, one entry point, a health check for every role.
+
+There is no Docker engine here: the image is not built. Instead the install the
+Dockerfile performs (a wheel, installed with constraints.txt and the same extras
+into a fresh virtual environment) is repeated and ``conveyor --help`` run from it.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import REPO
+
+DOCKERFILE = (REPO / "Dockerfile").read_text()
+BIN = Path(sys.executable).parent
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """``(INSTRUCTION, arguments)`` with continuation lines joined and comments dropped."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    found = []
+    for line in joined.splitlines():
+        if line.strip():
+            word, _, rest = line.strip().partition(" ")
+            found.append((word.upper(), rest.strip()))
+    return found
+
+
+def _runtime_stage() -> list[tuple[str, str]]:
+    instructions = _instructions(DOCKERFILE)
+    last_from = max(i for i, (word, _) in enumerate(instructions) if word == "FROM")
+    return instructions[last_from:]
+
+
+def test_hadolint_reports_nothing() -> None:
+    result = subprocess.run(
+        [str(BIN / "hadolint"), str(REPO / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_multi_stage_non_root_one_entry_point() -> None:
+    instructions = _instructions(DOCKERFILE)
+    assert sum(word == "FROM" for word, _ in instructions) >= 2
+    runtime = dict(_runtime_stage())
+    assert runtime["FROM"].startswith("python:3.11-slim")
+    assert runtime["USER"] not in ("root", "0")
+    assert json.loads(runtime["ENTRYPOINT"]) == ["conveyor"]
+    assert "HEALTHCHECK" in runtime
+    # The runtime stage copies the built environment, not the sources.
+    copies = [args for word, args in _runtime_stage() if word == "COPY"]
+    assert all("--from=build" in c or c.split()[0] == "queues.yaml" for c in copies), copies
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    ignored = (REPO / ".dockerignore").read_text().split()
+    for entry in (".git", ".venv", "tests", "**/__pycache__"):
+        assert entry in ignored
+    # …but never what the Dockerfile copies.
+    copied = [args.split()[0] for word, args in _instructions(DOCKERFILE) if word == "COPY"]
+    for source in copied:
+        if not source.startswith("--"):
+            assert source not in ignored
+
+
+def _healthcheck_command() -> list[str]:
+    (args,) = [args for word, args in _runtime_stage() if word == "HEALTHCHECK"]
+    command: list[str] = json.loads(args[args.index("CMD") + 3 :].strip())
+    return command
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/healthz" else 503)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        del format, args
+
+
+@pytest.fixture
+def health_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def _run_check(url: str) -> int:
+    command = _healthcheck_command()
+    assert command[0] == "python"
+    env = {**os.environ, "CONVEYOR_HEALTHCHECK_URL": url}
+    # Run with a bare interpreter (-I ignores the environment's site-packages): stdlib only.
+    result = subprocess.run(
+        [sys.executable, "-I", *command[1:]], env=env, capture_output=True, timeout=30, check=False
+    )
+    return result.returncode
+
+
+def test_healthcheck_probes_the_configured_url_and_passes_when_none(health_server: str) -> None:
+    assert _run_check(f"{health_server}/healthz") == 0
+    assert _run_check(f"{health_server}/broken") != 0
+    assert _run_check("") == 0  # a one-shot CLI role: nothing to probe
+
+
+def _dockerfile_install() -> tuple[str, list[str]]:
+    """The extras and the pip options of the Dockerfile's install of the wheel."""
+    (run,) = [args for word, args in _instructions(DOCKERFILE) if word == "RUN" and "wheel" in args]
+    assert "pip wheel --no-deps -w /wheels ." in run
+    install = next(part for part in run.split("&&") if "pip install" in part)
+    words = shlex.split(install)
+    (target,) = [w for w in words if w.startswith("$1")]
+    extras = re.fullmatch(r"\$1(\[[\w,-]+\])?", target)
+    assert extras is not None, target
+    options = words[words.index("install") + 1 : words.index(target)]
+    return extras.group(1) or "", options
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_wheel_installs_like_the_dockerfile_and_runs(tmp_path: Path) -> None:
+    extras, options = _dockerfile_install()
+    assert options == ["-c", "constraints.txt"]
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)],
+        check=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    (wheel,) = wheels.glob("conveyor-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", *options, f"{wheel}{extras}"],
+        check=True,
+        timeout=600,
+        cwd=REPO,  # constraints.txt is relative, as in the Dockerfile's WORKDIR
+        capture_output=True,
+    )
+    result = subprocess.run(
+        [str(venv / "bin" / "conveyor"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    for command in ("api", "worker", "infra", "dlq", "emulator"):
+        assert command in result.stdout
