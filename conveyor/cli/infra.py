@@ -85,7 +85,7 @@ def destroy(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Delete the topics, queues, DLQs and subscriptions queues.yaml declares (and their messages).
+    """Delete what queues.yaml declares: topics, queues, DLQs, subscriptions, the guard's table.
 
     Without a terminal, --yes is required. Resources that do not exist are skipped.
     """
