@@ -125,6 +125,14 @@ def _get_att(logical: str, attribute: str = "Arn") -> dict[str, Any]:
     return {"Fn::GetAtt": [logical, attribute]}
 
 
+#: Lets ECS tasks assume a role (every role here, the task execution role included).
+ECS_TASKS_TRUST: dict[str, Any] = {
+    "Effect": "Allow",
+    "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+    "Action": "sts:AssumeRole",
+}
+
+
 def _role(description: str, statements: list[dict[str, Any]], policy_name: str) -> dict[str, Any]:
     """A role ECS tasks and EKS Pod Identity may assume, with one inline policy."""
     return {
@@ -134,11 +142,7 @@ def _role(description: str, statements: list[dict[str, Any]], policy_name: str) 
             "AssumeRolePolicyDocument": {
                 "Version": "2012-10-17",
                 "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    },
+                    ECS_TASKS_TRUST,
                     {
                         "Effect": "Allow",
                         "Principal": {"Service": "pods.eks.amazonaws.com"},
@@ -336,13 +340,7 @@ class _Builder:
             "Properties": {
                 "AssumeRolePolicyDocument": {
                     "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
+                    "Statement": [ECS_TASKS_TRUST],
                 },
                 "ManagedPolicyArns": [
                     {
