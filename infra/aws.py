@@ -30,7 +30,7 @@ Service = Literal["sqs", "sns", "sts", "dynamodb"]
 DEFAULT_REGION = "us-east-1"
 
 _lock = threading.Lock()
-_clients: dict[tuple[int, str, str | None], Any] = {}
+_clients: dict[tuple[int, str, str | None, float | None, float | None], Any] = {}
 _requests: Counter[str] = Counter()
 
 
@@ -49,27 +49,33 @@ def request_counts() -> dict[str, int]:
         return dict(_requests)
 
 
-def _build(service: Service, region: str | None) -> Any:
+def _build(
+    service: Service,
+    region: str | None,
+    connect_timeout_s: float | None = None,
+    read_timeout_s: float | None = None,
+) -> Any:
     session = boto3.session.Session()
     built = session.client(
         service,
         region_name=region or session.region_name or DEFAULT_REGION,
-        config=_config(),
+        config=_config(connect_timeout_s, read_timeout_s),
     )
     built.meta.events.register("before-sign", _count_request)
     return built
 
 
-def _config() -> Config:
+def _config(connect_timeout_s: float | None = None, read_timeout_s: float | None = None) -> Config:
     # "standard" retries (3 attempts) unless AWS_MAX_ATTEMPTS / AWS_RETRY_MODE say
     # otherwise; botocore reads those variables itself when we leave them unset here.
-    # The read timeout must outlast a 20 s long poll.
+    # The default read timeout must outlast a 20 s long poll; request/response callers
+    # (the producer API) ask for shorter ones so an unreachable AWS fails fast.
     retries: dict[str, Any] = {}
     if "AWS_RETRY_MODE" not in os.environ:
         retries["mode"] = "standard"
     return Config(
-        connect_timeout=5,
-        read_timeout=30,
+        connect_timeout=5 if connect_timeout_s is None else connect_timeout_s,
+        read_timeout=30 if read_timeout_s is None else read_timeout_s,
         retries=retries,  # type: ignore[arg-type]
         max_pool_connections=32,
     )
@@ -81,27 +87,58 @@ def region_name() -> str:
 
 
 @overload
-def client(service: Literal["sqs"], *, region: str | None = None) -> SQSClient: ...
+def client(
+    service: Literal["sqs"],
+    *,
+    region: str | None = None,
+    connect_timeout_s: float | None = None,
+    read_timeout_s: float | None = None,
+) -> SQSClient: ...
 @overload
-def client(service: Literal["sns"], *, region: str | None = None) -> SNSClient: ...
+def client(
+    service: Literal["sns"],
+    *,
+    region: str | None = None,
+    connect_timeout_s: float | None = None,
+    read_timeout_s: float | None = None,
+) -> SNSClient: ...
 @overload
-def client(service: Literal["sts"], *, region: str | None = None) -> STSClient: ...
+def client(
+    service: Literal["sts"],
+    *,
+    region: str | None = None,
+    connect_timeout_s: float | None = None,
+    read_timeout_s: float | None = None,
+) -> STSClient: ...
 @overload
-def client(service: Literal["dynamodb"], *, region: str | None = None) -> DynamoDBClient: ...
+def client(
+    service: Literal["dynamodb"],
+    *,
+    region: str | None = None,
+    connect_timeout_s: float | None = None,
+    read_timeout_s: float | None = None,
+) -> DynamoDBClient: ...
 
 
-def client(service: Service, *, region: str | None = None) -> Any:
+def client(
+    service: Service,
+    *,
+    region: str | None = None,
+    connect_timeout_s: float | None = None,
+    read_timeout_s: float | None = None,
+) -> Any:
     """A shared, thread-safe boto3 client for ``service``.
 
     Clients are cached per process: a client inherited through ``fork()`` (Celery's
     prefork pool) would share its connection pool with the parent, so a child
-    builds its own.
+    builds its own. ``connect_timeout_s``/``read_timeout_s`` replace the defaults
+    (5 s, 30 s) for callers that must fail fast; each combination is its own client.
     """
-    key = (os.getpid(), service, region)
+    key = (os.getpid(), service, region, connect_timeout_s, read_timeout_s)
     with _lock:
         found = _clients.get(key)
     if found is None:
-        found = _build(service, region)
+        found = _build(service, region, connect_timeout_s, read_timeout_s)
         with _lock:
             # Another thread may have built one meanwhile: keep the first.
             found = _clients.setdefault(key, found)
