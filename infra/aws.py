@@ -19,11 +19,12 @@ from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_ecs import ECSClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sts import STSClient
 
-Service = Literal["sqs", "sns", "sts", "dynamodb"]
+Service = Literal["sqs", "sns", "sts", "dynamodb", "ecs"]
 
 #: Used when no region is configured anywhere: the emulator accepts any region,
 #: and failing with botocore's NoRegionError would be a poor first experience.
@@ -118,6 +119,14 @@ def client(
     connect_timeout_s: float | None = None,
     read_timeout_s: float | None = None,
 ) -> DynamoDBClient: ...
+@overload
+def client(
+    service: Literal["ecs"],
+    *,
+    region: str | None = None,
+    connect_timeout_s: float | None = None,
+    read_timeout_s: float | None = None,
+) -> ECSClient: ...
 
 
 def client(

@@ -25,6 +25,7 @@ defaults to the topology's environment, so the template deploys it as
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from infra.export.names import LogicalIds, backlog_target
@@ -53,8 +54,6 @@ WORKER_CPU = "512"
 WORKER_MEMORY = "1024"
 #: Seconds ECS waits after SIGTERM before killing a worker (the Fargate maximum).
 WORKER_STOP_TIMEOUT_S = 120
-SCALE_OUT_COOLDOWN_S = 60
-SCALE_IN_COOLDOWN_S = 300
 LOG_RETENTION_DAYS = 30
 
 #: What a worker does on its queues and on their DLQs. DeleteMessageBatch and
@@ -440,9 +439,10 @@ class _Builder:
                 "PolicyType": "TargetTrackingScaling",
                 "ScalingTargetId": {"Ref": target},
                 "TargetTrackingScalingPolicyConfiguration": {
-                    "TargetValue": backlog_target(pool),
-                    "ScaleOutCooldown": SCALE_OUT_COOLDOWN_S,
-                    "ScaleInCooldown": SCALE_IN_COOLDOWN_S,
+                    "TargetValue": backlog_target(spec),
+                    # Application Auto Scaling counts cooldowns in whole seconds.
+                    "ScaleOutCooldown": math.ceil(spec.autoscaling.scale_out_cooldown_s),
+                    "ScaleInCooldown": math.ceil(spec.autoscaling.scale_in_cooldown_s),
                     "CustomizedMetricSpecification": {
                         "Metrics": self.backlog_metrics(spec.queues, service),
                     },

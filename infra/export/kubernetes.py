@@ -199,7 +199,7 @@ def kubernetes_manifests(
                                     topology, queue, account=account, region=region
                                 ),
                                 # KEDA counts visible + in-flight messages (scaleOnInFlight).
-                                "queueLength": str(backlog_target(pool)),
+                                "queueLength": str(backlog_target(spec)),
                                 "awsRegion": region,
                             },
                             "authenticationRef": {"name": TRIGGER_AUTH},

@@ -5,15 +5,15 @@ from __future__ import annotations
 import hashlib
 import re
 
-#: Backlog per worker node the autoscalers aim at when the topology names none
-#: (queues.yaml has no per-pool target yet).
-DEFAULT_BACKLOG_TARGET = 10
+from infra.topology.model import Autoscale, Pool
+
+#: Backlog per worker node the autoscalers aim at when a pool declares no ``autoscale``.
+DEFAULT_BACKLOG_TARGET = Autoscale().target_backlog_per_worker
 
 
-def backlog_target(pool: str) -> int:
-    """Visible messages per worker node that ``pool``'s autoscaler aims at."""
-    del pool  # one default for every pool until queues.yaml declares a target
-    return DEFAULT_BACKLOG_TARGET
+def backlog_target(pool: Pool) -> int:
+    """Messages per worker node ``pool``'s autoscaler aims at (its autoscale target)."""
+    return pool.autoscaling.target_backlog_per_worker
 
 
 def camel(name: str) -> str:

@@ -172,6 +172,27 @@ def _pools_are_sound(t: Topology) -> Iterator[Problem]:
                 owner[qname] = pname
 
 
+def _autoscale_is_sound(t: Topology) -> Iterator[Problem]:
+    for pname, pool in t.pools.items():
+        auto = pool.autoscale
+        if auto is None:
+            continue
+        path = f"pools.{pname}.autoscale"
+        if pool.replicas.min == pool.replicas.max:
+            yield Problem(
+                path,
+                f"autoscale has no room: replicas.min and replicas.max are both"
+                f" {pool.replicas.min} (widen the bounds or remove autoscale)",
+            )
+        if auto.scale_in_cooldown_s < auto.interval_s:
+            yield Problem(
+                f"{path}.scale_in_cooldown_s",
+                f"scale_in_cooldown_s ({auto.scale_in_cooldown_s:g}) must not be below"
+                f" interval_s ({auto.interval_s:g}): the backlog is sampled once per"
+                " interval, so it cannot be seen staying low for a shorter time",
+            )
+
+
 def _names_fit_aws(t: Topology) -> Iterator[Problem]:
     for qname in t.queues:
         dlq = t.dlq_name(qname)
@@ -190,6 +211,7 @@ CHECKS: tuple[Callable[[Topology], Iterator[Problem]], ...] = (
     _every_received_job_type_has_a_handler,
     _attempts_below_receive_count,
     _pools_are_sound,
+    _autoscale_is_sound,
     _names_fit_aws,
 )
 

@@ -203,6 +203,26 @@ class Replicas(_Strict):
         return self
 
 
+#: Autoscaler timings: at least a tenth of a second (tests), at most a day.
+AutoscaleS = Annotated[float, _duration(0.1, 86400)]
+CooldownS = Annotated[float, _duration(0, 86400)]
+
+
+class Autoscale(_Strict):
+    """How the backlog autoscaler sizes a pool (``conveyor workers autoscale``, and the
+    ECS/KEDA exports): desired nodes = ceil(backlog / target_backlog_per_worker),
+    within ``replicas``, where backlog = visible + in-flight messages of its queues."""
+
+    #: Messages waiting or running per worker node that the autoscaler aims at.
+    target_backlog_per_worker: Annotated[int, Field(ge=1, le=1_000_000)] = 10
+    #: After scaling out, wait this long before scaling out again.
+    scale_out_cooldown_s: CooldownS = 60.0
+    #: Scale in only once the backlog has stayed low this long.
+    scale_in_cooldown_s: CooldownS = 300.0
+    #: How often the backlog is sampled and a decision made.
+    interval_s: AutoscaleS = 15.0
+
+
 class Pool(_Strict):
     """A named group of identical worker nodes consuming some queues."""
 
@@ -212,6 +232,13 @@ class Pool(_Strict):
     replicas: Replicas = Field(default_factory=Replicas)
     #: Celery execution pool: processes (isolation, CPU-bound jobs) or threads (I/O-bound).
     worker_pool: Literal["prefork", "threads", "solo"] = "prefork"
+    #: Backlog autoscaling; omitted: the defaults of :class:`Autoscale`.
+    autoscale: Autoscale | None = None
+
+    @property
+    def autoscaling(self) -> Autoscale:
+        """The effective autoscale settings (declared, or the defaults)."""
+        return self.autoscale or Autoscale()
 
 
 class Topology(_Strict):
