@@ -1,0 +1,340 @@
+"""What every fault scenario shares: real processes, publishing, and counting every job.
+
+A scenario starts `conveyor worker` (and `conveyor api`) processes of
+tests/faults/faults.yaml against a real moto server, publishes jobs, does
+something bad to the system, and then accounts for every accepted job id: it
+either succeeded (its handler wrote an ``ok`` line to the outbox, see
+tests/jobs.py) or sits in a dead-letter queue. Anything else is lost. The
+scenario's figures become one line (:meth:`Tally.line`), printed and collected
+for the end of the run (tests/faults/conftest.py).
+
+Sizes: ``CONVEYOR_FAULTS=full`` (``make faults``) selects the full sizes, anything
+else the short ones that ``make test`` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra import aws
+from infra.envelope import Envelope, encode, make_envelope
+from infra.provision.desired import sns_arn
+from infra.topology import Topology
+from tests import REPO
+from tests.polling import eventually
+from workers.failure import Failure
+
+TOPOLOGY = REPO / "tests" / "faults" / "faults.yaml"
+
+#: ``make faults`` sets this to ``full``.
+FULL = os.environ.get("CONVEYOR_FAULTS", "short").strip().lower() == "full"
+
+#: How often the settle loop looks again (it reads the outbox and the DLQs).
+SETTLE_POLL_S = 0.5
+
+#: Every scenario's line, in run order, for the terminal summary.
+REPORT: list[str] = []
+
+
+def size(short: int, full: int) -> int:
+    """The short or the full figure, by ``CONVEYOR_FAULTS``."""
+    return full if FULL else short
+
+
+class Proc:
+    """A `python -m conveyor ...` process in its own process group, logging to a file."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log = log_dir / f"{name}.log"
+        self._log_file = self.log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "conveyor", *argv],
+            env=env,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=self._log_file,
+            start_new_session=True,  # its own group: killpg reaches its pool processes too
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def ready(self) -> bool:
+        """A worker node announces " ready." once it consumes (Celery's own line)."""
+        if not self.alive:
+            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.text()}")
+        return " ready." in self.text()
+
+    def kill9(self) -> None:
+        """SIGKILL the whole process group: the node and its pool processes, no cleanup."""
+        if self.alive:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def terminate(self) -> None:
+        """SIGTERM the node's main process: a warm shutdown (what a scale-in sends)."""
+        if self.alive:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def close(self) -> None:
+        """Teardown: whatever is left of the group is killed; the log is closed."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # the group is gone already
+        except PermissionError:
+            pass  # a recycled pgid that is not ours: nothing of ours is left in it
+        self.proc.wait()
+        self._log_file.close()
+
+
+@dataclass
+class Tally:
+    """One scenario's figures: every accepted job is succeeded, dead-lettered or lost."""
+
+    scenario: str
+    accepted: int
+    succeeded: int
+    dead_lettered: int
+    lost: list[str]
+    duplicates: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """``scenario=… accepted=… succeeded=… dead_lettered=… lost=… duplicates=… …``."""
+        extra = " ".join(f"{k}={v}" for k, v in self.extra.items())
+        return (
+            f"{self.scenario}: accepted={self.accepted} succeeded={self.succeeded}"
+            f" dead_lettered={self.dead_lettered} lost={len(self.lost)}"
+            f" duplicates={self.duplicates}" + (f" {extra}" if extra else "")
+        )
+
+    def report(self) -> None:
+        """Print the line (visible with -s) and keep it for the terminal summary."""
+        line = self.line()
+        REPORT.append(line)
+        print(f"\nFAULTS {line}")
+
+
+class Cluster:
+    """The processes of one scenario and what it needs to count their work."""
+
+    def __init__(self, topology: Topology, env: dict[str, str], outbox: Path, log_dir: Path):
+        self.topology = topology
+        self.env = env
+        self.outbox = outbox
+        self.log_dir = log_dir
+        self.procs: list[Proc] = []
+        self._serial = Counter[str]()
+        #: Cumulative: a DLQ message is received once, for good, and remembered here.
+        self.dead: dict[str, Failure | None] = {}
+        #: Every DLQ message received: (body, failure record or None for a native redrive).
+        self.dead_messages: list[tuple[str, Failure | None]] = []
+        #: Ids known to have succeeded (an ok line seen).
+        self._ok: set[str] = set()
+
+    # --- processes --------------------------------------------------------------------
+
+    def node(self, pool: str, *, wait: bool = True, **env: str) -> Proc:
+        """Start a `conveyor worker --pool POOL` node; by default wait until it consumes."""
+        self._serial[pool] += 1
+        name = f"node-{pool}{self._serial[pool]}"
+        proc = Proc(
+            name,
+            ["worker", "--pool", pool],
+            {**self.env, "CONVEYOR_TEST_NODE": name, **env},
+            self.log_dir,
+        )
+        self.procs.append(proc)
+        if wait:
+            eventually(proc.ready, what=f"{name} to be ready", timeout_s=90)
+        return proc
+
+    def nodes(self, pool: str, count: int, **env: str) -> list[Proc]:
+        """Start ``count`` nodes of ``pool`` at once, then wait for all of them."""
+        started = [self.node(pool, wait=False, **env) for _ in range(count)]
+        for proc in started:
+            eventually(proc.ready, what=f"{proc.name} to be ready", timeout_s=90)
+        return started
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.close()
+
+    # --- publishing -------------------------------------------------------------------
+
+    def topic_arn(self, topic: str = "jobs") -> str:
+        return sns_arn(aws.region_name(), aws.account_id(), self.topology.topic_name(topic))
+
+    def publish(self, envelopes: Iterable[Envelope]) -> list[str]:
+        """SNS PublishBatch, 10 a call; the ids SNS accepted (a failed entry raises)."""
+        sns = aws.client("sns")
+        arn = self.topic_arn()
+        accepted: list[str] = []
+        batch: list[Envelope] = []
+
+        def flush() -> None:
+            entries = [{"Id": str(i), "Message": encode(e)} for i, e in enumerate(batch)]
+            answer = sns.publish_batch(TopicArn=arn, PublishBatchRequestEntries=entries)  # type: ignore[arg-type]
+            if answer.get("Failed"):
+                raise AssertionError(f"SNS refused entries: {answer['Failed']}")
+            accepted.extend(batch[int(ok["Id"])].id for ok in answer["Successful"])
+            batch.clear()
+
+        for envelope in envelopes:
+            batch.append(envelope)
+            if len(batch) == 10:
+                flush()
+        if batch:
+            flush()
+        return accepted
+
+    # --- counting ---------------------------------------------------------------------
+
+    def runs(self, job_id: str) -> list[dict[str, Any]]:
+        path = self.outbox / f"{job_id}.jsonl"
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in text.splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line still being written; read again next time
+        return out
+
+    def ok_runs(self, job_id: str) -> int:
+        return sum(1 for r in self.runs(job_id) if r.get("outcome") == "ok")
+
+    def url(self, queue: str) -> str:
+        name = self.topology.queue_name(queue)
+        return aws.client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
+
+    def dlq_url(self, queue: str) -> str:
+        name = self.topology.dlq_name(queue)
+        return aws.client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
+
+    def depth(self, queue: str) -> int:
+        """Visible + in flight + delayed messages of ``queue``."""
+        attrs = aws.client("sqs").get_queue_attributes(
+            QueueUrl=self.url(queue),
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        return sum(int(v) for v in attrs.values())
+
+    def drain_dead_letters(self) -> None:
+        """Receive every visible DLQ message for good (hidden an hour) and remember it."""
+        sqs = aws.client("sqs")
+        for queue in self.topology.queues:
+            url = self.dlq_url(queue)
+            while True:
+                got = sqs.receive_message(
+                    QueueUrl=url,
+                    MaxNumberOfMessages=10,
+                    VisibilityTimeout=3600,
+                    MessageAttributeNames=["All"],
+                    AttributeNames=["All"],
+                ).get("Messages", [])
+                if not got:
+                    break
+                for message in got:
+                    body = message.get("Body", "")
+                    failure = Failure.from_message(dict(message))
+                    self.dead_messages.append((body, failure))
+                    try:
+                        job_id = json.loads(body).get("id")
+                    except (ValueError, AttributeError):
+                        job_id = None
+                    if isinstance(job_id, str):
+                        self.dead[job_id] = failure
+
+    def settle(
+        self,
+        scenario: str,
+        accepted: Sequence[str],
+        *,
+        poison: Sequence[str] = (),
+        timeout_s: float = 180.0,
+        started: float | None = None,
+        **extra: Any,
+    ) -> Tally:
+        """Wait until every accepted job succeeded or was dead-lettered and the queues are
+        empty, or until ``timeout_s``; count, report and return the figures.
+
+        ``poison``: bodies sent straight to a queue that are not jobs (no usable id);
+        each counts as accepted, and as dead-lettered once its body is in a DLQ.
+        ``started`` (monotonic): report ``seconds`` from then until everything settled.
+        """
+        pending = set(accepted) - self._ok - set(self.dead)
+        poison_left = Counter(poison)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for job_id in list(pending):
+                if self.ok_runs(job_id):
+                    self._ok.add(job_id)
+                    pending.discard(job_id)
+            self.drain_dead_letters()
+            pending -= set(self.dead)
+            poison_left = Counter(poison) - Counter(b for b, _ in self.dead_messages)
+            drained = all(self.depth(q) == 0 for q in self.topology.queues)
+            if not pending and not poison_left and drained:
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(SETTLE_POLL_S)  # polling interval, bounded by the deadline
+        if started is not None:
+            extra["seconds"] = round(time.monotonic() - started, 1)
+        ids = set(accepted)
+        ok_counts = {i: self.ok_runs(i) for i in ids}
+        succeeded = {i for i, n in ok_counts.items() if n}
+        dead = ids & set(self.dead) - succeeded
+        poison_dead = len(poison) - sum(poison_left.values())
+        tally = Tally(
+            scenario,
+            accepted=len(ids) + len(poison),
+            succeeded=len(succeeded),
+            dead_lettered=len(dead) + poison_dead,
+            lost=sorted(ids - succeeded - dead) + [f"poison:{b[:40]!r}" for b in poison_left],
+            duplicates=sum(n - 1 for n in ok_counts.values() if n > 1),
+            extra=extra,
+        )
+        tally.report()
+        return tally
+
+
+def notes(job_type: str, count: int, label: str = "fault") -> Iterator[Envelope]:
+    """``count`` envelopes of a job type with a Note payload."""
+    for i in range(count):
+        yield make_envelope(job_type, {"label": f"{label}-{i}"})
+
+
+def sleeps(job_type: str, count: int, seconds: float) -> Iterator[Envelope]:
+    """``count`` envelopes of a job type with a Sleep payload."""
+    for _ in range(count):
+        yield make_envelope(job_type, {"seconds": seconds})

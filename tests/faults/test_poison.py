@@ -1,0 +1,82 @@
+"""Poison messages sent straight into a queue: each is dead-lettered with its reason on its
+first receive, and the nodes keep running the good jobs around them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from infra import aws
+from infra.envelope import encode, make_envelope
+from tests.faults.harness import Cluster, notes, size
+
+
+def _doc(**fields: Any) -> str:
+    base = {
+        "specversion": "1.0",
+        "id": fields.pop("id"),
+        "type": "fault.note",
+        "source": "/faults",
+        "time": "2026-01-01T00:00:00Z",
+        "data": {"label": "poison"},
+    }
+    base.update(fields)
+    return json.dumps({k: v for k, v in base.items() if v is not None})
+
+
+#: (what it is, the body, the reason the worker must give)
+POISON = [
+    ("invalid JSON", '{"specversion": "1.0", "id": "p1", ', "invalid_json"),
+    ("not even text", "\ufffd\u00e9\u4e2d not a job", "invalid_json"),
+    ("JSON, not an envelope", '{"hello": "world"}', "not_an_envelope"),
+    ("a JSON list", '[{"specversion": "1.0"}]', "not_an_envelope"),
+    ("envelope version from the future", _doc(id="p2", conveyorversion=99), "unsupported_version"),
+    ("envelope version not a number", _doc(id="p3", conveyorversion="1"), "unsupported_version"),
+    ("envelope without a time", _doc(id="p4", time=None), "invalid_envelope"),
+    ("broken traceparent", _doc(id="p5", traceparent="00-zz"), "invalid_envelope"),
+    ("unknown job type", _doc(id="p6", type="fault.nope"), "unknown_job_type"),
+    ("a job type of the other queue", _doc(id="p7", type="fault.slow"), "no_handler"),
+    ("payload failing validation", _doc(id="p8", data={"label": 42}), "invalid_payload"),
+    ("payload missing", _doc(id="p9", data=None), "invalid_payload"),
+    (
+        "claim check to an object that does not exist",
+        _doc(id="p10", data=None, dataref="s3://cf-missing-bucket/nothing/here.json"),
+        {"unsupported_dataref", "dataref_missing", "invalid_dataref", "claim_check_failed"},
+    ),
+]
+
+
+def test_poison_messages_are_dead_lettered_with_their_reason_and_nodes_carry_on(
+    cluster: Cluster,
+) -> None:
+    node = cluster.node("a")
+    good_before = cluster.publish(notes("fault.note", size(20, 200), "before"))
+    sqs = aws.client("sqs")
+    url = cluster.url("alpha")
+    bodies = [body for _, body, _ in POISON]
+    for body in bodies:
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    # A valid job, sent straight to the queue like the poison, to show the path itself works.
+    direct = make_envelope("fault.note", {"label": "direct"})
+    sqs.send_message(QueueUrl=url, MessageBody=encode(direct))
+    good_after = cluster.publish(notes("fault.note", size(20, 200), "after"))
+
+    tally = cluster.settle(
+        "poison messages", [*good_before, direct.id, *good_after], poison=bodies, kinds=len(POISON)
+    )
+
+    assert tally.lost == []
+    assert tally.dead_lettered == len(POISON)
+    assert tally.duplicates == 0
+    assert node.alive, node.text()  # the node was not hurt
+    # Each poison message is in the DLQ once, byte for byte, with its reason, after one receive.
+    records = dict(cluster.dead_messages)
+    assert len(cluster.dead_messages) == len(POISON)
+    for what, body, reason in POISON:
+        failure = records[body]
+        assert failure is not None, what
+        wanted = {reason} if isinstance(reason, str) else reason
+        assert failure.reason in wanted, (what, failure.reason, failure.error_message)
+        assert failure.attempts == 1, what
+        assert failure.queue == "alpha"
+        assert failure.error_message, what
