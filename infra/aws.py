@@ -20,11 +20,12 @@ from botocore.config import Config
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ecs import ECSClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sts import STSClient
 
-Service = Literal["sqs", "sns", "sts", "dynamodb", "ecs"]
+Service = Literal["sqs", "sns", "sts", "dynamodb", "ecs", "s3"]
 
 #: Used when no region is configured anywhere: the emulator accepts any region,
 #: and failing with botocore's NoRegionError would be a poor first experience.
@@ -127,6 +128,14 @@ def client(
     connect_timeout_s: float | None = None,
     read_timeout_s: float | None = None,
 ) -> ECSClient: ...
+@overload
+def client(
+    service: Literal["s3"],
+    *,
+    region: str | None = None,
+    connect_timeout_s: float | None = None,
+    read_timeout_s: float | None = None,
+) -> S3Client: ...
 
 
 def client(
