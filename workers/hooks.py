@@ -8,13 +8,19 @@ the first listed is the outermost.
 
 from __future__ import annotations
 
+import atexit
+import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import structlog
 
+from infra.ledger import Ledger, RunState, RunUpdate
 from workers.metrics import instruments
 from workers.outcome import Outcome
 
@@ -32,6 +38,8 @@ class Job:
     trace_id: str | None
     #: When SQS accepted the message (SentTimestamp), epoch seconds.
     sent_at_s: float | None
+    #: How often the job was redriven from its DLQ (the envelope's redrive count).
+    redrives: int = 0
 
 
 Proceed = Callable[[], Outcome]
@@ -115,6 +123,170 @@ class IdempotencyGuard:
         outcome = proceed()
         if outcome.kind == "succeeded":
             self.store.mark_succeeded(job.queue, job.job_id)
+        return outcome
+
+
+#: Ledger updates waiting for the writer thread; beyond this they are dropped (and
+#: logged): a ledger that cannot keep up must not grow a worker's memory without bound.
+LEDGER_QUEUE_MAX = 10_000
+#: At exit, pending ledger updates get this long to be written.
+LEDGER_FLUSH_AT_EXIT_S = 2.0
+
+
+class BackgroundWriter:
+    """Runs ledger writes on one thread per process, in order, off the job's path.
+
+    The thread starts on first use in each process (a Celery prefork child builds
+    its own; a thread does not survive ``fork()``). Pending writes are flushed at
+    interpreter exit for up to :data:`LEDGER_FLUSH_AT_EXIT_S`.
+    """
+
+    def __init__(self, write: Callable[[RunUpdate], object]) -> None:
+        self._write = write
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._queue: queue.Queue[RunUpdate] = queue.Queue(LEDGER_QUEUE_MAX)
+
+    def submit(self, update: RunUpdate) -> None:
+        """Queue ``update`` for writing (dropped with a warning if the queue is full)."""
+        self._ensure_thread()
+        try:
+            self._queue.put_nowait(update)
+        except queue.Full:
+            log.warning(
+                "ledger.update_dropped",
+                state=update.state,
+                consequence="the job goes on; its status lags",
+            )
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every queued update was written (or ``timeout_s``); True if drained."""
+        deadline = time.monotonic() + timeout_s
+        while self._queue.unfinished_tasks:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _ensure_thread(self) -> None:
+        pid = os.getpid()
+        if self._pid == pid:
+            return
+        with self._lock:
+            if self._pid == pid:
+                return
+            # After fork the parent's queue may hold items its thread owned: start clean.
+            self._queue = queue.Queue(LEDGER_QUEUE_MAX)
+            threading.Thread(target=self._run, name="conveyor-ledger", daemon=True).start()
+            atexit.register(self.flush, LEDGER_FLUSH_AT_EXIT_S)
+            self._pid = pid
+
+    def _run(self) -> None:
+        jobs = self._queue
+        while True:
+            update = jobs.get()
+            try:
+                self._write(update)
+            except Exception:  # the writer thread must outlive any one write
+                log.exception("ledger.write_crashed", state=update.state)
+            finally:
+                jobs.task_done()
+
+
+class Inline:
+    """Writes ledger updates at once, on the job's thread (AWS Lambda, unit tests).
+
+    Lambda freezes the process between invocations, so a background thread's
+    writes could wait for the next one, or be lost with the environment.
+    """
+
+    def __init__(self, write: Callable[[RunUpdate], object]) -> None:
+        self._write = write
+
+    def submit(self, update: RunUpdate) -> None:
+        """Write ``update`` now."""
+        self._write(update)
+
+    def flush(self, timeout_s: float) -> bool:
+        """Nothing is ever pending."""
+        return True
+
+
+class Submitter(Protocol):
+    """Takes ledger updates: :class:`BackgroundWriter` or :class:`Inline`."""
+
+    def submit(self, update: RunUpdate) -> None:
+        """Record ``update`` (eventually); never raises."""
+        ...
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until everything submitted was written."""
+        ...
+
+
+class LedgerHook:
+    """Records each delivery in the job ledger: ``running`` before, the outcome after.
+
+    Only job types with ``ledger: true``. The outcome is the one the runner decided
+    (retry with its delay → ``retrying`` with the next attempt time; dead-letter →
+    ``dead-lettered`` with the failure's reason). Ledger failures are logged by the
+    ledger and never change the outcome.
+    """
+
+    def __init__(self, ledger: Ledger, *, submitter: Submitter | None = None) -> None:
+        self.ledger = ledger
+        self.submitter: Submitter = submitter or BackgroundWriter(ledger.record_run)
+
+    def _update(
+        self,
+        job: Job,
+        state: RunState,
+        *,
+        next_attempt_at: datetime | None = None,
+        reason: str | None = None,
+        error: str | None = None,
+    ) -> RunUpdate:
+        assert job.job_id is not None
+        assert job.job_type is not None
+        return RunUpdate(
+            queue=job.queue,
+            job_id=job.job_id,
+            job_type=job.job_type,
+            state=state,
+            attempt=job.attempt,
+            redrives=job.redrives,
+            trace_id=job.trace_id,
+            next_attempt_at=next_attempt_at,
+            reason=reason,
+            error=error,
+            at=datetime.now(UTC),
+        )
+
+    def __call__(self, job: Job, proceed: Proceed) -> Outcome:
+        """Record ``running``, run the job, record what the runner decided."""
+        if job.job_id is None or not self.ledger.records(job.job_type):
+            return proceed()
+        self.submitter.submit(self._update(job, "running"))
+        outcome = proceed()
+        if outcome.kind == "succeeded":
+            update = self._update(job, "succeeded")
+        elif outcome.kind == "retry":
+            error = f"{outcome.error_type}: {outcome.error}" if outcome.error_type else None
+            update = self._update(
+                job,
+                "retrying",
+                next_attempt_at=datetime.now(UTC) + timedelta(seconds=outcome.delay_s),
+                error=error,
+            )
+        else:
+            failure = outcome.failure
+            update = self._update(
+                job,
+                "dead-lettered",
+                reason=failure.reason if failure else "unknown",
+                error=f"{failure.error_type}: {failure.error_message}" if failure else None,
+            )
+        self.submitter.submit(update)
         return outcome
 
 

@@ -13,6 +13,7 @@ a write that fails is logged (a later duplicate would run again).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import aws
+from infra.ledger import ledger_for
 from infra.provision.desired import (
     TABLE_PARTITION_KEY,
     TABLE_TTL_ATTRIBUTE,
@@ -28,7 +30,7 @@ from infra.provision.desired import (
 )
 from infra.provision.errors import describe_aws_error
 from infra.topology import Topology
-from workers.hooks import DEFAULT_HOOKS, Hook, IdempotencyGuard
+from workers.hooks import DEFAULT_HOOKS, Hook, IdempotencyGuard, Inline, LedgerHook
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -115,14 +117,26 @@ class DynamoSuccessStore:
             )
 
 
-def job_hooks(topology: Topology, queues: list[str]) -> tuple[Hook, ...]:
-    """The hooks around every job of ``queues``: the defaults, plus the guard if asked for.
+#: Set in AWS Lambda's runtime: there, ledger writes are made inline (see workers.hooks.Inline).
+LAMBDA_ENVIRONMENT_VARIABLE = "AWS_LAMBDA_FUNCTION_NAME"
 
-    Shared by the Celery workers and the Lambda adapter.
+
+def job_hooks(topology: Topology, queues: list[str]) -> tuple[Hook, ...]:
+    """The hooks around every job of ``queues``: the defaults, the job ledger and the guard.
+
+    Shared by the Celery workers and the Lambda adapter. The ledger hook is there
+    when a job type of ``queues`` records its status (``ledger: true``).
     """
+    hooks: list[Hook] = list(DEFAULT_HOOKS)
+    ledger = ledger_for(topology)
+    if ledger is not None and any(
+        ledger.records(jt) for q in queues for jt in topology.job_types_of_queue(q)
+    ):
+        inline = os.environ.get(LAMBDA_ENVIRONMENT_VARIABLE)
+        hooks.append(LedgerHook(ledger, submitter=Inline(ledger.record_run) if inline else None))
     guarded = job_types_to_guard(topology, queues)
-    if not guarded:
-        return DEFAULT_HOOKS
-    # Innermost, so a skipped duplicate is still logged with its job context and counted.
-    store = DynamoSuccessStore(succeeded_table_name(topology))
-    return (*DEFAULT_HOOKS, IdempotencyGuard(store, guarded))
+    if guarded:
+        # Innermost, so a skipped duplicate is still logged with its job context and counted.
+        store = DynamoSuccessStore(succeeded_table_name(topology))
+        hooks.append(IdempotencyGuard(store, guarded))
+    return tuple(hooks)

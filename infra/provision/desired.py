@@ -29,6 +29,14 @@ TABLE_TTL_ATTRIBUTE = "expires_at"
 TABLE_BILLING_MODE = "PAY_PER_REQUEST"
 
 
+#: The job ledger's DynamoDB table is ``<project>-<environment>-jobs``.
+LEDGER_TABLE = "jobs"
+#: The claim-check bucket is ``<project>-<environment>-payloads-<account>-<region>``.
+PAYLOAD_BUCKET = "payloads"
+#: S3 bucket names: 3 to 63 characters, lower case letters, digits, dots and hyphens.
+MAX_BUCKET_NAME_LEN = 63
+
+
 def partition_of(region: str) -> str:
     """The ARN partition of ``region`` (``aws``, ``aws-cn``, ``aws-us-gov`` …)."""
     if region.startswith("cn-"):
@@ -65,6 +73,27 @@ def guarded_job_types(topology: Topology) -> list[str]:
 def succeeded_table_name(topology: Topology) -> str:
     """The name of the idempotency guard's table (whether or not any job type uses it)."""
     return topology.resource_name(SUCCEEDED_TABLE)
+
+
+def ledger_table_name(topology: Topology) -> str:
+    """The name of the job ledger's table (whether or not any job type uses it)."""
+    return topology.resource_name(LEDGER_TABLE)
+
+
+def payload_bucket_prefix(topology: Topology) -> str:
+    """``<project>-<environment>-payloads-``: the start of the bucket's name in every account."""
+    # Bucket names allow no underscore, which project and environment names may have.
+    return topology.resource_name(PAYLOAD_BUCKET).replace("_", "-") + "-"
+
+
+def payload_bucket_name(topology: Topology, account: str, region: str) -> str:
+    """The claim-check bucket: S3 names are global, so the account and region are in it.
+
+    Longer than S3's 63 characters only with very long project and environment
+    names; provisioning reports that as an error rather than truncating (a
+    truncated name could collide with another environment's).
+    """
+    return f"{payload_bucket_prefix(topology)}{account}-{region}"
 
 
 def seconds(value: float) -> str:

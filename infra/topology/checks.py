@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 from pydantic import ValidationError
 
+from infra.durations import format_duration_s
 from infra.topology.errors import Problem
 from infra.topology.model import MAX_QUEUE_NAME_LEN, Topology
 
@@ -204,6 +205,52 @@ def _names_fit_aws(t: Topology) -> Iterator[Problem]:
             )
 
 
+def _retentions(t: Topology) -> Iterator[tuple[str, float]]:
+    """Every queue and DLQ retention as (key, seconds)."""
+    for qname, q in t.queues.items():
+        yield f"queues.{qname}.retention_s", q.retention_s
+        yield f"queues.{qname}.dead_letter.retention_s", q.dead_letter.retention_s
+
+
+def _payloads_are_sound(t: Topology) -> Iterator[Problem]:
+    p = t.payloads
+    if p.max_bytes < p.claim_check_threshold_bytes:
+        yield Problem(
+            "payloads.max_bytes",
+            f"max_bytes ({p.max_bytes}) must not be below claim_check_threshold_bytes"
+            f" ({p.claim_check_threshold_bytes})",
+        )
+    if p.expiry_s % 86400:
+        yield Problem(
+            "payloads.expiry_s",
+            f"{format_duration_s(p.expiry_s)} is not a whole number of days"
+            " (S3 lifecycle rules expire objects after whole days)",
+        )
+    key, longest_s = max(_retentions(t), key=lambda kv: kv[1])
+    if p.expiry_s < longest_s:
+        yield Problem(
+            "payloads.expiry_s",
+            f"{format_duration_s(p.expiry_s)} is shorter than {key}"
+            f" ({format_duration_s(longest_s)}): a large payload could expire while its"
+            " job still waits in the queue or its DLQ",
+        )
+
+
+def _ledger_outlasts_queues(t: Topology) -> Iterator[Problem]:
+    if not t.ledger_job_types():
+        return
+    key, longest_s = max(
+        ((k, s) for k, s in _retentions(t) if ".dead_letter." not in k), key=lambda kv: kv[1]
+    )
+    if t.ledger.retention_s < longest_s:
+        yield Problem(
+            "ledger.retention_s",
+            f"{format_duration_s(t.ledger.retention_s)} is shorter than {key}"
+            f" ({format_duration_s(longest_s)}): a job's status could be forgotten before"
+            " it runs",
+        )
+
+
 CHECKS: tuple[Callable[[Topology], Iterator[Problem]], ...] = (
     _topics_exist,
     _subscriptions_are_sound,
@@ -213,6 +260,8 @@ CHECKS: tuple[Callable[[Topology], Iterator[Problem]], ...] = (
     _pools_are_sound,
     _autoscale_is_sound,
     _names_fit_aws,
+    _payloads_are_sound,
+    _ledger_outlasts_queues,
 )
 
 

@@ -19,6 +19,14 @@ from pydantic import (
 
 from infra.durations import format_duration_s, parse_duration_s
 
+#: SNS's limit on one published message; the claim-check threshold must stay below it.
+SNS_MAX_MESSAGE_BYTES = 256 * 1024
+#: Room left under the SNS limit by the default claim-check threshold (message
+#: attributes and the rounding of other producers' encoders).
+CLAIM_CHECK_MARGIN_BYTES = 1024
+#: The largest payload the producer API may accept at all (through S3).
+MAX_PAYLOAD_BYTES = 100 * 1024 * 1024
+
 # AWS limits that bound the durations below (seconds).
 MAX_VISIBILITY_TIMEOUT_S = 12 * 3600
 MIN_RETENTION_S = 60
@@ -53,6 +61,10 @@ RetentionS = Annotated[float, _duration(MIN_RETENTION_S, MAX_RETENTION_S)]
 DelayS = Annotated[float, _duration(0, MAX_DELAY_S)]
 MaxRuntimeS = Annotated[float, _duration(0, MAX_VISIBILITY_TIMEOUT_S, positive=True)]
 BackoffS = Annotated[float, _duration(0, MAX_VISIBILITY_TIMEOUT_S, positive=True)]
+#: S3 lifecycle rules count whole days: at least one, at most ten years here.
+PayloadExpiryS = Annotated[float, _duration(86400, 3650 * 86400)]
+#: How long the job ledger keeps a job's record (DynamoDB time to live).
+LedgerRetentionS = Annotated[float, _duration(3600, 3650 * 86400)]
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
 JobTypeName = Annotated[
@@ -187,7 +199,39 @@ class JobType(_Strict):
     #: recorded in the DynamoDB table ``<project>-<environment>-succeeded``, which
     #: ``conveyor infra apply`` creates when any job type sets this.
     idempotency_guard: bool = False
+    #: Record the job's status (queued, then per queue running / retrying / succeeded /
+    #: dead-lettered) in the job ledger, the DynamoDB table
+    #: ``<project>-<environment>-jobs`` that ``conveyor infra apply`` creates when any
+    #: job type sets this; ``GET /v1/jobs/{id}`` reads it.
+    ledger: bool = False
     description: str = ""
+
+
+class Payloads(_Strict):
+    """Large payloads: above a threshold the payload travels through S3 (a claim check).
+
+    The envelope then carries ``dataref`` (``s3://bucket/key``) instead of ``data``;
+    workers fetch it before calling the handler. The bucket is
+    ``<project>-<environment>-payloads-<account>-<region>`` (S3 names are global).
+    """
+
+    #: An encoded envelope larger than this goes through S3 (default: just under
+    #: SNS's 256 KiB limit). 0 sends every payload through S3.
+    claim_check_threshold_bytes: Annotated[
+        int, Field(ge=0, le=SNS_MAX_MESSAGE_BYTES - CLAIM_CHECK_MARGIN_BYTES)
+    ] = SNS_MAX_MESSAGE_BYTES - CLAIM_CHECK_MARGIN_BYTES
+    #: The hard maximum of a payload; the producer API answers 413 above it.
+    max_bytes: Annotated[int, Field(ge=1, le=MAX_PAYLOAD_BYTES)] = 10 * 1024 * 1024
+    #: Objects are deleted this long after upload (an S3 lifecycle rule, in whole days).
+    #: It must outlast the job: at least the longest queue and DLQ retention.
+    expiry_s: PayloadExpiryS = 30 * 86400.0
+
+
+class LedgerSettings(_Strict):
+    """The job ledger (the status of jobs whose type sets ``ledger: true``)."""
+
+    #: A job's record is deleted (DynamoDB time to live) this long after its last update.
+    retention_s: LedgerRetentionS = 7 * 86400.0
 
 
 class Replicas(_Strict):
@@ -253,6 +297,8 @@ class Topology(_Strict):
     queues: Annotated[dict[Name, Queue], Field(min_length=1)]
     job_types: Annotated[dict[JobTypeName, JobType], Field(min_length=1)]
     pools: dict[Name, Pool] = Field(default_factory=dict)
+    payloads: Payloads = Field(default_factory=Payloads)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
 
     # -- physical names -------------------------------------------------------------
 
@@ -272,6 +318,10 @@ class Topology(_Strict):
     def dlq_name(self, queue: str) -> str:
         """The SQS name of ``queue``'s dead-letter queue (FIFO if the queue is)."""
         return self.resource_name(f"{queue}-dlq", fifo=self.queues[queue].fifo)
+
+    def ledger_job_types(self) -> list[str]:
+        """The job types whose status is recorded in the job ledger, sorted."""
+        return sorted(name for name, jt in self.job_types.items() if jt.ledger)
 
     # -- routing --------------------------------------------------------------------
 

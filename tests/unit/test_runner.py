@@ -85,12 +85,14 @@ def test_job_type_not_handled_on_this_queue_is_dead_lettered(runner: JobRunner) 
     assert outcome.failure.reason == "no_handler"
 
 
-def test_claim_checked_payloads_are_refused_until_supported(runner: JobRunner) -> None:
+def test_a_dataref_outside_the_payload_bucket_is_dead_lettered(runner: JobRunner) -> None:
+    # Never fetched: a message must not make a worker read another bucket.
     doc = json.loads(job("test.record", {"label": "x"}))
-    doc["dataref"] = "s3://bucket/key"
+    doc["dataref"] = "s3://someone-elses-bucket/key"
     outcome = runner.run(message(json.dumps(doc)), "work")
     assert outcome.failure is not None
-    assert outcome.failure.reason == "unsupported_dataref"
+    assert outcome.failure.reason == "invalid_dataref"
+    assert "someone-elses-bucket" in outcome.failure.error_message
 
 
 def test_a_handler_that_asks_for_a_delay_gets_it(
