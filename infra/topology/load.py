@@ -36,10 +36,22 @@ _UniqueKeyLoader.add_constructor(
 )
 
 
+def _key(part: int | str) -> str:
+    """A key as written, or quoted when it is empty or holds control characters or spaces
+    at its ends (so that the error stays one readable line)."""
+    text = str(part)
+    return text if text and text.isprintable() and text.strip() == text else repr(text)
+
+
+def _quoted(part: int | str) -> str:
+    key = _key(part)
+    return key if key != str(part) else f"'{key}'"
+
+
 def _path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        out += f"[{part}]" if isinstance(part, int) else (f".{_key(part)}" if out else _key(part))
     return out
 
 
@@ -75,7 +87,7 @@ def _problems_from_validation(error: ValidationError) -> list[Problem]:
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(loc)
             hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
-            problems.append(Problem(_path(loc), f"unknown key '{loc[-1]}'{hint}"))
+            problems.append(Problem(_path(loc), f"unknown key {_quoted(loc[-1])}{hint}"))
         elif err["type"] == "missing":
             problems.append(Problem(_path(loc), "required key is missing"))
         else:
@@ -96,6 +108,15 @@ def parse_topology(
         raise TopologyError(
             source, [Problem(where, f"YAML syntax error: {exc.problem or exc}")]
         ) from None
+    except yaml.reader.ReaderError as exc:
+        # A character YAML refuses (a control character): PyYAML gives an offset, not a
+        # mark, and a second line about "<unicode string>"; name line and column instead.
+        start = text.rfind("\n", 0, exc.position) + 1
+        line = text.count("\n", 0, exc.position) + 1
+        where = f"line {line}, column {exc.position - start + 1}"
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or "\0")
+        problem = f"YAML syntax error: unacceptable character #x{char:04x} ({exc.reason})"
+        raise TopologyError(source, [Problem(where, problem)]) from None
     except yaml.YAMLError as exc:
         raise TopologyError(source, [Problem("", f"YAML syntax error: {exc}")]) from None
     if not isinstance(data, dict):
