@@ -2,6 +2,10 @@
 
 Composition only: it starts the processes the packages provide and stops them in
 the right order. Each part runs as its own process, as it would in production.
+Worker nodes are run by the local supervisor (:mod:`workers.scaling.supervisor`)
+in a thread of this process: each pool gets its desired replicas (``replicas.min``
+until ``conveyor workers scale`` says otherwise), and a node that crashes is
+restarted with backoff. ``autoscale=True`` also runs the backlog autoscaler.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +30,10 @@ from infra.emulator import EmulatorProcess
 from infra.logs import get_logger
 from infra.provision import apply
 from infra.topology import Topology
+from workers.scaling.autoscaler import Autoscaler
+from workers.scaling.backends.local import LocalBackend
+from workers.scaling.store import state_dir_for
+from workers.scaling.supervisor import Supervisor
 
 log = get_logger("conveyor.system")
 
@@ -76,10 +85,50 @@ class LocalSystem:
     emulator_url: str | None = None
     children: list[Child] = field(default_factory=list)
     log_dir: Path | None = None
+    #: Where desired replicas and the supervisor's status live (``workers scale`` uses it).
+    state_dir: Path | None = None
+    #: Threads that must keep running (the supervisor, the autoscaler), with their errors.
+    threads: list[_Service] = field(default_factory=list)
 
     def dead_children(self) -> list[Child]:
         """Processes that exited although nobody asked them to."""
         return [c for c in self.children if c.proc.poll() is not None]
+
+    def failures(self) -> list[str]:
+        """Why the system is no longer whole (empty while it is): exited processes, dead threads."""
+        found = [f"{c.name} exited with code {c.proc.returncode}" for c in self.dead_children()]
+        found += [
+            f"{t.name} stopped: {t.error or 'unexpectedly'}" for t in self.threads if t.dead()
+        ]
+        return found
+
+
+class _Service:
+    """A long-running loop (supervisor, autoscaler) in a thread, stopped through an event."""
+
+    def __init__(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        self.name = name
+        self.stop = threading.Event()
+        self.error: str | None = None
+        self._target = target
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._target(self.stop)
+        except Exception as exc:  # reported by failures(); the system then stops
+            log.exception("thread.failed", thread=self.name)
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def dead(self) -> bool:
+        return not self._thread.is_alive() and not self.stop.is_set()
+
+    def close(self, timeout_s: float) -> None:
+        self.stop.set()
+        self._thread.join(timeout=timeout_s)
 
 
 def _conveyor(*args: str) -> list[str]:
@@ -131,8 +180,14 @@ def local_system(
     api_port: int | None = None,
     emulator_port: int = 0,
     log_dir: Path | None = None,
+    state_dir: Path | None = None,
+    autoscale: bool = False,
 ) -> Iterator[LocalSystem]:
-    """Start everything, yield handles, stop everything (workers drain first)."""
+    """Start everything, yield handles, stop everything (workers drain first).
+
+    ``state_dir`` defaults to ``CONVEYOR_STATE_DIR``, else ``<log_dir>/state`` when
+    a log directory is given, else ``.conveyor/state`` (see :mod:`workers.scaling.store`).
+    """
     env = dict(os.environ)
     env["CONVEYOR_ENVIRONMENT"] = topology.environment
     emulator: EmulatorProcess | None = None
@@ -164,25 +219,36 @@ def local_system(
         changes = apply(topology)
         log.info("topology.applied", changes=len(changes.changes))
         port = api_port or free_port()
+        if state_dir is None and not os.environ.get("CONVEYOR_STATE_DIR") and log_dir:
+            state_dir = log_dir / "state"
         system = LocalSystem(
             topology,
             f"http://127.0.0.1:{port}",
             env,
             emulator_url=emulator.endpoint_url if emulator else None,
             log_dir=log_dir,
+            state_dir=state_dir_for(topology, state_dir),
         )
+        assert system.state_dir is not None
+        supervisor = Supervisor(
+            topology, system.state_dir, env=env, log_dir=log_dir, grace_s=STOP_GRACE_S
+        )
+        supervisor.acquire()  # a second `conveyor up` for the same environment stops here
         api = _spawn("api", _conveyor("api", "--port", str(port)), env, log_dir)
         system.children.append(api)
-        for pool in topology.pools:
-            system.children.append(
-                _spawn(f"worker-{pool}", _conveyor("worker", "--pool", pool), env, log_dir)
-            )
+        system.threads.append(_Service("supervisor", supervisor.run))
+        if autoscale:
+            backend = LocalBackend(topology, state_dir=system.state_dir, with_jobs=False)
+            system.threads.append(_Service("autoscaler", Autoscaler(topology, backend).run))
+        for thread in system.threads:
+            thread.start()
         try:
             wait_for_http(f"{system.api_url}/healthz", proc=api.proc)
             yield system
         finally:
             # Workers first (they drain), then the API, so nothing is accepted unprocessed.
-            _stop([c for c in system.children if c.name != "api"], STOP_GRACE_S)
+            for thread in reversed(system.threads):
+                thread.close(timeout_s=STOP_GRACE_S + 10.0)
             _stop([c for c in system.children if c.name == "api"], 10.0)
     finally:
         if emulator is not None:

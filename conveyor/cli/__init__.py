@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from conveyor.cli import api, dlq, infra, run, system
+from conveyor.cli import api, dlq, infra, run, system, workers
 
 app = typer.Typer(
     name="conveyor",
@@ -15,6 +15,9 @@ app = typer.Typer(
 )
 app.add_typer(infra.app, name="infra", help="Provision queues.yaml: plan, apply, destroy.")
 app.add_typer(dlq.app, name="dlq", help="DLQs: list, show, redrive, export, delete, purge.")
+app.add_typer(
+    workers.app, name="workers", help="Worker pools: scale, ls, up (supervisor), autoscale."
+)
 api.register(app)
 run.register(app)
 system.register(app)

@@ -13,12 +13,13 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli.common import EXIT_FAILED, EXIT_USAGE, load
+from conveyor.cli.common import EXIT_FAILED, EXIT_USAGE, fail, load
 from conveyor.demo import Summary, submit_sample_workload, wait_for_outcomes
 from conveyor.system import local_system
 from infra.logs import configure_logging, get_logger
 from infra.settings import load_settings
 from infra.topology import Topology, TopologyError, check_imports
+from workers.scaling.errors import ScalingError
 
 log = get_logger("conveyor.cli")
 
@@ -61,9 +62,13 @@ def up(
     emulator_port: Annotated[
         int, typer.Option(help="Port of the embedded emulator (0: any free port).")
     ] = 0,
+    autoscale: Annotated[
+        bool, typer.Option(help="Also run the backlog autoscaler (conveyor workers autoscale).")
+    ] = False,
 ) -> None:
     """Start the emulator (unless an AWS endpoint is configured), apply the topology,
-    start the API and one worker node per pool; stay in the foreground until Ctrl-C."""
+    start the API and the worker pools under the local supervisor (replicas.min nodes
+    per pool until `conveyor workers scale`; crashed nodes restart); Ctrl-C stops."""
     topology, no_endpoint = _prepare()
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
@@ -72,6 +77,7 @@ def up(
             use_emulator=no_endpoint and not use_aws,
             api_port=api_port,
             emulator_port=emulator_port,
+            autoscale=autoscale,
         ) as system:
             typer.echo(f"conveyor is up: API {system.api_url} (OpenAPI at {system.api_url}/docs)")
             if system.emulator_url:
@@ -87,11 +93,17 @@ def up(
                     f"sample workload: {summary.accepted} jobs accepted, {summary.rejected}"
                     " rejected; watch the workers' job.* events below. Ctrl-C stops."
                 )
-            while not (dead := system.dead_children()):
-                time.sleep(0.5)  # supervision poll
-            for child in dead:
-                log.error("process.exited", process=child.name, exit_code=child.proc.returncode)
+            typer.echo(
+                "worker pools: conveyor workers ls, conveyor workers scale POOL=N"
+                f" (state: {system.state_dir})"
+            )
+            while not (failures := system.failures()):
+                time.sleep(0.5)  # supervision poll; worker nodes are the supervisor's
+            for failure in failures:
+                log.error("system.failed", reason=failure)
             raise typer.Exit(EXIT_FAILED)
+    except ScalingError as exc:
+        fail(exc.message, EXIT_FAILED)
     except (KeyboardInterrupt, _StopRequested):
         typer.echo("conveyor stopped", err=True)
 

@@ -1,0 +1,260 @@
+"""``conveyor workers``: scale pools, list their nodes, run the supervisor and the autoscaler."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from conveyor.cli.common import EXIT_FAILED, EXIT_USAGE, fail, load
+from infra.logs import configure_logging
+from infra.provision import ProvisionError
+from infra.settings import load_settings
+from infra.topology import Topology
+from workers.scaling.backends import BACKEND_ENV, Backend, backend_for
+from workers.scaling.errors import ScalingError
+from workers.scaling.model import PoolState
+
+app = typer.Typer(no_args_is_help=True)
+
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        envvar=BACKEND_ENV,
+        help="Where replicas live: local (this machine's supervisor), ecs or kubernetes.",
+    ),
+]
+PoolsOption = Annotated[
+    list[str] | None,
+    typer.Option("--pool", help="Only this pool (repeatable); default: every pool."),
+]
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except ScalingError as exc:
+        fail(exc.message, EXIT_USAGE if exc.usage else EXIT_FAILED)
+    except ProvisionError as exc:
+        fail(exc.message, EXIT_FAILED)
+
+
+def _backend(name: str, topology: Topology, *, with_jobs: bool = True) -> Backend:
+    with _errors():
+        return backend_for(name, topology, with_jobs=with_jobs)
+
+
+def _pools(topology: Topology, pools: list[str] | None) -> list[str]:
+    for pool in pools or []:
+        if pool not in topology.pools:
+            known = ", ".join(topology.pools) or "none"
+            fail(f"unknown pool '{pool}' (known: {known})", EXIT_USAGE)
+    return list(pools or topology.pools)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+@app.command()
+def scale(
+    requests: Annotated[list[str], typer.Argument(help="POOL=N, one or more.", metavar="POOL=N")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow counts outside the pool's replicas bounds.")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Return once the running nodes match.")
+    ] = False,
+    timeout_s: Annotated[float, typer.Option(help="How long --wait waits.")] = 60.0,
+    backend_name: BackendOption = "local",
+) -> None:
+    """Set the desired replicas of pools (e.g. ``media=3``) and print before → after."""
+    from workers.scaling.scale import parse_requests, scale  # noqa: PLC0415
+
+    topology = load()
+    backend = _backend(backend_name, topology, with_jobs=False)
+    with _errors():
+        desired = parse_requests(topology, requests)
+        changes = scale(topology, backend, desired, force=force)
+    for change in changes:
+        same = " (unchanged)" if change.before == change.after else ""
+        typer.echo(f"{change.pool}: {change.before} → {change.after}{same}")
+    note = next((s.note for s in backend.pools(list(desired)).values() if s.note), None)
+    if note:
+        typer.echo(f"note: {note}", err=True)
+    if wait:
+        _wait_for(backend, desired, timeout_s)
+
+
+def _wait_for(backend: Backend, desired: dict[str, int], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with _errors():
+            states = backend.pools(list(desired))
+        pending = {p: s for p, s in states.items() if s.running != desired[p] or _draining(s)}
+        if not pending:
+            typer.echo("running: " + ", ".join(f"{p}={n}" for p, n in desired.items()))
+            return
+        if time.monotonic() > deadline:
+            fail(
+                "not converged after "
+                f"{timeout_s:g} s: "
+                + ", ".join(f"{p} {s.running}/{desired[p]} running" for p, s in pending.items()),
+                EXIT_FAILED,
+            )
+        time.sleep(0.5)  # polling the backend, bounded by the deadline
+
+
+def _draining(state: PoolState) -> bool:
+    return any(n.state == "draining" for n in state.nodes)
+
+
+def _uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+@app.command("ls")
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    pools: PoolsOption = None,
+    backend_name: BackendOption = "local",
+) -> None:
+    """Per pool: desired and running replicas; per node: pid, host, uptime, jobs done."""
+    topology = load()
+    names = _pools(topology, pools)
+    backend = _backend(backend_name, topology)
+    with _errors():
+        states = backend.pools(names)
+    now = time.time()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"backend": backend.name, "pools": [s.to_json(now) for s in states.values()]},
+                indent=2,
+            )
+        )
+        return
+    table = Table(title=f"worker pools ({backend.name})")
+    for column in ("pool", "desired", "running", "node", "state", "pid", "host", "uptime"):
+        table.add_column(column)
+    table.add_column("jobs ok/failed", justify="right")
+    for state in states.values():
+        first = [state.pool, str(state.desired), str(state.running)]
+        if not state.nodes:
+            table.add_row(*first, "-", "", "", "", "", "")
+        for i, node in enumerate(state.nodes):
+            jobs = (
+                f"{node.jobs_succeeded}/{node.jobs_failed}"
+                if node.jobs_succeeded is not None
+                else "-"
+            )
+            table.add_row(
+                *(first if i == 0 else ["", "", ""]),
+                node.id,
+                node.state,
+                str(node.pid or "-"),
+                node.host or "-",
+                _uptime(node.uptime_s(now)),
+                jobs,
+            )
+    console = Console()
+    console.print(table)
+    notes = {s.note for s in states.values() if s.note}
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+
+
+@app.command()
+def up(pools: PoolsOption = None) -> None:
+    """Run the local supervisor in the foreground: nodes per pool as desired (see
+    ``workers scale``), crashed nodes restarted with backoff; Ctrl-C drains and stops."""
+    from workers.scaling.store import state_dir_for  # noqa: PLC0415
+    from workers.scaling.supervisor import Supervisor  # noqa: PLC0415
+
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    topology = load()
+    names = _pools(topology, pools)
+    with _errors():
+        _check_queues(topology, names)
+        supervisor = Supervisor(
+            topology,
+            state_dir_for(topology),
+            env={**os.environ, "CONVEYOR_ENVIRONMENT": topology.environment},
+            pools=names,
+            grace_s=settings.worker_shutdown_grace_s,
+        )
+        supervisor.acquire()
+    typer.echo(
+        f"supervising {', '.join(names)} ({supervisor.state_dir});"
+        " conveyor workers scale POOL=N changes the counts; Ctrl-C stops",
+        err=True,
+    )
+    supervisor.run(_stop_on_signals())
+
+
+def _check_queues(topology: Topology, pools: list[str]) -> None:
+    from infra import provision  # noqa: PLC0415
+
+    for pool in pools:
+        for queue in topology.pools[pool].queues:
+            try:
+                provision.queue_url(topology, queue)
+            except ProvisionError as exc:
+                raise ScalingError(
+                    f"{exc.message} (create the queues first: conveyor infra apply)"
+                ) from None
+
+
+@app.command()
+def autoscale(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the decisions; change nothing.")
+    ] = False,
+    once: Annotated[bool, typer.Option("--once", help="Decide once per pool, then exit.")] = False,
+    pools: PoolsOption = None,
+    backend_name: BackendOption = "local",
+) -> None:
+    """Follow the backlog: desired = clamp(ceil((visible + in flight) / target), min, max),
+    with the pools' cooldowns; every decision is logged (autoscale.decision)."""
+    from workers.scaling.autoscaler import Autoscaler, Decision  # noqa: PLC0415
+
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    topology = load()
+    names = _pools(topology, pools)
+    backend = _backend(backend_name, topology, with_jobs=False)
+
+    def show(decision: Decision) -> None:
+        if dry_run or once:
+            typer.echo(("(dry run) " if dry_run else "") + decision.render())
+
+    autoscaler = Autoscaler(topology, backend, pools=names, dry_run=dry_run, on_decision=show)
+    if once:
+        with _errors():
+            autoscaler.tick()
+        return
+    autoscaler.run(_stop_on_signals())

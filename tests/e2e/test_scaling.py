@@ -1,0 +1,223 @@
+"""Scaling with the local backend: the real CLI, a real supervisor and real nodes on the emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra import aws
+from infra.envelope import encode, make_envelope
+from infra.provision import apply
+from infra.topology import Topology, load_topology
+from tests import REPO
+from tests.conftest import AwsEnv
+from tests.polling import eventually
+from workers.scaling.backends.local import LocalBackend
+from workers.scaling.model import PoolState
+
+pytestmark = pytest.mark.e2e
+
+TOPOLOGY = REPO / "tests" / "fixtures" / "scaling.yaml"
+
+
+def conveyor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@dataclass
+class Scaling:
+    topology: Topology
+    env: dict[str, str]
+    state_dir: Path
+    outbox: Path
+    url: str
+    log_dir: Path
+    procs: list[tuple[subprocess.Popen[bytes], Any]] = field(default_factory=list)
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """A long-running CLI command (supervisor, autoscaler), its output in <name>.log."""
+        log = (self.log_dir / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "conveyor", *args],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        self.procs.append((proc, log))
+        return proc
+
+    def log(self, name: str) -> list[dict[str, Any]]:
+        path = self.log_dir / f"{name}.log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def ready_nodes(self, count: int) -> PoolState | None:
+        """The pool when exactly ``count`` nodes run, none drains, and every one answers."""
+        state = LocalBackend(self.topology, state_dir=self.pool_dir).pools(["main"])["main"]
+        ok = (
+            state.running == count
+            and len(state.nodes) == count
+            and all(n.jobs_succeeded is not None for n in state.nodes)  # /metrics answers
+        )
+        return state if ok else None
+
+    @property
+    def pool_dir(self) -> Path:
+        return self.state_dir / f"{self.topology.project}-{self.topology.environment}"
+
+    def send(self, count: int, seconds: float) -> list[str]:
+        sqs = aws.client("sqs")
+        ids: list[str] = []
+        for start in range(0, count, 10):
+            entries = []
+            for i in range(start, min(count, start + 10)):
+                envelope = make_envelope("test.sleep", {"seconds": seconds})
+                ids.append(envelope.id)
+                entries.append({"Id": str(i), "MessageBody": encode(envelope)})
+            sqs.send_message_batch(QueueUrl=self.url, Entries=entries)  # type: ignore[arg-type]
+        return ids
+
+    def outcomes(self, job_id: str) -> list[str]:
+        path = self.outbox / f"{job_id}.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line)["outcome"] for line in path.read_text().splitlines() if line]
+
+
+@pytest.fixture
+def scaling(aws_env: AwsEnv, tmp_path: Path) -> Iterator[Scaling]:
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    env = {
+        **aws_env.env,
+        "CONVEYOR_QUEUES_FILE": str(TOPOLOGY),
+        "CONVEYOR_TEST_OUTBOX": str(outbox),
+        "CONVEYOR_STATE_DIR": str(tmp_path / "state"),
+        "PYTHONPATH": str(REPO),
+        "CONVEYOR_WORKER_SHUTDOWN_GRACE_S": "30",
+    }
+    topology = load_topology(TOPOLOGY, environment=aws_env.environment)
+    apply(topology)
+    url = aws.client("sqs").get_queue_url(QueueName=topology.queue_name("work"))["QueueUrl"]
+    s = Scaling(topology, env, tmp_path / "state", outbox, url, tmp_path)
+    yield s
+    for proc, log in reversed(s.procs):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # the supervisor drains its nodes
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def test_scale_to_three_then_ls_shows_three_nodes(scaling: Scaling) -> None:
+    scaling.start("supervisor", "workers", "up")
+    eventually(lambda: scaling.ready_nodes(1), what="the pool's one node (replicas.min)")
+
+    done = conveyor(scaling.env, "workers", "scale", "main=3")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "main: 1 → 3"
+
+    state = eventually(lambda: scaling.ready_nodes(3), what="three nodes")
+    pids = {n.pid for n in state.nodes}
+    assert len(pids) == 3
+    assert all(pid is not None and os.kill(pid, 0) is None for pid in pids)  # alive
+
+    listed = conveyor(scaling.env, "workers", "ls", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (pool,) = json.loads(listed.stdout)["pools"]
+    assert (pool["pool"], pool["desired"], pool["running"]) == ("main", 3, 3)
+    assert {n["pid"] for n in pool["nodes"]} == pids
+    assert all(n["uptime_s"] >= 0 and n["jobs_succeeded"] == 0 for n in pool["nodes"])
+
+
+def test_scale_in_while_jobs_run_loses_and_repeats_nothing(scaling: Scaling) -> None:
+    scaling.start("supervisor", "workers", "up")
+    assert conveyor(scaling.env, "workers", "scale", "main=3").returncode == 0
+    eventually(lambda: scaling.ready_nodes(3), what="three nodes")
+    ids = scaling.send(200, seconds=0.1)
+    eventually(
+        lambda: sum(1 for i in ids if "ok" in scaling.outcomes(i)) >= 20,
+        what="the first jobs to finish on three nodes",
+    )
+
+    assert conveyor(scaling.env, "workers", "scale", "main=1").stdout.strip() == "main: 3 → 1"
+    eventually(
+        lambda: all("ok" in scaling.outcomes(i) for i in ids),
+        timeout_s=120,
+        what="all 200 jobs to finish",
+    )
+    eventually(lambda: scaling.ready_nodes(1), what="one node left")
+
+    runs = {i: scaling.outcomes(i) for i in ids}
+    assert all(outcomes.count("ok") == 1 for outcomes in runs.values())  # none finished twice
+    # The two nodes scaled in drained: they finished their jobs in hand and exited 0.
+    stopped = [e for e in scaling.log("supervisor") if e["event"] == "node.stopped"]
+    assert len(stopped) == 2
+    assert all(e["exit_code"] == 0 for e in stopped)
+    attrs = aws.client("sqs").get_queue_attributes(QueueUrl=scaling.url, AttributeNames=["All"])
+    assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_a_node_killed_with_9_is_restarted(scaling: Scaling) -> None:
+    scaling.start("supervisor", "workers", "up")
+    (node,) = eventually(lambda: scaling.ready_nodes(1), what="the node").nodes
+    assert node.pid is not None
+    os.kill(node.pid, signal.SIGKILL)
+
+    (again,) = eventually(
+        lambda: (s := scaling.ready_nodes(1)) and s.nodes[0].pid != node.pid and s,
+        what="a new node in its place",
+    ).nodes
+    assert again.id != node.id
+    exited = [e for e in scaling.log("supervisor") if e["event"] == "node.exited"]
+    assert [(e["node"], e["exit_code"]) for e in exited] == [(node.id, -signal.SIGKILL)]
+    ids = scaling.send(3, seconds=0.01)  # and the new node works
+    eventually(lambda: all("ok" in scaling.outcomes(i) for i in ids), what="jobs on the new node")
+
+
+def test_the_autoscaler_scales_out_to_max_and_back_to_min(scaling: Scaling) -> None:
+    scaling.start("supervisor", "workers", "up")
+    eventually(lambda: scaling.ready_nodes(1), what="the pool's one node")
+    ids = scaling.send(300, seconds=0.05)
+    scaling.start("autoscaler", "workers", "autoscale")
+
+    eventually(lambda: scaling.ready_nodes(3), what="the pool at its max (3)")
+    eventually(lambda: all("ok" in scaling.outcomes(i) for i in ids), what="the backlog to drain")
+    eventually(lambda: scaling.ready_nodes(1), what="the pool back at its min (1)")
+
+    decisions = [e for e in scaling.log("autoscaler") if e["event"] == "autoscale.decision"]
+    moves = [(d["action"], d["current"], d["desired"]) for d in decisions if d["action"] != "hold"]
+    assert moves == [("scale_out", 1, 3), ("scale_in", 3, 1)]
+    out = next(d for d in decisions if d["action"] == "scale_out")
+    assert out["backlog"] >= 60  # ceil(backlog / 20) >= 3
+    assert out["target_backlog_per_worker"] == 20
+    assert (out["min_replicas"], out["max_replicas"]) == (1, 3)
+    scale_in = next(d for d in decisions if d["action"] == "scale_in")
+    assert scale_in["recommended"] == 1  # backlog <= 20: one node's worth
+    assert "scale-in cooldown" in scale_in["reason"]
+    # Before it, the autoscaler held while the low backlog had not yet lasted the cooldown.
+    assert any(
+        d["action"] == "hold" and d["current"] == 3 and d["recommended"] == 1 for d in decisions
+    )

@@ -1,0 +1,136 @@
+"""Local scaling state: desired replicas per pool and the supervisor's status, as JSON files.
+
+One directory per project and environment (``<state dir>/<project>-<environment>``),
+so ``conveyor workers scale`` in one shell reaches the supervisor that
+``conveyor workers up`` (or ``conveyor up``) runs in another. The base directory
+is ``CONVEYOR_STATE_DIR``, by default ``.conveyor/state`` under the current
+directory. Files are replaced atomically (write, then rename), so a reader never
+sees half a file; read-modify-write of the desired state holds an exclusive lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.topology import Topology
+
+STATE_DIR_ENV = "CONVEYOR_STATE_DIR"
+DEFAULT_STATE_DIR = Path(".conveyor") / "state"
+#: A supervisor rewrites its status at least this often; older means it is gone.
+STATUS_STALE_S = 10.0
+
+
+def state_dir_for(topology: Topology, base: Path | None = None) -> Path:
+    """The state directory of ``topology``'s project and environment."""
+    root = base or Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+    return root / f"{topology.project}-{topology.environment}"
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Replace ``path`` with ``value`` as JSON, never leaving a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``, or None when it does not exist (or is not JSON)."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (ValueError, OSError):
+        return None  # replaced mid-read on a filesystem without atomic rename: next read
+
+
+class DesiredStore:
+    """Desired replicas per pool, in ``<state dir>/desired.json``."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / "desired.json"
+
+    def read(self) -> dict[str, int]:
+        """Every stored pool's desired replicas (pools never scaled are absent)."""
+        found = read_json(self.path)
+        pools = found.get("pools", {}) if isinstance(found, dict) else {}
+        return {str(k): int(v) for k, v in pools.items() if isinstance(v, int)}
+
+    def mtime_ns(self) -> int:
+        """When the desired state last changed (0: never), to notice changes cheaply."""
+        try:
+            return self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / "desired.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def update(self, desired: Mapping[str, int]) -> dict[str, int]:
+        """Store ``desired`` (merged over the rest); returns the values stored before."""
+        with self._locked():
+            before = self.read()
+            write_json_atomic(
+                self.path, {"pools": {**before, **desired}, "updated_at": time.time()}
+            )
+        return before
+
+
+@dataclass(frozen=True)
+class SupervisorStatus:
+    """What a supervisor last wrote about itself and its nodes."""
+
+    pid: int
+    host: str
+    updated_at: float
+    pools: dict[str, Any]
+
+    def alive(self, now: float | None = None) -> bool:
+        """The supervisor wrote recently (and, on this host, its process exists)."""
+        if (now or time.time()) - self.updated_at > STATUS_STALE_S:
+            return False
+        if self.host == os.uname().nodename:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+        return True
+
+
+def status_path(state_dir: Path) -> Path:
+    """Where the supervisor of ``state_dir`` writes its status."""
+    return state_dir / "supervisor.json"
+
+
+def read_status(state_dir: Path) -> SupervisorStatus | None:
+    """The supervisor's last status, or None if none ever ran here."""
+    found = read_json(status_path(state_dir))
+    if not isinstance(found, dict):
+        return None
+    try:
+        return SupervisorStatus(
+            pid=int(found["pid"]),
+            host=str(found["host"]),
+            updated_at=float(found["updated_at"]),
+            pools=dict(found.get("pools", {})),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
