@@ -1,4 +1,4 @@
-"""Reading what exists: the declared queues, DLQs, topics and tables, and the topics' subscriptions.
+"""Reading what exists: declared queues, DLQs, topics, tables, buckets; the topics' subscriptions.
 
 Only declared names are looked up (never a list-by-prefix), so reading is
 strongly consistent on AWS and touches nothing another topology owns.
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from infra import aws
+from infra.provision.buckets import ActualBucket, read_bucket
 from infra.provision.desired import DesiredState
 from infra.provision.errors import aws_errors, error_code
 
@@ -110,6 +111,7 @@ class ActualState:
     queues: dict[str, ActualQueue] = field(default_factory=dict)
     topics: dict[str, ActualTopic] = field(default_factory=dict)
     tables: dict[str, ActualTable] = field(default_factory=dict)
+    buckets: dict[str, ActualBucket] = field(default_factory=dict)
     #: Names of resources that exist with the other FIFO setting than declared.
     other_flavours: set[str] = field(default_factory=set)
 
@@ -274,4 +276,10 @@ def read_actual(desired: DesiredState) -> ActualState:
             found_table = read_table(ddb, table.name)
             if found_table is not None:
                 state.tables[table.name] = found_table
+    if desired.buckets:
+        s3 = aws.client("s3")
+        for bucket in desired.buckets:
+            found_bucket = read_bucket(s3, bucket.name)
+            if found_bucket is not None:
+                state.buckets[bucket.name] = found_bucket
     return state

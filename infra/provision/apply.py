@@ -13,7 +13,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import aws
 from infra.provision.actual import QUEUE_MISSING, SNS_MISSING, TABLE_MISSING, read_actual
-from infra.provision.desired import DesiredState, desired_state
+from infra.provision.buckets import (
+    BUCKET_OPERATIONS,
+    describe_bucket_operation,
+    run_bucket_operation,
+)
+from infra.provision.desired import MAX_BUCKET_NAME_LEN, DesiredState, desired_state
 from infra.provision.diff import (
     CreateQueue,
     CreateTopic,
@@ -56,16 +61,27 @@ def current_desired_state(topology: Topology) -> DesiredState:
     """The desired state in the account and region the AWS settings point at."""
     with aws_errors("finding the AWS account (sts:GetCallerIdentity)"):
         account = aws.account_id()
-    return desired_state(topology, account, aws.region_name())
+    desired = desired_state(topology, account, aws.region_name())
+    for bucket in desired.buckets:
+        if len(bucket.name) > MAX_BUCKET_NAME_LEN:
+            # Not truncated: a cut name could be another environment's bucket.
+            raise ProvisionError(
+                f"the payload bucket's name {bucket.name} is {len(bucket.name)} characters,"
+                f" above S3's {MAX_BUCKET_NAME_LEN}: shorten project or environment in"
+                " queues.yaml"
+            )
+    return desired
 
 
 #: How long apply waits for a table to become ACTIVE (AWS: seconds; moto: at once).
 TABLE_WAIT: WaiterConfigTypeDef = {"Delay": 2, "MaxAttempts": 150}
 
 
-def _describe(op: Operation) -> str:  # noqa: PLR0911 - one case per operation
+def _describe(op: Operation) -> str:  # noqa: PLR0911, PLR0912 - one case per operation
     if isinstance(op, TABLE_OPERATIONS):
         return describe_table_operation(op)
+    if isinstance(op, BUCKET_OPERATIONS):
+        return describe_bucket_operation(op)
     match op:
         case CreateQueue(name=name):
             return f"creating queue {name}"
@@ -114,6 +130,9 @@ class _Runner:
         try:
             if isinstance(op, TABLE_OPERATIONS):
                 self._run_table(op)
+            elif isinstance(op, BUCKET_OPERATIONS):
+                # Asked for only when a bucket is declared.
+                run_bucket_operation(aws.client("s3"), op)
             else:
                 self._run(op)
         except (ClientError, BotoCoreError) as exc:

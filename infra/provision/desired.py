@@ -96,6 +96,11 @@ def payload_bucket_name(topology: Topology, account: str, region: str) -> str:
     return f"{payload_bucket_prefix(topology)}{account}-{region}"
 
 
+def s3_bucket_arn(region: str, name: str) -> str:
+    """The ARN of S3 bucket ``name`` (bucket ARNs carry neither region nor account)."""
+    return f"arn:{partition_of(region)}:s3:::{name}"
+
+
 def seconds(value: float) -> str:
     """A model duration as the integer string SQS wants (rounded up, never below the model)."""
     return str(math.ceil(value))
@@ -180,6 +185,23 @@ class DesiredTable:
 
 
 @dataclass(frozen=True)
+class DesiredBucket:
+    """The S3 bucket of claim-checked payloads: private, encrypted, objects expiring.
+
+    Encryption (SSE-S3, AES256) and the public access block (all four settings on)
+    are fixed, not settings: a payload bucket has no reason to be public.
+    """
+
+    key: str
+    name: str
+    arn: str
+    region: str
+    #: The lifecycle rule deletes objects this many days after upload.
+    expiry_days: int
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
 class DesiredState:
     """Everything one topology provisions, in one account and region."""
 
@@ -193,8 +215,11 @@ class DesiredState:
     queues: list[DesiredQueue] = field(default_factory=list)
     topics: list[DesiredTopic] = field(default_factory=list)
     subscriptions: list[DesiredSubscription] = field(default_factory=list)
-    #: The idempotency guard's table, when a job type enables the guard; else none.
+    #: DynamoDB tables: the idempotency guard's and the job ledger's when a job type
+    #: enables them, the producer API's idempotency keys.
     tables: list[DesiredTable] = field(default_factory=list)
+    #: The claim-check bucket (always: any job's payload may outgrow SNS).
+    buckets: list[DesiredBucket] = field(default_factory=list)
 
     @property
     def all_queues(self) -> list[DesiredQueue]:
@@ -364,4 +389,29 @@ def desired_state(topology: Topology, account: str, region: str) -> DesiredState
                 tags=dict(tags),
             )
         )
+    if topology.ledger_job_types():
+        name = ledger_table_name(topology)
+        state.tables.append(
+            DesiredTable(
+                key=LEDGER_TABLE,
+                name=name,
+                arn=dynamodb_table_arn(region, account, name),
+                partition_key=TABLE_PARTITION_KEY,
+                partition_key_type="S",
+                billing_mode=TABLE_BILLING_MODE,
+                ttl_attribute=TABLE_TTL_ATTRIBUTE,
+                tags=dict(tags),
+            )
+        )
+    bucket = payload_bucket_name(topology, account, region)
+    state.buckets.append(
+        DesiredBucket(
+            key=PAYLOAD_BUCKET,
+            name=bucket,
+            arn=s3_bucket_arn(region, bucket),
+            region=region,
+            expiry_days=math.ceil(topology.payloads.expiry_s / 86400),
+            tags=dict(tags),
+        )
+    )
     return state

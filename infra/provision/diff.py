@@ -13,6 +13,12 @@ from enum import IntEnum
 from typing import Any
 
 from infra.provision.actual import ActualQueue, ActualState, ActualSubscription, ActualTopic
+from infra.provision.buckets import (
+    BucketChange,
+    BucketOperation,
+    bucket_changes,
+    bucket_deletion,
+)
 from infra.provision.compare import is_true, json_equal, parse_json, scalar_equal, tag_diffs
 from infra.provision.desired import (
     DesiredQueue,
@@ -55,6 +61,7 @@ class Stage(IntEnum):
     POLICY = 3
     SUBSCRIPTION = 4
     TABLE = 5
+    BUCKET = 6
 
 
 class DestroyStage(IntEnum):
@@ -65,6 +72,7 @@ class DestroyStage(IntEnum):
     QUEUE = 2
     DLQ = 3
     TABLE = 4
+    BUCKET = 5
 
 
 # -- operations ------------------------------------------------------------------------
@@ -161,6 +169,7 @@ Operation = (
     | EnableTimeToLive
     | TagTable
     | DeleteTable
+    | BucketOperation
 )
 
 
@@ -178,7 +187,7 @@ def ordered(steps: list[Step]) -> list[Step]:
     return sorted(steps, key=lambda s: s.stage)
 
 
-def _table_steps(stage: int, changes: list[TableChange]) -> list[Step]:
+def _table_steps(stage: int, changes: list[TableChange] | list[BucketChange]) -> list[Step]:
     return [Step(stage, change, operations) for change, operations in changes]
 
 
@@ -478,6 +487,9 @@ def apply_steps(desired: DesiredState, actual: ActualState) -> list[Step]:
     steps += _subscription_steps(desired, actual)
     for table in desired.tables:
         steps += _table_steps(Stage.TABLE, table_changes(table, actual.tables.get(table.name)))
+    for bucket in desired.buckets:
+        found = actual.buckets.get(bucket.name)
+        steps += _table_steps(Stage.BUCKET, bucket_changes(bucket, found))
     return ordered(steps)
 
 
@@ -528,4 +540,7 @@ def destroy_steps(desired: DesiredState, actual: ActualState) -> list[Step]:
     for table in desired.tables:
         found_table = actual.tables.get(table.name)
         steps += _table_steps(DestroyStage.TABLE, table_deletion(table, found_table))
+    for bucket in desired.buckets:
+        found_bucket = actual.buckets.get(bucket.name)
+        steps += _table_steps(DestroyStage.BUCKET, bucket_deletion(bucket, found_bucket))
     return ordered(steps)

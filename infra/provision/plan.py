@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Action = Literal["create", "update", "delete", "note"]
-Kind = Literal["topic", "queue", "dlq", "subscription", "table"]
+Kind = Literal["topic", "queue", "dlq", "subscription", "table", "bucket"]
 
 #: The sign in front of a rendered change, Terraform-style.
 SIGNS: dict[str, str] = {"create": "+", "update": "~", "delete": "-", "note": "!"}
@@ -37,7 +37,8 @@ class Change:
 
     ``details`` of an update maps an attribute (or ``tag:<key>``) to
     ``{"old": …, "new": …}``; a note carries ``{"message": …}``; a delete may
-    carry ``{"messages": n}`` when the queue still holds messages.
+    carry ``{"messages": n}`` when the queue still holds messages, or
+    ``{"objects": "n"}`` (``"1000+"``) when a bucket does, which destroy empties first.
     """
 
     action: Action
@@ -59,6 +60,9 @@ class Change:
             return f"{head}: {'; '.join(parts)}" if parts else head
         if self.action == "delete" and self.details.get("messages"):
             return f"{head} (holds {self.details['messages']} messages)"
+        if self.action == "delete" and self.details.get("objects"):
+            # Emptying a bucket is destructive in its own right: say so before asking.
+            return f"{head} (holds {self.details['objects']} objects: all are deleted first)"
         return head
 
     def to_json(self) -> dict[str, Any]:

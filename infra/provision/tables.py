@@ -129,8 +129,8 @@ def table_changes(dt: DesiredTable, found: ActualTable | None) -> list[TableChan
     if found.key_schema != want:
         message = (
             f"has the key {_key(found.key_schema)}, but {_key(want)} is declared: a table's"
-            " key cannot change; left unchanged — delete the table (it only holds records"
-            " of past successes), then run `conveyor infra apply`"
+            " key cannot change; left unchanged — delete the table (it holds only"
+            " Conveyor's short-lived records), then run `conveyor infra apply`"
         )
         return [_note(dt.name, message)]
 

@@ -21,6 +21,7 @@ from workers.idempotency import REMEMBER_S, DynamoSuccessStore
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
@@ -53,6 +54,27 @@ def _sns() -> SNSClient:
     return aws.client("sns")
 
 
+#: What the sample declares besides tables and the bucket: 3 queues, 3 DLQs, 2 topics,
+#: 3 subscriptions. Tables and the bucket are checked by name (others add tables).
+SAMPLE_CORE = 11
+
+
+def _core(plan: provision.Plan) -> list[provision.Change]:
+    """The plan's actions on queues, DLQs, topics and subscriptions."""
+    return [c for c in plan.actions if c.kind not in ("table", "bucket")]
+
+
+def _storage(plan: provision.Plan) -> set[tuple[str, str, str]]:
+    """``(action, kind, name)`` of the plan's table and bucket actions."""
+    return {(c.action, c.kind, c.name) for c in plan.actions if c.kind in ("table", "bucket")}
+
+
+def _bucket_name(topology: Topology) -> str:
+    return (
+        f"{topology.project}-{topology.environment}-payloads-{aws.account_id()}-{aws.region_name()}"
+    )
+
+
 def _attributes(url: str) -> dict[str, str]:
     found = _sqs().get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     return {str(k): v for k, v in found.items()}
@@ -82,10 +104,15 @@ def _topic_exists(arn: str) -> bool:
 def test_apply_creates_everything_and_a_second_apply_changes_nothing(
     topology: Topology,
 ) -> None:
-    assert provision.plan(topology).counts()["create"] == 11
+    planned = provision.plan(topology)
+    assert len(_core(planned)) == SAMPLE_CORE
+    ledger = f"{topology.project}-{topology.environment}-jobs"
+    assert {("create", "table", ledger), ("create", "bucket", _bucket_name(topology))} <= _storage(
+        planned
+    )
 
     result = provision.apply(topology)
-    assert len(result.actions) == 11
+    assert result.actions == planned.actions
     assert {c.action for c in result.changes} == {"create"}
 
     account, region = aws.account_id(), aws.region_name()
@@ -253,7 +280,8 @@ def test_published_jobs_reach_exactly_the_subscribed_queues(applied: Topology) -
 
 def test_destroy_removes_everything_and_is_idempotent(applied: Topology) -> None:
     preview = provision.plan_destroy(applied)
-    assert len(preview.actions) == 3 + 2 + 3 + 3  # subscriptions, topics, queues, DLQs
+    assert len(_core(preview)) == 3 + 2 + 3 + 3  # subscriptions, topics, queues, DLQs
+    assert ("delete", "bucket", _bucket_name(applied)) in _storage(preview)
 
     result = provision.destroy(applied)
     assert result.changes == preview.changes
@@ -267,7 +295,7 @@ def test_destroy_removes_everything_and_is_idempotent(applied: Topology) -> None
     again = provision.destroy(applied)
     assert again.is_empty
     assert again.changes == []
-    assert provision.plan(applied).counts()["create"] == 11
+    assert len(_core(provision.plan(applied))) == SAMPLE_CORE
 
 
 def test_lookups_never_create(topology: Topology) -> None:
@@ -338,12 +366,13 @@ def test_cli_plan_apply_destroy(topology: Topology) -> None:
     planned = _cli("plan")
     assert planned.exit_code == 0, planned.output
     assert f"+ queue {topology.queue_name('images')}" in planned.stdout
-    assert "11 to create, 0 to update, 0 to delete" in planned.stdout
+    creates = len(provision.plan(topology).actions)
+    assert f"{creates} to create, 0 to update, 0 to delete" in planned.stdout
 
     applied = _cli("apply")
     assert applied.exit_code == 0, applied.output
     assert f"+ topic {topology.topic_name('orders')}" in applied.stdout
-    assert applied.stdout.rstrip().endswith("11 changes applied")
+    assert applied.stdout.rstrip().endswith(f"{creates} changes applied")
 
     again = _cli("apply", "--json")
     assert again.exit_code == 0, again.output
@@ -359,7 +388,7 @@ def test_cli_plan_apply_destroy(topology: Topology) -> None:
 
     destroyed = _cli("destroy", "--yes", "--json")
     assert destroyed.exit_code == 0, destroyed.output
-    assert json.loads(destroyed.stdout)["counts"]["delete"] == 11
+    assert json.loads(destroyed.stdout)["counts"]["delete"] == creates
     assert not _exists(topology, "billing")
     nothing = _cli("destroy")
     assert nothing.exit_code == 0, nothing.output
@@ -417,8 +446,8 @@ def test_guard_table_is_created_with_ttl_and_a_second_apply_changes_nothing(
 ) -> None:
     name = _table_name(guarded)
     planned = provision.plan(guarded)
-    assert planned.changes[-1].render() == f"+ table {name}"
-    assert planned.counts()["create"] == 5  # topic, DLQ, queue, subscription, table
+    assert f"+ table {name}" in [c.render() for c in planned.changes]
+    assert len(_core(planned)) == 4  # topic, DLQ, queue, subscription
 
     result = provision.apply(guarded)
     assert result.changes == planned.changes
@@ -473,12 +502,12 @@ def test_destroy_deletes_the_guard_table(guarded: Topology) -> None:
     name = _table_name(guarded)
 
     preview = provision.plan_destroy(guarded)
-    assert preview.changes[-1].render() == f"- table {name}"
+    assert f"- table {name}" in [c.render() for c in preview.changes]
     assert provision.destroy(guarded).changes == preview.changes
     assert not _table_exists(name)
 
     assert provision.destroy(guarded).changes == []
-    assert provision.plan(guarded).counts()["create"] == 5
+    assert ("create", "table", name) in _storage(provision.plan(guarded))
 
 
 def test_without_the_guard_no_table_and_no_dynamodb_call(aws_env: AwsEnv) -> None:
@@ -488,10 +517,12 @@ def test_without_the_guard_no_table_and_no_dynamodb_call(aws_env: AwsEnv) -> Non
     before = _dynamodb_requests()
 
     # Turning the guard off leaves the table alone: destroy deletes only what is declared.
-    assert all(c.kind != "table" for c in provision.plan(unguarded).changes)
+    guard_table = ("table", _table_name(guarded))
+    assert all((c.kind, c.name) != guard_table for c in provision.plan(unguarded).changes)
     destroyed = provision.destroy(unguarded)
-    assert [c.kind for c in destroyed.actions] == ["subscription", "topic", "queue", "dlq"]
-    assert provision.apply(unguarded).counts()["create"] == 4
+    assert [c.kind for c in _core(destroyed)] == ["subscription", "topic", "queue", "dlq"]
+    assert all((c.kind, c.name) != guard_table for c in destroyed.changes)
+    assert len(_core(provision.apply(unguarded))) == 4
     assert _dynamodb_requests() == before
     assert _table_exists(_table_name(guarded))
 
@@ -534,3 +565,84 @@ def test_success_store_without_its_table_runs_jobs_and_logs(aws_env: AwsEnv) -> 
         ("idempotency.record_failed", "warning"),
     ]
     assert all("ResourceNotFoundException" in e["error"] for e in events)
+
+
+# -- the claim-check bucket ------------------------------------------------------------
+
+
+def _s3() -> S3Client:
+    return aws.client("s3")
+
+
+def test_bucket_is_private_encrypted_expiring_and_a_second_apply_changes_nothing(
+    guarded: Topology,
+) -> None:
+    name = _bucket_name(guarded)
+    assert ("create", "bucket", name) in _storage(provision.apply(guarded))
+    s3 = _s3()
+    [rule] = s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"]
+    assert rule["Status"] == "Enabled"
+    assert rule["Expiration"] == {"Days": 30}
+    assert rule["Filter"] == {"Prefix": ""}
+    encryption = s3.get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]
+    assert encryption["Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    block = s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"]
+    assert block == {
+        "BlockPublicAcls": True,
+        "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True,
+    }
+    tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=name)["TagSet"]}
+    assert tags["conveyor:environment"] == guarded.environment
+    assert provision.apply(guarded).changes == []
+
+
+def test_bucket_drift_is_planned_and_fixed_keeping_foreign_rules(guarded: Topology) -> None:
+    provision.apply(guarded)
+    name = _bucket_name(guarded)
+    s3 = _s3()
+    theirs = {
+        "ID": "theirs",
+        "Filter": {"Prefix": "tmp/"},
+        "Status": "Enabled",
+        "Expiration": {"Days": 1},
+    }
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=name,
+        LifecycleConfiguration={"Rules": [theirs]},  # type: ignore[list-item]
+    )
+    s3.delete_public_access_block(Bucket=name)
+
+    plan = provision.plan(guarded)
+    assert [c.render() for c in plan.changes] == [
+        f"~ bucket {name}: PublicAccessBlock (none) → all on; lifecycle expiry (none) → 30d"
+    ]
+    assert provision.apply(guarded).changes == plan.changes
+    assert provision.plan(guarded).is_empty
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"]
+    assert sorted(r["ID"] for r in rules) == ["conveyor-expire-payloads", "theirs"]
+
+
+def test_destroy_says_it_empties_the_bucket_asks_then_does(
+    guarded: Topology, tmp_path: Path
+) -> None:
+    provision.apply(guarded)
+    name = _bucket_name(guarded)
+    for key in ("mail.send/a.json", "mail.send/b.json"):
+        _s3().put_object(Bucket=name, Key=key, Body=b"{}")
+    queues_file = tmp_path / "queues.yaml"
+    queues_file.write_text(GUARD_YAML % {"guard": "true"})
+    env = {"CONVEYOR_QUEUES_FILE": str(queues_file)}
+
+    # No terminal and no --yes: the plan names the objects it would delete, and nothing goes.
+    refused = CliRunner().invoke(app, ["destroy"], env=env)
+    assert refused.exit_code == 2, refused.output
+    assert f"- bucket {name} (holds 2 objects: all are deleted first)" in refused.stdout
+    assert _s3().list_objects_v2(Bucket=name)["KeyCount"] == 2
+
+    destroyed = CliRunner().invoke(app, ["destroy", "--yes"], env=env)
+    assert destroyed.exit_code == 0, destroyed.output
+    with pytest.raises(ClientError):
+        _s3().head_bucket(Bucket=name)
+    assert provision.destroy(guarded).changes == []
