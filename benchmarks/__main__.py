@@ -1,0 +1,69 @@
+"""``python -m benchmarks [--n N] [--out FILE] ...``: run the benchmark, print JSON and a table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import sys
+from dataclasses import asdict
+from importlib.metadata import version
+from pathlib import Path
+from types import FrameType
+
+from benchmarks import report
+from benchmarks.run import Settings, run
+from benchmarks.systems import SYSTEMS
+
+
+def _meta() -> dict[str, object]:
+    return {
+        "python": platform.python_version(),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "versions": {p: version(p) for p in ("celery", "kombu", "boto3", "moto")},
+    }
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so every process started is stopped.
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    """Parse arguments, run, print the table to stderr and the JSON to stdout (or --out)."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    d = Settings()
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--n", type=int, default=d.n, help="jobs per throughput phase")
+    parser.add_argument("--window", type=int, default=d.window, help="most jobs waiting")
+    parser.add_argument("--concurrency", type=int, default=d.concurrency)
+    parser.add_argument("--idle-s", type=float, default=d.idle_s)
+    parser.add_argument("--latency-jobs", type=int, default=d.latency_jobs)
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--work-dir", type=Path, default=d.work_dir)
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args()
+    settings = Settings(
+        n=args.n,
+        window=args.window,
+        concurrency=args.concurrency,
+        idle_s=args.idle_s,
+        latency_jobs=args.latency_jobs,
+        systems=tuple(s for s in args.systems.split(",") if s),
+        work_dir=args.work_dir,
+    )
+    results = run(settings)
+    doc = report.build(results, {**asdict(settings), "work_dir": str(settings.work_dir)}, _meta())
+    text = json.dumps(doc, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+    print(report.table(doc), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

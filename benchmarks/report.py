@@ -1,0 +1,195 @@
+"""Turn the raw per-system results into headline figures, ratios, target checks and a table."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: Issue 8's targets for Conveyor.
+MAX_REQUESTS_PER_JOB = 0.35
+MAX_IDLE_RECEIVES_PER_MIN = 3.0
+MAX_CPU_VS_CELERY = 1 / 3
+MIN_THROUGHPUT_VS_FLOOR = 0.8
+MAX_P50_S = 0.100
+MAX_P99_S = 1.0
+
+EMULATOR_LIMIT = (
+    "moto's SQS (even with Conveyor's fixes) does work per call that grows with the "
+    "queue's backlog; throughput phases keep at most `window` jobs waiting (sent minus "
+    "started), where the fixed emulator measured flat up to ~5,000 queued. The emulator "
+    "shares the machine's cores with the clients, so wall-clock figures (jobs/s, latency) "
+    "are bounded by it too; request counts and client CPU seconds are not."
+)
+
+
+def _aws(requests: dict[str, int]) -> int:
+    return sum(v for k, v in requests.items() if k.split(".", 1)[0] in ("sqs", "sns"))
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def _per_job(phase: dict[str, Any]) -> dict[str, Any]:
+    jobs = max(phase["jobs"], 1)
+    client = _aws(phase["requests"])
+    emulator = _aws(phase["emulator_requests"])
+    return {
+        "jobs": phase["jobs"],
+        "jobs_per_s": phase["jobs_per_s"],
+        "requests_per_job": round(client / jobs, 4),
+        "requests_by_action": phase["requests"],
+        "emulator_requests_per_job": round(emulator / jobs, 4),
+        "emulator_requests_by_action": phase["emulator_requests"],
+        "cpu_s_per_job": round((phase["producer_cpu_s"] + phase["consumer_cpu_s"]) / jobs, 6),
+        "producer_cpu_s_per_job": round(phase["producer_cpu_s"] / jobs, 6),
+        "consumer_cpu_s_per_job": round(phase["consumer_cpu_s"] / jobs, 6),
+    }
+
+
+def headline(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures of one system."""
+    idle = result["idle"]
+    minutes = idle["window_s"] / 60.0
+    receives = idle["requests"].get("sqs.ReceiveMessage", 0)
+    latency = result["light"]["latency_s"]
+    return {
+        "noop": _per_job(result["noop"]),
+        "cpu": _per_job(result["cpu"]),
+        "light_load": {
+            "jobs": result["light"]["jobs"],
+            "latency_p50_s": round(_quantile(latency, 0.50), 4),
+            "latency_p99_s": round(_quantile(latency, 0.99), 4),
+            "requests_per_job": round(_aws(result["light"]["requests"]) / max(len(latency), 1), 3),
+        },
+        "idle": {
+            "window_s": idle["window_s"],
+            "consumer_nodes": result["consumer_nodes"],
+            "receives_per_min_per_node": round(receives / minutes / result["consumer_nodes"], 2),
+            "requests_per_min": round(_aws(idle["requests"]) / minutes, 2),
+            "requests_by_action": idle["requests"],
+            "emulator_requests_by_action": idle["emulator_requests"],
+        },
+        "peak_rss_mb": round(result["peak_rss_bytes"] / 2**20, 1),
+    }
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+def ratios(mine: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """Conveyor's headline figures divided by another system's."""
+    out: dict[str, Any] = {}
+    for workload in ("noop", "cpu"):
+        for key in ("jobs_per_s", "requests_per_job", "cpu_s_per_job"):
+            out[f"{workload}.{key}"] = _ratio(mine[workload][key], other[workload][key])
+    for key in ("latency_p50_s", "latency_p99_s"):
+        out[f"light_load.{key}"] = _ratio(mine["light_load"][key], other["light_load"][key])
+    out["idle.receives_per_min_per_node"] = _ratio(
+        mine["idle"]["receives_per_min_per_node"], other["idle"]["receives_per_min_per_node"]
+    )
+    out["peak_rss_mb"] = _ratio(mine["peak_rss_mb"], other["peak_rss_mb"])
+    return out
+
+
+def targets(figures: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 8's targets, each with Conveyor's figure and whether it is met."""
+    c = figures.get("conveyor")
+    if c is None:
+        return []
+    rows: list[tuple[str, float | None, str, float]] = [
+        ("requests per job at backlog (no-op)", c["noop"]["requests_per_job"], "<=", 0.35),
+        ("requests per job at backlog (5 ms CPU)", c["cpu"]["requests_per_job"], "<=", 0.35),
+        ("idle ReceiveMessage per queue per min per node",
+         c["idle"]["receives_per_min_per_node"], "<=", MAX_IDLE_RECEIVES_PER_MIN),
+        ("enqueue->start p50 at light load (s)", c["light_load"]["latency_p50_s"], "<=", MAX_P50_S),
+        ("enqueue->start p99 at light load (s)", c["light_load"]["latency_p99_s"], "<=", MAX_P99_S),
+    ]  # fmt: skip
+    if "celery" in figures:
+        for w in ("noop", "cpu"):
+            value = _ratio(c[w]["cpu_s_per_job"], figures["celery"][w]["cpu_s_per_job"])
+            rows.append((f"client CPU per job / Celery's ({w})", value, "<=", MAX_CPU_VS_CELERY))
+    if "raw" in figures:
+        for w in ("noop", "cpu"):
+            value = _ratio(c[w]["jobs_per_s"], figures["raw"][w]["jobs_per_s"])
+            rows.append((f"jobs/s / the raw loop's ({w})", value, ">=", MIN_THROUGHPUT_VS_FLOOR))
+    out = []
+    for name, value, op, limit in rows:
+        met = value is not None and (value <= limit if op == "<=" else value >= limit)
+        out.append({"target": name, "value": value, "limit": f"{op} {limit:g}", "met": met})
+    return out
+
+
+def build(
+    results: dict[str, Any], settings: dict[str, Any], meta: dict[str, Any]
+) -> dict[str, Any]:
+    """The benchmark's JSON document."""
+    figures = {name: headline(result) for name, result in results.items()}
+    doc: dict[str, Any] = {
+        "meta": meta,
+        "settings": settings,
+        "emulator_limit": EMULATOR_LIMIT,
+        "systems": figures,
+        "ratios": {},
+        "targets": targets(figures),
+        "raw": results,
+    }
+    for other in ("celery", "raw"):
+        if "conveyor" in figures and other in figures:
+            doc["ratios"][f"conveyor/{other}"] = ratios(figures["conveyor"], figures[other])
+    return doc
+
+
+#: (label, section, key, scale): scale turns seconds into the label's milliseconds.
+_ROWS: list[tuple[str, str, str, float]] = [
+    ("jobs/s (no-op)", "noop", "jobs_per_s", 1),
+    ("jobs/s (5 ms CPU)", "cpu", "jobs_per_s", 1),
+    ("SNS+SQS requests/job (no-op)", "noop", "requests_per_job", 1),
+    ("  emulator's count", "noop", "emulator_requests_per_job", 1),
+    ("SNS+SQS requests/job (5 ms CPU)", "cpu", "requests_per_job", 1),
+    ("client CPU ms/job (no-op)", "noop", "cpu_s_per_job", 1000),
+    ("client CPU ms/job (5 ms CPU)", "cpu", "cpu_s_per_job", 1000),
+    ("enqueue->start p50 ms (light)", "light_load", "latency_p50_s", 1000),
+    ("enqueue->start p99 ms (light)", "light_load", "latency_p99_s", 1000),
+    ("idle receives/min/node", "idle", "receives_per_min_per_node", 1),
+    ("peak RSS MB (consumers+API)", "", "peak_rss_mb", 1),
+]
+
+
+def _fmt(value: float) -> str:
+    if value == 0 or abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.3g}"
+
+
+def table(doc: dict[str, Any]) -> str:
+    """A short text table of the headline figures and Conveyor's ratios."""
+    systems = list(doc["systems"])
+    heads = ["", *systems, *(k.replace("conveyor/", "conv/") for k in doc["ratios"])]
+    lines = [heads]
+    for label, section, key, scale in _ROWS:
+        row = [label]
+        for name in systems:
+            fig = doc["systems"][name]
+            value = fig[section][key] if section else fig[key]
+            row.append(_fmt(value * scale) if isinstance(value, float | int) else str(value))
+        for ratio in doc["ratios"].values():
+            r = ratio.get(f"{section}.{key}" if section else key)
+            row.append("" if r is None else f"{r:.2f}")
+        lines.append(row)
+    widths = [max(len(r[i]) for r in lines) for i in range(len(heads))]
+    text = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in lines
+    ]
+    text.append("")
+    for t in doc["targets"]:
+        text.append(f"{'MET ' if t['met'] else 'MISS'}  {t['target']}: {t['value']} ({t['limit']})")
+    return "\n".join(text)
