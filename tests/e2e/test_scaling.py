@@ -1,4 +1,4 @@
-"""Scaling with the local backend: the real CLI, a real supervisor and real nodes on the emulator."""
+"""Scaling with the local backend: the real CLI, supervisor and nodes on the emulator."""
 
 from __future__ import annotations
 
@@ -131,6 +131,14 @@ def scaling(aws_env: AwsEnv, tmp_path: Path) -> Iterator[Scaling]:
         log.close()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_scale_to_three_then_ls_shows_three_nodes(scaling: Scaling) -> None:
     scaling.start("supervisor", "workers", "up")
     eventually(lambda: scaling.ready_nodes(1), what="the pool's one node (replicas.min)")
@@ -142,7 +150,7 @@ def test_scale_to_three_then_ls_shows_three_nodes(scaling: Scaling) -> None:
     state = eventually(lambda: scaling.ready_nodes(3), what="three nodes")
     pids = {n.pid for n in state.nodes}
     assert len(pids) == 3
-    assert all(pid is not None and os.kill(pid, 0) is None for pid in pids)  # alive
+    assert all(pid is not None and _alive(pid) for pid in pids)
 
     listed = conveyor(scaling.env, "workers", "ls", "--json")
     assert listed.returncode == 0, listed.stderr
@@ -186,10 +194,11 @@ def test_a_node_killed_with_9_is_restarted(scaling: Scaling) -> None:
     assert node.pid is not None
     os.kill(node.pid, signal.SIGKILL)
 
-    (again,) = eventually(
-        lambda: (s := scaling.ready_nodes(1)) and s.nodes[0].pid != node.pid and s,
-        what="a new node in its place",
-    ).nodes
+    def replaced() -> PoolState | None:
+        state = scaling.ready_nodes(1)
+        return state if state is not None and state.nodes[0].pid != node.pid else None
+
+    (again,) = eventually(replaced, what="a new node in its place").nodes
     assert again.id != node.id
     exited = [e for e in scaling.log("supervisor") if e["event"] == "node.exited"]
     assert [(e["node"], e["exit_code"]) for e in exited] == [(node.id, -signal.SIGKILL)]
