@@ -7,10 +7,13 @@ CloudFormation intrinsics, so the template and the provisioner cannot drift:
 
 - SNS topics, SQS queues and DLQs (RedrivePolicy, RedriveAllowPolicy, SSE-SQS),
   subscriptions (raw delivery, filter policy on the body's ``type``), queue
-  policies (only the subscribed topics may send), the idempotency guard's
-  DynamoDB table when a job type enables it;
+  policies (only the subscribed topics may send), the DynamoDB tables (the
+  idempotency guard's and the job ledger's when a job type enables them, the
+  producer API's idempotency keys), the claim-check S3 bucket (SSE-S3, public
+  access blocked, objects expiring);
 - IAM roles with least-privilege inline policies: one for the producer API, one
-  per worker pool (trusted by ECS tasks and by EKS Pod Identity);
+  per worker pool (trusted by ECS tasks and by EKS Pod Identity); S3 objects are
+  granted per job type prefix (``<bucket>/<job type>/*``), the only patterns;
 - an ECS cluster (Fargate) with a service per pool running ``conveyor worker
   --pool P``, and Application Auto Scaling target tracking on backlog per task
   (metric math over SQS's and Container Insights' own metrics: no publisher);
@@ -29,7 +32,11 @@ import math
 from typing import Any
 
 from infra.export.names import LogicalIds, backlog_target
+from infra.provision.buckets import ABORT_MULTIPART_DAYS, LIFECYCLE_RULE_ID, SSE_ALGORITHM
 from infra.provision.desired import (
+    LEDGER_TABLE,
+    PAYLOAD_BUCKET,
+    SUCCEEDED_TABLE,
     DesiredQueue,
     DesiredState,
     desired_state,
@@ -69,6 +76,20 @@ WORKER_DLQ_ACTIONS = ("sqs:GetQueueUrl", "sqs:SendMessage")
 WORKER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem")
 #: PublishBatch is authorised by sns:Publish; /readyz reads the topics' attributes.
 API_TOPIC_ACTIONS = ("sns:GetTopicAttributes", "sns:Publish")
+#: The producer records jobs as queued (BatchWriteItem) and reads their status
+#: (BatchGetItem); workers update their own run records (UpdateItem).
+API_LEDGER_ACTIONS = ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem")
+WORKER_LEDGER_ACTIONS = ("dynamodb:UpdateItem",)
+#: The producer API's idempotency keys (contract C5): claimed, read, settled, released.
+API_IDEMPOTENCY_ACTIONS = (
+    "dynamodb:BatchWriteItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+)
+#: The key in desired.py of the producer API's idempotency table.
+IDEMPOTENCY_TABLE_KEY = "idempotency"
 
 _INT_ATTRIBUTES = frozenset(
     {"VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds"}
@@ -172,7 +193,9 @@ class _Builder:
         self.queue_ids: dict[str, str] = {}
         self.dlq_ids: dict[str, str] = {}
         self.topic_ids: dict[str, str] = {}
-        self.table_id: str | None = None
+        #: Table key (``succeeded``, ``jobs``, ``idempotency``) → logical id.
+        self.table_ids: dict[str, str] = {}
+        self.bucket_id: str | None = None
 
     def name(self, suffix: str) -> Any:
         """``<project>-${EnvironmentName}-<suffix>``."""
@@ -235,7 +258,7 @@ class _Builder:
     def tables(self) -> None:
         for table in self.state.tables:
             logical = self.ids("Table", table.key)
-            self.table_id = logical
+            self.table_ids[table.key] = logical
             self.refs[table.arn] = _get_att(logical)
             self.resources[logical] = {
                 "Type": "AWS::DynamoDB::Table",
@@ -257,11 +280,62 @@ class _Builder:
                 },
             }
 
+    def bucket(self) -> None:
+        for bucket in self.state.buckets:
+            logical = self.ids("Bucket", bucket.key)
+            self.bucket_id = logical
+            # S3 names allow no "_", which EnvironmentName may hold: split and join with "-"
+            # (the project's are replaced already, as infra apply names the bucket).
+            environment = {"Fn::Join": ["-", {"Fn::Split": ["_", {"Ref": "EnvironmentName"}]}]}
+            project = self.topology.project.replace("_", "-")
+            name = {
+                "Fn::Sub": [
+                    f"{project}-${{Env}}-{PAYLOAD_BUCKET}-${{AWS::AccountId}}-${{AWS::Region}}",
+                    {"Env": environment},
+                ]
+            }
+            self.resources[logical] = {
+                "Type": "AWS::S3::Bucket",
+                "Properties": {
+                    "BucketName": name,
+                    "BucketEncryption": {
+                        "ServerSideEncryptionConfiguration": [
+                            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": SSE_ALGORITHM}}
+                        ]
+                    },
+                    "PublicAccessBlockConfiguration": {
+                        "BlockPublicAcls": True,
+                        "BlockPublicPolicy": True,
+                        "IgnorePublicAcls": True,
+                        "RestrictPublicBuckets": True,
+                    },
+                    "LifecycleConfiguration": {
+                        "Rules": [
+                            {
+                                "Id": LIFECYCLE_RULE_ID,
+                                "Status": "Enabled",
+                                "ExpirationInDays": bucket.expiry_days,
+                                "AbortIncompleteMultipartUpload": {
+                                    "DaysAfterInitiation": ABORT_MULTIPART_DAYS
+                                },
+                            }
+                        ]
+                    },
+                    "Tags": _tags(bucket.tags),
+                },
+            }
+            self.outputs["PayloadBucketName"] = {"Value": {"Ref": logical}}
+
+    def objects_of(self, job_types: list[str]) -> list[dict[str, Any]]:
+        """The claim-check objects of ``job_types`` (keys are ``<job type>/<job id>.json``)."""
+        assert self.bucket_id is not None
+        return [{"Fn::Sub": f"${{{self.bucket_id}.Arn}}/{jt}/*"} for jt in sorted(job_types)]
+
     # -- IAM -----------------------------------------------------------------------------
 
     def api_role(self) -> None:
         topics = [{"Ref": self.topic_ids[key]} for key in self.topology.topics]
-        statements = [
+        statements: list[dict[str, Any]] = [
             {
                 "Sid": "PublishJobs",
                 "Effect": "Allow",
@@ -269,8 +343,38 @@ class _Builder:
                 "Resource": topics,
             },
         ]
+        if self.bucket_id is not None:
+            statements.append(
+                {
+                    "Sid": "ClaimCheckPayloads",
+                    "Effect": "Allow",
+                    "Action": ["s3:PutObject"],
+                    "Resource": self.objects_of(list(self.topology.job_types)),
+                }
+            )
+        if LEDGER_TABLE in self.table_ids:
+            statements.append(
+                {
+                    "Sid": "JobLedger",
+                    "Effect": "Allow",
+                    "Action": list(API_LEDGER_ACTIONS),
+                    "Resource": [_get_att(self.table_ids[LEDGER_TABLE])],
+                }
+            )
+        if IDEMPOTENCY_TABLE_KEY in self.table_ids:
+            statements.append(
+                {
+                    "Sid": "IdempotencyKeys",
+                    "Effect": "Allow",
+                    "Action": list(API_IDEMPOTENCY_ACTIONS),
+                    "Resource": [_get_att(self.table_ids[IDEMPOTENCY_TABLE_KEY])],
+                }
+            )
         self.resources["ApiRole"] = _role(
-            "Conveyor producer API: publish jobs to the topics.", statements, "conveyor-api"
+            "Conveyor producer API: publish jobs to the topics, store large payloads,"
+            " record and read job status, keep idempotency keys.",
+            statements,
+            "conveyor-api",
         )
         self.outputs["ApiRoleArn"] = {"Value": _get_att("ApiRole")}
 
@@ -297,13 +401,45 @@ class _Builder:
                 "Resource": [_get_att(self.dlq_ids[q]) for q in queues],
             },
         ]
-        if self.table_id is not None and self.pool_guarded(pool):
+        if SUCCEEDED_TABLE in self.table_ids and self.pool_guarded(pool):
             statements.append(
                 {
                     "Sid": "IdempotencyGuard",
                     "Effect": "Allow",
                     "Action": list(WORKER_TABLE_ACTIONS),
-                    "Resource": [_get_att(self.table_id)],
+                    "Resource": [_get_att(self.table_ids[SUCCEEDED_TABLE])],
+                }
+            )
+        received = sorted(
+            {jt for q in queues for jt in self.topology.job_types_of_queue(q)}
+            & set(self.topology.job_types)
+        )
+        if LEDGER_TABLE in self.table_ids and set(received) & set(self.topology.ledger_job_types()):
+            statements.append(
+                {
+                    "Sid": "JobLedger",
+                    "Effect": "Allow",
+                    "Action": list(WORKER_LEDGER_ACTIONS),
+                    "Resource": [_get_att(self.table_ids[LEDGER_TABLE])],
+                }
+            )
+        if self.bucket_id is not None and received:
+            statements.append(
+                {
+                    "Sid": "ClaimCheckPayloads",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject"],
+                    "Resource": self.objects_of(received),
+                }
+            )
+            # Without ListBucket, S3 answers a missing key with 403 instead of 404, and the
+            # worker could not tell "expired" (dead-letter) from "not allowed" (retry).
+            statements.append(
+                {
+                    "Sid": "ClaimCheckMissingIsVisible",
+                    "Effect": "Allow",
+                    "Action": ["s3:ListBucket"],
+                    "Resource": [_get_att(self.bucket_id)],
                 }
             )
         logical = self.ids("WorkerRole", pool)
@@ -539,6 +675,7 @@ def cloudformation_template(topology: Topology) -> dict[str, Any]:
     b.queues()
     b.subscriptions()
     b.tables()
+    b.bucket()
     b.api_role()
     if topology.pools:
         b.cluster()
@@ -568,7 +705,8 @@ def cloudformation_template(topology: Topology) -> dict[str, Any]:
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": (
-            f"Conveyor {topology.project}: topics, queues, DLQs, IAM, ECS workers, alarms"
+            f"Conveyor {topology.project}: topics, queues, DLQs, tables, payload bucket, IAM,"
+            " ECS workers, alarms"
             " (generated by `conveyor infra export cloudformation`; do not edit)."
         ),
         "Parameters": parameters,

@@ -21,6 +21,7 @@ import pytest
 
 from infra import aws, provision
 from infra.export import cloudformation_template
+from infra.provision.buckets import PUBLIC_ACCESS_BLOCK, lifecycle_rule
 from infra.provision.desired import desired_state
 from infra.topology import load_topology, parse_topology
 from tests.unit.test_export_cloudformation import EXAMPLE_YAML
@@ -59,10 +60,11 @@ def _create_stack(aws_env: AwsEnv, template: dict[str, Any]) -> None:
 def test_stack_leaves_nothing_for_the_provisioner_to_do(aws_env: AwsEnv, source: str) -> None:
     """`infra plan` after the stack: nothing to create, nothing to change but what moto drops.
 
-    Two gaps are moto's, not the template's, and are checked against the template instead:
+    The gaps are moto's, not the template's, and are checked against the template instead:
     its CloudFormation creates SNS topics without their ``Tags``, and it ignores
     ``AWS::SQS::QueuePolicy`` (so queues lack their ``Policy``) and ``AWS::SNS::Subscription``,
-    and it creates DynamoDB tables without their ``TimeToLiveSpecification``.
+    it creates DynamoDB tables without their ``TimeToLiveSpecification``, and the S3
+    bucket without its ``PublicAccessBlockConfiguration`` and ``LifecycleConfiguration``.
     """
     topology = (
         load_topology(REPO / source, environment=aws_env.environment)
@@ -78,8 +80,12 @@ def test_stack_leaves_nothing_for_the_provisioner_to_do(aws_env: AwsEnv, source:
         c.render() for c in plan.actions if c.action != "update" and c.kind != "subscription"
     ]
     state = desired_state(topology, aws.account_id(), aws.region_name())
-    tables = {t.name for t in state.tables}
-    assert len(tables) == len(_resources(template, "AWS::DynamoDB::Table"))
+    tables = {t.name: t for t in state.tables}
+    declared_tables = {
+        _sub(p["TableName"], aws_env.environment): p
+        for p in _resources(template, "AWS::DynamoDB::Table")
+    }
+    assert set(declared_tables) == set(tables)
     for change in plan.actions:
         if change.kind == "subscription":
             assert change.action == "create"
@@ -87,9 +93,20 @@ def test_stack_leaves_nothing_for_the_provisioner_to_do(aws_env: AwsEnv, source:
             assert set(change.details) == {"Policy"}, change.render()
         elif change.kind == "table":
             assert set(change.details) == {"TimeToLive"}, change.render()
-            (props,) = _resources(template, "AWS::DynamoDB::Table")
-            ttl = {"AttributeName": state.tables[0].ttl_attribute, "Enabled": True}
-            assert props["TimeToLiveSpecification"] == ttl
+            ttl = {"AttributeName": tables[change.name].ttl_attribute, "Enabled": True}
+            assert declared_tables[change.name]["TimeToLiveSpecification"] == ttl
+        elif change.kind == "bucket":
+            # Encryption and tags were created; the public access block and the lifecycle
+            # rule were dropped by moto: compared with the template instead.
+            assert set(change.details) == {"PublicAccessBlock", "lifecycle expiry"}
+            (bucket,) = _resources(template, "AWS::S3::Bucket")
+            assert bucket["PublicAccessBlockConfiguration"] == PUBLIC_ACCESS_BLOCK
+            (rule,) = bucket["LifecycleConfiguration"]["Rules"]
+            want = lifecycle_rule(state.buckets[0].expiry_days)
+            assert (rule["Id"], rule["Status"]) == (want["ID"], want["Status"])
+            assert rule["ExpirationInDays"] == want["Expiration"]["Days"]
+            assert rule["AbortIncompleteMultipartUpload"] == want["AbortIncompleteMultipartUpload"]
+            assert "Prefix" not in rule  # the whole bucket, as Filter {"Prefix": ""} says
         else:
             assert change.kind == "topic", change.render()
             assert set(change.details) == {f"tag:{k}" for k in state.topics[0].tags}
@@ -102,6 +119,11 @@ def test_stack_leaves_nothing_for_the_provisioner_to_do(aws_env: AwsEnv, source:
             for t in props["Tags"]
         }
         assert resolved == state.topics[0].tags
+
+
+def _sub(value: Any, environment: str) -> Any:
+    """A ``Fn::Sub`` name resolved for ``environment``."""
+    return value["Fn::Sub"].replace("${EnvironmentName}", environment)
 
 
 def _resources(template: dict[str, Any], type_: str) -> list[dict[str, Any]]:

@@ -96,10 +96,19 @@ def test_iam_policies_have_no_wildcards(name: str) -> None:
         assert statement["Effect"] == "Allow"
         for action in _as_list(statement["Action"]):
             assert "*" not in action, statement
-            assert re.fullmatch(r"(sqs|sns|dynamodb):[A-Z][A-Za-z]+", action), action
+            assert re.fullmatch(r"(sqs|sns|dynamodb|s3):[A-Z][A-Za-z]+", action), action
         for resource in _as_list(statement["Resource"]):
-            # Every resource is one of the stack's own: a reference, never "*" or a pattern.
+            # Every resource is one of the stack's own: a reference, never "*" or a pattern,
+            # except the claim-check objects of one job type in the stack's own bucket
+            # (object keys are job ids: they cannot be listed in advance).
             assert isinstance(resource, dict), statement
+            if set(resource) == {"Fn::Sub"}:
+                match = re.fullmatch(r"\$\{(\w+)\.Arn\}/([a-z0-9_.-]+)/\*", resource["Fn::Sub"])
+                assert match, resource
+                assert template["Resources"][match[1]]["Type"] == "AWS::S3::Bucket"
+                assert match[2] in TOPOLOGIES[name]().job_types
+                assert statement["Action"] in (["s3:GetObject"], ["s3:PutObject"]), statement
+                continue
             assert set(resource) <= {"Ref", "Fn::GetAtt"}, resource
     # Only the task execution role uses a managed policy (pulling the image, writing logs).
     for logical, role in _of_type(template, "AWS::IAM::Role").items():
@@ -148,8 +157,7 @@ def test_worker_roles_reach_only_their_pool_queues_and_the_table_if_guarded() ->
 def test_api_role_only_publishes_to_the_topics() -> None:
     template = cloudformation_template(example())
     api = _of_type(template, "AWS::IAM::Role")["ApiRole"]
-    (policy,) = api["Policies"]
-    (statement,) = policy["PolicyDocument"]["Statement"]
+    statement = _statement(api, "PublishJobs")
     assert set(statement["Action"]) == {"sns:Publish", "sns:GetTopicAttributes"}
     assert statement["Resource"] == [{"Ref": "TopicJobs"}, {"Ref": "TopicOrderedEvents"}]
 
@@ -210,17 +218,80 @@ def test_topics_subscriptions_and_table() -> None:
     (statement,) = policy["PolicyDocument"]["Statement"]
     assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": [{"Ref": "TopicJobs"}]}}
     assert statement["Resource"] == {"Fn::GetAtt": ["QueueAudit", "Arn"]}
-    (table,) = _of_type(template, "AWS::DynamoDB::Table").values()
-    assert _sub(table["TableName"]) == "ex-unit-succeeded"
+    tables = _of_type(template, "AWS::DynamoDB::Table")
+    assert {_sub(t["TableName"]) for t in tables.values()} == {
+        "ex-unit-succeeded",
+        "ex-unit-idempotency",  # the producer API's idempotency keys, always
+    }
+    table = tables["TableSucceeded"]
     assert table["BillingMode"] == "PAY_PER_REQUEST"
     assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
 
 
-def test_no_table_without_a_guarded_job_type() -> None:
+def test_no_guard_table_without_a_guarded_job_type() -> None:
     template = cloudformation_template(sample())
-    assert not _of_type(template, "AWS::DynamoDB::Table")
+    assert "TableSucceeded" not in _of_type(template, "AWS::DynamoDB::Table")
+    assert "TableSucceeded" not in json.dumps(_of_type(template, "AWS::IAM::Role"))
+
+
+def test_ledger_table_and_payload_bucket() -> None:
+    template = cloudformation_template(sample())
+    ledger = _of_type(template, "AWS::DynamoDB::Table")["TableJobs"]
+    assert _sub(ledger["TableName"], "dev") == "conveyor-dev-jobs"
+    assert ledger["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    (bucket,) = _of_type(template, "AWS::S3::Bucket").values()
+    name, variables = bucket["BucketName"]["Fn::Sub"]
+    assert name == "conveyor-${Env}-payloads-${AWS::AccountId}-${AWS::Region}"
+    # "_" is not allowed in bucket names: the environment's are turned into "-".
+    assert variables == {
+        "Env": {"Fn::Join": ["-", {"Fn::Split": ["_", {"Ref": "EnvironmentName"}]}]}
+    }
+    assert bucket["BucketEncryption"] == {
+        "ServerSideEncryptionConfiguration": [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+        ]
+    }
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    (rule,) = bucket["LifecycleConfiguration"]["Rules"]
+    assert (rule["Status"], rule["ExpirationInDays"]) == ("Enabled", 30)
+
+
+def test_api_and_pools_reach_the_ledger_and_their_payloads_only() -> None:
+    topology = sample()
+    template = cloudformation_template(topology)
+    roles = _of_type(template, "AWS::IAM::Role")
+    api = roles["ApiRole"]
+    put = _statement(api, "ClaimCheckPayloads")
+    assert put["Action"] == ["s3:PutObject"]
+    assert put["Resource"] == [
+        {"Fn::Sub": f"${{BucketPayloads.Arn}}/{jt}/*"} for jt in sorted(topology.job_types)
+    ]
+    ledger = _statement(api, "JobLedger")
+    assert set(ledger["Action"]) == {"dynamodb:BatchWriteItem", "dynamodb:BatchGetItem"}
+    assert ledger["Resource"] == [{"Fn::GetAtt": ["TableJobs", "Arn"]}]
+
+    media = roles["WorkerRoleMedia"]
+    assert _statement(media, "JobLedger")["Action"] == ["dynamodb:UpdateItem"]
+    get = _statement(media, "ClaimCheckPayloads")
+    assert get["Action"] == ["s3:GetObject"]
+    # Only the job types its queues receive: image.* (media), not order.placed.
+    assert get["Resource"] == [
+        {"Fn::Sub": "${BucketPayloads.Arn}/image.resize/*"},
+        {"Fn::Sub": "${BucketPayloads.Arn}/image.thumbnail/*"},
+    ]
+    listing = _statement(media, "ClaimCheckMissingIsVisible")
+    assert (listing["Action"], listing["Resource"]) == (
+        ["s3:ListBucket"],
+        [{"Fn::GetAtt": ["BucketPayloads", "Arn"]}],
+    )
+
+
+def test_no_ledger_permissions_without_a_ledger() -> None:
+    template = cloudformation_template(example())
+    assert "TableJobs" not in _of_type(template, "AWS::DynamoDB::Table")
     for role in _of_type(template, "AWS::IAM::Role").values():
-        assert "dynamodb" not in json.dumps(role)
+        assert "JobLedger" not in json.dumps(role)
 
 
 def test_ecs_services_scale_on_backlog_per_task_within_the_replica_bounds() -> None:
