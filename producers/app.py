@@ -1,33 +1,60 @@
-"""The producer HTTP API: one ``POST /v1/jobs/<job type>`` per job type of queues.yaml.
+"""The producer HTTP API: ``POST /v1/jobs/<job type>`` per job type, ``POST /v1/jobs`` for batches.
 
-Each route's body is the job type's payload model, so FastAPI validates it (422
-with field errors) and the OpenAPI document at ``/openapi.json`` (``/docs``)
-describes every job type. A job is answered 202 only once SNS accepted it.
+Each single-job route's body is the job type's payload model, so FastAPI validates
+it (422 with field errors) and the OpenAPI document at ``/openapi.json`` (``/docs``)
+describes every job type. A job is answered 202 only once SNS accepted it (or
+accepted it earlier, for a repeated idempotency key). The pipeline is
+:mod:`producers.enqueue`; batches :mod:`producers.batch`; keys :mod:`producers.auth`.
 """
 
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, HTTPException
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from infra.envelope import make_envelope
+from infra.claim_check import claim_check_for
+from infra.ledger import ledger_for
 from infra.logs import get_logger
 from infra.topology import Topology, payload_model
-from producers.limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
-from producers.publisher import RETRY_AFTER_UNAVAILABLE_S, Publisher, PublishError
+from producers.auth import ApiKey
+from producers.batch import add_batch_route
+from producers.config import ApiSettings
+from producers.enqueue import (
+    SOURCE,
+    Enqueuer,
+    Job,
+    Outcome,
+    message_group_id,
+)
+from producers.guard import Guard
+from producers.http import (
+    ENQUEUE_ERRORS,
+    GROUP_HEADER,
+    IDEMPOTENCY_HEADER,
+    TRACE_HEADER,
+    ErrorDetail,
+    error,
+    valid_traceparent,
+)
+from producers.idempotency import IdempotencyStore
+from producers.limits import BodySizeLimit, default_max_body_bytes
+from producers.metrics import CONTENT_TYPE, ApiMetrics, exposition
+from producers.publisher import Publisher, PublishError
+from producers.status import status_router
 
-#: The CloudEvents ``source`` of jobs enqueued through this API.
-SOURCE = "/conveyor/api"
+__all__ = ["SOURCE", "JobAccepted", "create_app", "valid_traceparent"]
 
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
-# W3C trace context: an all-zero trace or parent id is invalid, as is version ff.
-_ZERO_TRACE = "0" * 32
-_ZERO_PARENT = "0" * 16
+#: The idempotency keys' DynamoDB table is ``<project>-<environment>-idempotency``.
+IDEMPOTENCY_TABLE = "idempotency"
 
 log = get_logger("conveyor.api")
 
@@ -37,134 +64,140 @@ class JobAccepted(BaseModel):
 
     id: str = Field(description="The job id (stable across redeliveries and redrives).")
     type: str = Field(description="The job type.")
-    status_url: str = Field(description="Where the job's status will be (GET).")
+    status_url: str = Field(description="Where the job's status is (GET).")
     queues: list[str] = Field(description="The declared queues the job fans out to.")
 
 
-class ErrorDetail(BaseModel):
-    """Why the request was refused."""
+def create_app(
+    topology: Topology,
+    *,
+    max_body_bytes: int | None = None,
+    keys: Sequence[ApiKey] | None = None,
+    settings: ApiSettings | None = None,
+) -> FastAPI:
+    """The producer API for ``topology``.
 
-    detail: str
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    413: {"model": ErrorDetail, "description": "The body or the resulting message is too large."},
-    503: {
-        "model": ErrorDetail,
-        "description": "Not published (SNS unreachable or throttling, topic missing):"
-        " retry after Retry-After seconds.",
-    },
-}
-
-
-def valid_traceparent(value: str | None) -> str | None:
-    """``value`` if it is a usable W3C ``traceparent``, else None (a new trace is started)."""
-    if value is None:
-        return None
-    value = value.strip().lower()
-    if not _TRACEPARENT.match(value):
-        return None
-    version, trace_id, parent_id, _ = value.split("-")
-    if version == "ff" or trace_id == _ZERO_TRACE or parent_id == _ZERO_PARENT:
-        return None
-    return value
-
-
-def _error(status_code: int, detail: str, retry_after_s: int | None = None) -> HTTPException:
-    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
-    return HTTPException(status_code, detail, headers=headers)
-
-
-def create_app(topology: Topology, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
-    """The producer API for ``topology``; request bodies above ``max_body_bytes`` get 413.
-
-    Imports every job type's payload model (run ``check_imports`` first for a
-    readable error when one is missing).
+    ``keys``: the accepted API keys; None turns authentication off (``conveyor api``
+    decides, see :mod:`conveyor.cli.api`). Payloads above ``payloads.max_bytes``
+    get 413, as do request bodies above ``max_body_bytes`` (default: that plus
+    room for a batch's framing). Large payloads go through S3 (the claim check);
+    accepted jobs of types with ``ledger: true`` are recorded as queued. Imports
+    every job type's payload model (run ``check_imports`` first for a readable error).
     """
+    settings = settings or ApiSettings()
+    max_payload_bytes = topology.payloads.max_bytes
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        publisher.close()
+        idempotency.close()
+        enqueuer.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Conveyor producer API",
         version="1",
-        description="Enqueue jobs: each job type of queues.yaml has its own route and schema.",
+        description="Enqueue jobs: each job type of queues.yaml has its own route and"
+        " schema; POST /v1/jobs takes up to 500 jobs of any types.",
     )
-    app.add_middleware(BodySizeLimit, max_body_bytes=max_body_bytes)
-    publisher = Publisher(topology)
+    app.add_middleware(
+        BodySizeLimit, max_body_bytes=max_body_bytes or default_max_body_bytes(topology)
+    )
+    metrics = ApiMetrics(topology.job_types)
+    publisher = Publisher(topology, threads=settings.publish_threads)
+    publisher.on_call = metrics.publish_call
+    idempotency = IdempotencyStore(
+        topology.resource_name(IDEMPOTENCY_TABLE),
+        retention_s=settings.idempotency_retention_s,
+        lease_s=settings.idempotency_lease_s,
+    )
+    enqueuer = Enqueuer(
+        topology,
+        publisher,
+        idempotency=idempotency,
+        offloader=claim_check_for(topology),
+        recorder=ledger_for(topology),
+        max_payload_bytes=max_payload_bytes,
+        observe=metrics.outcome,
+    )
     app.state.publisher = publisher
+    app.state.enqueuer = enqueuer
+    models = {name: payload_model(topology, name) for name in topology.job_types}
+    guard = Guard(keys, settings, metrics)
+    _add_job_routes(app, enqueuer, guard, models)
+    add_batch_route(app, enqueuer, guard, models, metrics)
+    _add_status_routes(app, guard, publisher, status_router(topology))
+
+    @app.exception_handler(RequestValidationError)
+    async def count_invalid(request: Request, exc: RequestValidationError) -> Response:
+        job_type = request.url.path.removeprefix("/v1/jobs/")
+        if request.method == "POST" and job_type in topology.job_types:
+            metrics.outcome(Outcome(0, 422, job_type, "invalid"))
+        return await request_validation_exception_handler(request, exc)
+
+    return app
+
+
+def _add_job_routes(
+    app: FastAPI, enqueuer: Enqueuer, guard: Guard, models: dict[str, type[BaseModel]]
+) -> None:
+    """``POST /v1/jobs/<job type>`` for every job type, and a 404 for any other type."""
+    topology = enqueuer.topology
     known = ", ".join(sorted(topology.job_types))
 
-    def enqueue(
-        job_type: str, payload: BaseModel, idempotency_key: str | None, traceparent: str | None
+    # -- single job ---------------------------------------------------------------------
+
+    def enqueue_one(
+        job_type: str, payload: BaseModel, key: ApiKey | None, headers: _Headers
     ) -> JSONResponse:
         # A sync function: FastAPI runs it in the threadpool, so blocking boto3
         # never stalls the event loop.
-        envelope = make_envelope(
-            job_type,
-            payload.model_dump(mode="json"),
-            source=SOURCE,
-            traceparent=valid_traceparent(traceparent),
-            idempotency_key=idempotency_key,
+        guard.rate_limit(key, 1)
+        data = payload.model_dump(mode="json")
+        group = message_group_id(topology, job_type, data, headers.message_group_id)
+        job = Job(0, job_type, data, headers.idempotency_key, group)
+        trace = valid_traceparent(headers.traceparent)
+        [outcome] = enqueuer.run([job], traceparent=trace, scope=guard.scope(key))
+        if not outcome.accepted:
+            raise error(outcome.status, outcome.error or "not accepted", outcome.retry_after_s)
+        assert outcome.job_id is not None
+        status_url = f"/v1/jobs/{outcome.job_id}"
+        accepted = JobAccepted(
+            id=outcome.job_id, type=job_type, status_url=status_url, queues=outcome.queues
         )
-        jlog = log.bind(
-            job_id=envelope.id,
-            job_type=job_type,
-            topic=topology.job_types[job_type].topic,
-            trace_id=envelope.trace_id,
-        )
-        try:
-            published = publisher.publish(envelope)
-        except PublishError as exc:
-            if exc.unexpected:
-                jlog.exception("job not published", reason=exc.detail)
-            else:
-                jlog.warning(
-                    "job not published", reason=exc.detail, error=repr(exc.__cause__ or exc)
-                )
-            detail = f"job not published: {exc.detail}"
-            raise _error(exc.status_code, detail, exc.retry_after_s) from None
-        except Exception:  # noqa: BLE001 - a job that may not be published is never a 500 or a 202
-            jlog.exception("job not published", reason="unexpected error")
-            raise _error(
-                503, "job not published: unexpected error", RETRY_AFTER_UNAVAILABLE_S
-            ) from None
-        queues = topology.queues_receiving(job_type)
-        status_url = f"/v1/jobs/{envelope.id}"
-        jlog.info(
-            "job accepted",
-            queues=queues,
-            message_id=published.message_id,
-            size_bytes=published.size_bytes,
-            **({"idempotency_key": idempotency_key} if idempotency_key else {}),
-        )
-        accepted = JobAccepted(id=envelope.id, type=job_type, status_url=status_url, queues=queues)
         return JSONResponse(
             accepted.model_dump(), status_code=202, headers={"Location": status_url}
         )
 
     for job_type in sorted(topology.job_types):
-        model = payload_model(topology, job_type)
         declared = topology.job_types[job_type]
         app.add_api_route(
             f"/v1/jobs/{job_type}",
-            _route(job_type, model, enqueue),
+            _route(job_type, models[job_type], enqueue_one, guard.authorizer(job_type)),
             methods=["POST"],
             status_code=202,
             response_model=JobAccepted,
-            responses=_ERRORS,
+            responses=ENQUEUE_ERRORS,
             summary=f"Enqueue a {job_type} job",
-            description=declared.description or inspect.getdoc(model) or "",
+            description=declared.description or inspect.getdoc(models[job_type]) or "",
             operation_id=f"enqueue_{re.sub(r'[^a-z0-9]+', '_', job_type)}",
             tags=[f"topic: {declared.topic}"],
         )
 
     @app.post("/v1/jobs/{job_type}", include_in_schema=False)
-    async def unknown_job_type(job_type: str) -> None:
+    async def unknown_job_type(
+        job_type: str, _key: Annotated[ApiKey | None, Depends(guard.authenticate)]
+    ) -> None:
         raise HTTPException(404, f"unknown job type '{job_type}' (known: {known})")
 
-    @app.get("/v1/jobs/{job_id}", responses={404: {"model": ErrorDetail}}, tags=["status"])
-    async def job_status(job_id: str) -> None:
-        """The status of a job (needs the job ledger, which is not enabled yet)."""
-        raise HTTPException(
-            404, f"no status recorded for job '{job_id}' (the job ledger is not enabled)"
-        )
+
+def _add_status_routes(app: FastAPI, guard: Guard, publisher: Publisher, status: APIRouter) -> None:
+    """``GET /v1/jobs/<id>`` (behind auth), ``/healthz``, ``/readyz``, ``/metrics`` (public)."""
+
+    # -- status, health, metrics ------------------------------------------------------------
+
+    app.include_router(status, dependencies=[Depends(guard.authenticate)])
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -178,23 +211,39 @@ def create_app(topology: Topology, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYT
             topics = await run_in_threadpool(publisher.check_topics)
         except PublishError as exc:
             log.warning("not ready", reason=exc.detail, error=repr(exc.__cause__ or exc))
-            raise _error(503, f"not ready: {exc.detail}", exc.retry_after_s) from None
+            raise error(503, f"not ready: {exc.detail}", exc.retry_after_s) from None
         return {"status": "ready", "topics": topics}
 
-    return app
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def prometheus_metrics() -> Response:
+        """Prometheus metrics: jobs accepted/rejected, publish latency, batch sizes."""
+        return Response(exposition(), media_type=CONTENT_TYPE)
+
+
+@dataclass(frozen=True)
+class _Headers:
+    idempotency_key: str | None
+    traceparent: str | None
+    message_group_id: str | None
 
 
 def _route(
     job_type: str,
     model: type[BaseModel],
-    enqueue: Callable[[str, BaseModel, str | None, str | None], JSONResponse],
+    enqueue: Callable[..., JSONResponse],
+    authorize: Callable[..., ApiKey | None],
 ) -> Callable[..., JSONResponse]:
     """The endpoint of one job type, its body typed as ``model`` for FastAPI and OpenAPI."""
 
     def endpoint(
-        payload: BaseModel, idempotency_key: str | None, traceparent: str | None
+        payload: BaseModel,
+        key: ApiKey | None,
+        idempotency_key: str | None,
+        traceparent: str | None,
+        group_id: str | None,
     ) -> JSONResponse:
-        return enqueue(job_type, payload, idempotency_key, traceparent)
+        headers = _Headers(idempotency_key, traceparent, group_id)
+        return enqueue(job_type, payload, key, headers)
 
     # The payload's type is only known at runtime: give FastAPI the signature it reads.
     keyword = inspect.Parameter.KEYWORD_ONLY
@@ -202,27 +251,25 @@ def _route(
         [
             inspect.Parameter("payload", keyword, annotation=model),
             inspect.Parameter(
+                "key", keyword, annotation=Annotated[ApiKey | None, Depends(authorize)]
+            ),
+            inspect.Parameter(
                 "idempotency_key",
                 keyword,
                 default=None,
-                annotation=Annotated[
-                    str | None,
-                    Header(
-                        alias="Idempotency-Key",
-                        min_length=1,
-                        max_length=255,
-                        description="Recorded on the job as its idempotency key.",
-                    ),
-                ],
+                annotation=Annotated[str | None, IDEMPOTENCY_HEADER],
             ),
             inspect.Parameter(
                 "traceparent",
                 keyword,
                 default=None,
-                annotation=Annotated[
-                    str | None,
-                    Header(description="W3C trace context; a new trace is started if absent."),
-                ],
+                annotation=Annotated[str | None, TRACE_HEADER],
+            ),
+            inspect.Parameter(
+                "group_id",
+                keyword,
+                default=None,
+                annotation=Annotated[str | None, GROUP_HEADER],
             ),
         ],
         return_annotation=JSONResponse,

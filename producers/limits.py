@@ -3,7 +3,8 @@
 A plain ASGI middleware: a declared ``Content-Length`` above the limit is refused
 without reading a byte; otherwise the body is read (chunked bodies included) and
 refused as soon as it passes the limit, then handed on whole. Buffering is fine:
-the limit is small (SNS takes at most 256 KiB per message).
+the limit is the topology's largest payload (``payloads.max_bytes``, 10 MiB by
+default) plus room for a batch's framing.
 """
 
 from __future__ import annotations
@@ -11,8 +12,17 @@ from __future__ import annotations
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-#: SNS's message limit: a larger body cannot become a job anyway.
+from infra.topology import Topology
+
+#: SNS's message limit (the limit when nothing else is known).
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
+#: Room above the largest payload for the JSON around it (a batch's framing, keys).
+BODY_FRAMING_BYTES = 256 * 1024
+
+
+def default_max_body_bytes(topology: Topology) -> int:
+    """The body limit that admits a payload of ``payloads.max_bytes`` and its framing."""
+    return topology.payloads.max_bytes + BODY_FRAMING_BYTES
 
 
 class BodySizeLimit:

@@ -9,7 +9,11 @@ ever answers 202 for a job that was not published, nor 500 for an AWS outage.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -18,6 +22,9 @@ from infra import aws
 from infra.envelope import MAX_MESSAGE_BYTES, Envelope, encode
 from infra.provision.desired import sns_arn
 from infra.topology import Topology
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
 
 #: ``Retry-After`` hints (seconds) by kind of failure.
 RETRY_AFTER_UNAVAILABLE_S = 5
@@ -38,6 +45,16 @@ _THROTTLING_CODES = frozenset(
         "SlowDown",
     }
 )
+#: PublishBatch takes at most this many entries per call.
+MAX_BATCH_ENTRIES = 10
+#: Fail fast when SNS is unreachable or frozen: a caller waits for an answer, and an
+#: unpublished job must become a 503 quickly, not a hung request. Retries stay what
+#: AWS_MAX_ATTEMPTS / AWS_RETRY_MODE say (botocore's standard mode otherwise).
+SNS_CONNECT_TIMEOUT_S = 2.0
+SNS_READ_TIMEOUT_S = 10.0
+#: PublishBatch calls in flight at once for one request.
+DEFAULT_PUBLISH_THREADS = 8
+
 #: SNS answers ``NotFound`` for a topic that does not exist (moto too).
 _NOT_FOUND_CODES = frozenset({"NotFound", "NotFoundException", "ResourceNotFoundException"})
 
@@ -69,6 +86,23 @@ class Published:
     topic_arn: str
     message_id: str
     size_bytes: int
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """An envelope to publish, with its FIFO ids (ignored on standard topics)."""
+
+    envelope: Envelope
+    message_group_id: str | None = None
+    deduplication_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    index: int
+    body: str
+    size_bytes: int
+    item: Outgoing
 
 
 def _client_error(exc: ClientError, *, what: str) -> PublishError:
@@ -104,10 +138,22 @@ def classify(exc: Exception, *, what: str = "SNS") -> PublishError:
 class Publisher:
     """Publishes envelopes to the topics of ``topology``'s job types (thread-safe)."""
 
-    def __init__(self, topology: Topology) -> None:
+    def __init__(self, topology: Topology, *, threads: int = DEFAULT_PUBLISH_THREADS) -> None:
         self.topology = topology
         self._arns: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="publish")
+        #: Seconds each SNS call took (Publish or PublishBatch), for metrics; None: no hook.
+        self.on_call: Callable[[float], None] | None = None
+
+    def _sns(self) -> SNSClient:
+        return aws.client(
+            "sns", connect_timeout_s=SNS_CONNECT_TIMEOUT_S, read_timeout_s=SNS_READ_TIMEOUT_S
+        )
+
+    def close(self) -> None:
+        """Stop the publishing threads (pending calls finish)."""
+        self._pool.shutdown(wait=True)
 
     def arn(self, topic: str) -> str:
         """The (cached) ARN of ``topic``; a failed account lookup raises :class:`PublishError`."""
@@ -134,9 +180,8 @@ class Publisher:
             )
         return classify(exc)
 
-    def publish(self, envelope: Envelope) -> Published:
-        """Publish ``envelope`` to its job type's topic; return only once SNS accepted it."""
-        body = encode(envelope)
+    def _encode(self, index: int, item: Outgoing) -> _Entry:
+        body = encode(item.envelope)
         size = len(body.encode("utf-8"))
         if size > MAX_MESSAGE_BYTES:
             raise PublishError(
@@ -145,23 +190,135 @@ class Publisher:
                 status_code=413,
                 retry_after_s=None,
             )
+        return _Entry(index, body, size, item)
+
+    def _fifo_ids(self, item: Outgoing) -> dict[str, str]:
+        topic = self.topology.job_types[item.envelope.type].topic
+        if not self.topology.topics[topic].fifo:
+            return {}
+        # Without a declared group, one group per job: no ordering between jobs, full
+        # parallelism. Without a deduplication id, the job id (no deduplication).
+        return {
+            "MessageGroupId": item.message_group_id or item.envelope.id,
+            "MessageDeduplicationId": item.deduplication_id or item.envelope.id,
+        }
+
+    def _timed(self, call: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return call(**kwargs)
+        finally:
+            if self.on_call is not None:
+                self.on_call(time.perf_counter() - started)
+
+    def publish(
+        self,
+        envelope: Envelope,
+        *,
+        message_group_id: str | None = None,
+        deduplication_id: str | None = None,
+    ) -> Published:
+        """Publish ``envelope`` to its job type's topic; return only once SNS accepted it.
+
+        The FIFO ids are used on FIFO topics only (default: the job id for both).
+        """
+        entry = self._encode(0, Outgoing(envelope, message_group_id, deduplication_id))
         topic = self.topology.job_types[envelope.type].topic
         arn = self.arn(topic)
-        fifo = self.topology.topics[topic].fifo
         try:
-            if fifo:
-                # One group per job for now: no ordering between jobs, full parallelism.
-                response = aws.client("sns").publish(
-                    TopicArn=arn,
-                    Message=body,
-                    MessageGroupId=envelope.id,
-                    MessageDeduplicationId=envelope.id,
-                )
-            else:
-                response = aws.client("sns").publish(TopicArn=arn, Message=body)
+            response = self._timed(
+                self._sns().publish, TopicArn=arn, Message=entry.body, **self._fifo_ids(entry.item)
+            )
         except Exception as exc:
             raise self._sns_error(exc, topic) from exc
-        return Published(topic, arn, response["MessageId"], size)
+        return Published(topic, arn, response["MessageId"], entry.size_bytes)
+
+    def publish_many(self, items: Sequence[Outgoing]) -> list[Published | PublishError]:
+        """Publish every item; one result per item, in order, never an exception.
+
+        One item goes out with Publish; more with PublishBatch, in calls of at most
+        10 entries and 256 KiB (SNS limits both), run in parallel. An entry SNS lists
+        in ``Failed``, or does not mention at all, is a :class:`PublishError`; so is
+        every entry of a call that raised: nothing unpublished is reported accepted.
+        """
+        if len(items) == 1:
+            try:
+                item = items[0]
+                return [
+                    self.publish(
+                        item.envelope,
+                        message_group_id=item.message_group_id,
+                        deduplication_id=item.deduplication_id,
+                    )
+                ]
+            except PublishError as exc:
+                return [exc]
+            except Exception as exc:  # noqa: BLE001 - reported per item, never raised
+                return [classify(exc)]
+        results: list[Published | PublishError | None] = [None] * len(items)
+        by_topic: dict[str, list[_Entry]] = {}
+        for index, item in enumerate(items):
+            try:
+                entry = self._encode(index, item)
+            except PublishError as exc:
+                results[index] = exc
+                continue
+            by_topic.setdefault(self.topology.job_types[item.envelope.type].topic, []).append(entry)
+        calls: list[tuple[str, str, list[_Entry]]] = []
+        for topic, entries in by_topic.items():
+            try:
+                arn = self.arn(topic)
+            except PublishError as exc:
+                for entry in entries:
+                    results[entry.index] = exc
+                continue
+            calls.extend((topic, arn, chunk) for chunk in _chunks(entries))
+        if len(calls) == 1:
+            outcomes = [self._publish_chunk(*calls[0])]
+        else:
+            outcomes = list(self._pool.map(lambda call: self._publish_chunk(*call), calls))
+        for outcome in outcomes:
+            for index, result in outcome.items():
+                results[index] = result
+        return [
+            r if r is not None else PublishError("SNS did not report on this job") for r in results
+        ]
+
+    def _publish_chunk(
+        self, topic: str, arn: str, entries: list[_Entry]
+    ) -> dict[int, Published | PublishError]:
+        request = [
+            {"Id": str(e.index), "Message": e.body, **self._fifo_ids(e.item)} for e in entries
+        ]
+        try:
+            response = self._timed(
+                self._sns().publish_batch, TopicArn=arn, PublishBatchRequestEntries=request
+            )
+        except Exception as exc:  # noqa: BLE001 - the whole call failed: every entry did
+            error = self._sns_error(exc, topic)
+            return {e.index: error for e in entries}
+        by_id = {str(e.index): e for e in entries}
+        out: dict[int, Published | PublishError] = {}
+        for ok in response.get("Successful", []):
+            entry = by_id.get(str(ok.get("Id")))
+            if entry is not None and ok.get("MessageId"):
+                out[entry.index] = Published(topic, arn, str(ok["MessageId"]), entry.size_bytes)
+        for failed in response.get("Failed", []):
+            entry = by_id.get(str(failed.get("Id")))
+            if entry is not None:
+                code = str(failed.get("Code") or "unknown")
+                retry = (
+                    RETRY_AFTER_THROTTLED_S
+                    if code in _THROTTLING_CODES
+                    else RETRY_AFTER_UNAVAILABLE_S
+                )
+                out[entry.index] = PublishError(
+                    f"SNS refused the job ({code})", retry_after_s=retry
+                )
+        # moto (5.2.5) drops an entry whose publish raised anything but InvalidParameterValue
+        # from both lists; AWS should never do so. Either way an unmentioned entry is not
+        # published, and publish_many reports it as such.
+        return out
 
     def check_topics(self) -> list[str]:
         """Ask SNS about every declared topic; return their names or raise :class:`PublishError`."""
@@ -169,8 +326,26 @@ class Publisher:
         for topic in self.topology.topics:
             arn = self.arn(topic)
             try:
-                aws.client("sns").get_topic_attributes(TopicArn=arn)
+                self._sns().get_topic_attributes(TopicArn=arn)
             except Exception as exc:
                 raise self._sns_error(exc, topic) from exc
             names.append(self.topology.topic_name(topic))
         return names
+
+
+def _chunks(entries: list[_Entry]) -> list[list[_Entry]]:
+    """PublishBatch calls: at most 10 entries and 256 KiB of messages each, in order."""
+    chunks: list[list[_Entry]] = []
+    current: list[_Entry] = []
+    size = 0
+    for entry in entries:
+        if current and (
+            len(current) == MAX_BATCH_ENTRIES or size + entry.size_bytes > MAX_MESSAGE_BYTES
+        ):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(entry)
+        size += entry.size_bytes
+    if current:
+        chunks.append(current)
+    return chunks

@@ -14,20 +14,20 @@ from infra.logs import configure_logging
 from infra.settings import load_settings
 from infra.topology import TopologyError, check_imports
 from producers.client import ConveyorClient, EnqueueError
-from producers.limits import DEFAULT_MAX_BODY_BYTES
 
 
 def api(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = 8000,
     max_body_bytes: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Largest request body accepted (413 above it).",
+            help="Largest request body accepted (413 above it; default: payloads.max_bytes"
+            " of queues.yaml + 256 KiB).",
             envvar="CONVEYOR_API_MAX_BODY_BYTES",
             min=1,
         ),
-    ] = DEFAULT_MAX_BODY_BYTES,
+    ] = None,
 ) -> None:
     """Serve the producer HTTP API (OpenAPI docs at /docs)."""
     topology = common.load()

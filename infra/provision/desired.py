@@ -31,6 +31,8 @@ TABLE_BILLING_MODE = "PAY_PER_REQUEST"
 
 #: The job ledger's DynamoDB table is ``<project>-<environment>-jobs``.
 LEDGER_TABLE = "jobs"
+#: The producer API's idempotency keys: ``<project>-<environment>-idempotency`` (always).
+IDEMPOTENCY_TABLE = "idempotency"
 #: The claim-check bucket is ``<project>-<environment>-payloads-<account>-<region>``.
 PAYLOAD_BUCKET = "payloads"
 #: S3 bucket names: 3 to 63 characters, lower case letters, digits, dots and hyphens.
@@ -403,6 +405,20 @@ def desired_state(topology: Topology, account: str, region: str) -> DesiredState
                 tags=dict(tags),
             )
         )
+    # Always: any request may carry an Idempotency-Key (the API touches the table only then).
+    name = topology.resource_name(IDEMPOTENCY_TABLE)
+    state.tables.append(
+        DesiredTable(
+            key=IDEMPOTENCY_TABLE,
+            name=name,
+            arn=dynamodb_table_arn(region, account, name),
+            partition_key=TABLE_PARTITION_KEY,
+            partition_key_type="S",
+            billing_mode=TABLE_BILLING_MODE,
+            ttl_attribute=TABLE_TTL_ATTRIBUTE,
+            tags=dict(tags),
+        )
+    )
     bucket = payload_bucket_name(topology, account, region)
     state.buckets.append(
         DesiredBucket(

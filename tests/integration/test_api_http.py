@@ -87,7 +87,7 @@ def _start_api(env: dict[str, str], log: Path) -> Iterator[ApiProcess]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-c", SERVE, "api", "--host", "127.0.0.1", "--port", str(port)],
-            env={**env, "CONVEYOR_QUEUES_FILE": str(QUEUES_FILE)},
+            env={"CONVEYOR_API_AUTH": "none", **env, "CONVEYOR_QUEUES_FILE": str(QUEUES_FILE)},
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -129,8 +129,14 @@ def _receive(topology: Topology, queue: str, *, wait_s: int) -> list[dict[str, A
     url = sqs.get_queue_url(QueueName=topology.queue_name(queue))["QueueUrl"]
     got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_s)
     messages = [dict(m) for m in got.get("Messages", [])]
-    for m in messages:
-        sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    if messages:
+        sqs.delete_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": str(m["ReceiptHandle"])}
+                for i, m in enumerate(messages)
+            ],
+        )
     return messages
 
 
@@ -225,11 +231,14 @@ def test_client_and_cli_enqueue_through_the_running_api(
 
 
 def test_limits_and_validation_over_http(api: ApiProcess, topology: Topology) -> None:
-    big = json.dumps({**PAYLOADS["email.send"], "body": "x" * (300 * 1024)}).encode()
+    # Above the default body limit: payloads.max_bytes (10 MiB) plus 256 KiB of framing.
+    big = json.dumps(
+        {**PAYLOADS["email.send"], "body": "x" * (topology.payloads.max_bytes + 300 * 1024)}
+    ).encode()
 
     def chunks() -> Iterator[bytes]:
-        for i in range(0, len(big), 16 * 1024):
-            yield big[i : i + 16 * 1024]
+        for i in range(0, len(big), 256 * 1024):
+            yield big[i : i + 256 * 1024]
 
     headers = {"Content-Type": "application/json"}
     with httpx.Client(base_url=api.url, timeout=10) as http:
@@ -266,3 +275,35 @@ def test_unreachable_aws_is_503_never_202(unreachable_aws_api: ApiProcess) -> No
     assert run.output.startswith("conveyor: enqueue failed: 503: job not published: ")
     assert "(retry after " in run.output
     assert unreachable_aws_api.process.poll() is None  # still serving
+
+
+def test_a_500_job_batch_lands_on_the_right_queues(api: ApiProcess, topology: Topology) -> None:
+    types = sorted(PAYLOADS)
+    jobs = [
+        {"type": types[i % len(types)], "data": PAYLOADS[types[i % len(types)]]} for i in range(500)
+    ]
+    with httpx.Client(base_url=api.url, timeout=60) as http:
+        response = http.post("/v1/jobs", json={"jobs": jobs})
+    assert response.status_code == 202, response.text[:2000]
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (500, 0)
+    results = body["results"]
+    assert [r["index"] for r in results] == list(range(500))
+    assert [r["type"] for r in results] == [j["type"] for j in jobs]
+    assert len({r["id"] for r in results}) == 500
+
+    expected: dict[str, set[str]] = {q: set() for q in topology.queues}
+    for r in results:
+        assert r["queues"] == topology.queues_receiving(r["type"])
+        for q in r["queues"]:
+            expected[q].add(r["id"])
+    received = _collect(topology, expected)
+    for queue, messages in received.items():
+        ids = [decode(m["Body"]).id for m in messages]
+        assert len(ids) == len(expected[queue]), queue  # each job once, nothing extra
+        assert set(ids) == expected[queue], queue
+    assert {q: len(ids) for q, ids in expected.items()} == {
+        "billing": 200,
+        "images": 200,
+        "notifications": 200,
+    }

@@ -25,6 +25,7 @@ from structlog.testing import capture_logs
 
 from infra import aws
 from infra.envelope import MAX_MESSAGE_BYTES, decode
+from infra.provision.desired import payload_bucket_name
 from infra.topology import Topology, load_topology, parse_topology
 from producers.app import create_app, valid_traceparent
 from producers.publisher import PublishError, classify
@@ -74,8 +75,21 @@ def client(topology: Topology, mocked_aws: None) -> TestClient:
     return TestClient(create_app(topology))
 
 
+def create_tables(topology: Topology) -> None:
+    """The idempotency keys' and the job ledger's tables (what `infra apply` creates)."""
+    ddb = aws.client("dynamodb")
+    for name in ("idempotency", "jobs"):
+        ddb.create_table(
+            TableName=topology.resource_name(name),
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+
+
 def provision(topology: Topology) -> dict[str, str]:
-    """Topics, queues and filtered raw subscriptions of ``topology``; returns queue URLs."""
+    """Topics, queues, filtered raw subscriptions and tables of ``topology``; returns queue URLs."""
+    create_tables(topology)
     sns, sqs = aws.client("sns"), aws.client("sqs")
     arns = {}
     for name, topic in topology.topics.items():
@@ -256,13 +270,45 @@ job_types:
     )
 
 
-def test_envelope_above_the_sns_limit_is_413(blob_topology: Topology, mocked_aws: None) -> None:
-    urls = provision(blob_topology)
-    client = TestClient(create_app(blob_topology, max_body_bytes=2 * MAX_MESSAGE_BYTES))
-    # The body fits under the request limit; the envelope around it does not fit SNS.
-    response = client.post("/v1/jobs/blob.store", json={"blob": "x" * (MAX_MESSAGE_BYTES - 50)})
+def test_payload_above_payloads_max_bytes_is_413(blob_topology: Topology, mocked_aws: None) -> None:
+    topology = blob_topology.model_copy(
+        update={"payloads": blob_topology.payloads.model_copy(update={"max_bytes": 1000})}
+    )
+    urls = provision(topology)
+    client = TestClient(create_app(topology))
+    response = client.post("/v1/jobs/blob.store", json={"blob": "x" * 1000})
     assert response.status_code == 413
-    assert f"limit of {MAX_MESSAGE_BYTES} bytes" in response.json()["detail"]
+    assert "above the limit of 1000 bytes" in response.json()["detail"]
+    assert drain(urls["bulk"]) == []
+
+
+def test_payload_above_the_sns_limit_travels_through_s3(
+    blob_topology: Topology, mocked_aws: None
+) -> None:
+    urls = provision(blob_topology)
+    bucket = payload_bucket_name(blob_topology, aws.account_id(), aws.region_name())
+    aws.client("s3").create_bucket(Bucket=bucket)
+    client = TestClient(create_app(blob_topology))
+    blob = "x" * (MAX_MESSAGE_BYTES + 10)
+    response = client.post("/v1/jobs/blob.store", json={"blob": blob})
+    assert response.status_code == 202, response.text
+    [message] = drain(urls["bulk"])
+    envelope = decode(message["Body"])
+    assert envelope.data is None
+    assert envelope.dataref == f"s3://{bucket}/blob.store/{response.json()['id']}.json"
+    stored = aws.client("s3").get_object(Bucket=bucket, Key=envelope.dataref.split("/", 3)[3])
+    assert json.loads(stored["Body"].read()) == {"blob": blob}
+
+
+def test_payload_s3_refuses_is_503_and_not_published(
+    blob_topology: Topology, mocked_aws: None
+) -> None:
+    urls = provision(blob_topology)  # no bucket
+    client = TestClient(create_app(blob_topology))
+    response = client.post("/v1/jobs/blob.store", json={"blob": "x" * (MAX_MESSAGE_BYTES + 10)})
+    assert response.status_code == 503
+    assert "the payload could not be stored" in response.json()["detail"]
+    assert int(response.headers["retry-after"]) > 0
     assert drain(urls["bulk"]) == []
 
 
@@ -464,7 +510,7 @@ def test_publish_failures_are_503_with_retry_after(
     assert "secret" not in response.json()["detail"]
     assert [e["event"] for e in events] == ["job not published"]
     if isinstance(exc, RuntimeError):
-        assert events[0]["exc_info"] is True  # logged with its traceback
+        assert events[0]["exc_info"] is exc  # logged with its traceback
 
 
 @pytest.mark.parametrize(
@@ -491,12 +537,16 @@ def test_classify(exc: Exception, expected: str) -> None:
 # -- status and health ----------------------------------------------------------------------
 
 
-def test_job_status_is_404_until_the_ledger_exists(client: TestClient) -> None:
-    response = client.get("/v1/jobs/abc")
-    assert response.status_code == 404
-    assert response.json() == {
-        "detail": "no status recorded for job 'abc' (the job ledger is not enabled)"
-    }
+def test_job_status_comes_from_the_ledger(client: TestClient, topology: Topology) -> None:
+    missing_table = client.get("/v1/jobs/abc")
+    assert missing_table.status_code == 503
+    assert "conveyor infra apply" in missing_table.json()["detail"]
+    provision(topology)
+    assert client.get("/v1/jobs/abc").status_code == 404
+    job = client.post("/v1/jobs/order.placed", json=ORDER).json()
+    status = client.get(job["status_url"])
+    assert status.status_code == 200, status.text
+    assert status.json()["state"] == "queued"
 
 
 def test_health_and_readiness(client: TestClient, topology: Topology) -> None:

@@ -82,7 +82,9 @@ def test_the_bucket_is_named_for_its_account_and_region(bucket: DesiredBucket) -
 def test_the_ledger_table_exists_only_when_a_job_type_records_status() -> None:
     with_ledger = desired_state(_topology(), ACCOUNT, REGION)
     assert [
-        (t.name, t.partition_key, t.ttl_attribute, t.billing_mode) for t in with_ledger.tables
+        (t.name, t.partition_key, t.ttl_attribute, t.billing_mode)
+        for t in with_ledger.tables
+        if t.key == "jobs"
     ] == [("shop-prod-jobs", "pk", "expires_at", "PAY_PER_REQUEST")]
     without = desired_state(_topology(ledger=False), ACCOUNT, REGION)
     assert "shop-prod-jobs" not in [t.name for t in without.tables]
