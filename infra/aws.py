@@ -18,6 +18,7 @@ import boto3
 from botocore.config import Config
 
 if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_ecs import ECSClient
     from mypy_boto3_s3 import S3Client
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sts import STSClient
 
-Service = Literal["sqs", "sns", "sts", "dynamodb", "ecs", "s3"]
+Service = Literal["sqs", "sns", "sts", "dynamodb", "ecs", "s3", "cloudwatch"]
 
 #: Used when no region is configured anywhere: the emulator accepts any region,
 #: and failing with botocore's NoRegionError would be a poor first experience.
@@ -128,6 +129,14 @@ def client(
     connect_timeout_s: float | None = None,
     read_timeout_s: float | None = None,
 ) -> ECSClient: ...
+@overload
+def client(
+    service: Literal["cloudwatch"],
+    *,
+    region: str | None = None,
+    connect_timeout_s: float | None = None,
+    read_timeout_s: float | None = None,
+) -> CloudWatchClient: ...
 @overload
 def client(
     service: Literal["s3"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from conveyor.cli import api, dlq, infra, run, system, workers
+from conveyor.cli import api, dlq, infra, run, status, system, workers
 
 app = typer.Typer(
     name="conveyor",
@@ -21,6 +21,7 @@ app.add_typer(
 api.register(app)
 run.register(app)
 system.register(app)
+status.register(app)
 
 
 def main() -> None:

@@ -14,7 +14,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from conveyor.cli.common import EXIT_FAILED, EXIT_USAGE, fail, load
 from infra.logs import configure_logging
@@ -128,14 +127,6 @@ def _draining(state: PoolState) -> bool:
     return any(n.state == "draining" for n in state.nodes)
 
 
-def _uptime(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
 @app.command("ls")
 def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -143,6 +134,8 @@ def list_(
     backend_name: BackendOption = "local",
 ) -> None:
     """Per pool: desired and running replicas; per node: pid, host, uptime, jobs done."""
+    from workers.scaling.render import pools_table  # noqa: PLC0415 - keep --help fast
+
     topology = load()
     names = _pools(topology, pools)
     backend = _backend(backend_name, topology)
@@ -157,29 +150,7 @@ def list_(
             )
         )
         return
-    table = Table(title=f"worker pools ({backend.name})")
-    for column in ("pool", "desired", "running", "node", "state", "pid", "host", "uptime"):
-        table.add_column(column)
-    table.add_column("jobs ok/failed", justify="right")
-    for state in states.values():
-        first = [state.pool, str(state.desired), str(state.running)]
-        if not state.nodes:
-            table.add_row(*first, "-", "", "", "", "", "")
-        for i, node in enumerate(state.nodes):
-            jobs = (
-                f"{node.jobs_succeeded}/{node.jobs_failed}"
-                if node.jobs_succeeded is not None
-                else "-"
-            )
-            table.add_row(
-                *(first if i == 0 else ["", "", ""]),
-                node.id,
-                node.state,
-                str(node.pid or "-"),
-                node.host or "-",
-                _uptime(node.uptime_s(now)),
-                jobs,
-            )
+    table = pools_table(list(states.values()), backend.name, now)
     console = Console()
     console.print(table)
     notes = {s.note for s in states.values() if s.note}

@@ -1,0 +1,104 @@
+"""Tables for people: ``workers ls`` and ``status`` (the CLI prints them; testable wording)."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from workers.dlq.render import age
+from workers.scaling.model import PoolState
+from workers.scaling.status import SystemStatus
+
+
+def uptime(seconds: float | None) -> str:
+    """``45s``, ``12m``, ``3h 05m`` or ``-``."""
+    return age(seconds) if seconds is not None else "-"
+
+
+def pools_table(states: list[PoolState], backend: str, now: float) -> Table:
+    """Per pool desired/running, then one row per node."""
+    table = Table(title=f"worker pools ({backend})", title_justify="left")
+    for column in ("pool", "desired", "running", "node", "state", "pid", "host", "uptime"):
+        table.add_column(column)
+    table.add_column("jobs ok/failed", justify="right")
+    for state in states:
+        first = [state.pool, str(state.desired), str(state.running)]
+        if not state.nodes:
+            table.add_row(*first, "-", "", "", "", "", "")
+        for i, node in enumerate(state.nodes):
+            jobs = (
+                f"{node.jobs_succeeded}/{node.jobs_failed}"
+                if node.jobs_succeeded is not None
+                else "-"
+            )
+            table.add_row(
+                *(first if i == 0 else ["", "", ""]),
+                node.id,
+                node.state,
+                str(node.pid or "-"),
+                node.host or "-",
+                uptime(node.uptime_s(now)),
+                jobs,
+            )
+    return table
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def status_view(status: SystemStatus) -> Group:
+    """The queues table, the pools table and any notes, as one renderable."""
+    queues = Table(title="queues", title_justify="left")
+    for column in (
+        "queue",
+        "pool",
+        "visible",
+        "in flight",
+        "delayed",
+        "oldest",
+        "DLQ",
+        "DLQ oldest",
+    ):
+        queues.add_column(column, justify="left" if column in ("queue", "pool") else "right")
+    for row in status.queues:
+        if not row.exists:
+            queues.add_row(row.queue, row.pool or "-", "missing")
+            continue
+        depth = row.depth
+        dlq_oldest = "-"
+        if row.dlq_oldest_age_s is not None:
+            dlq_oldest = ("≥ " if not row.dlq_oldest_exact else "") + age(row.dlq_oldest_age_s)
+        queues.add_row(
+            row.queue,
+            row.pool or "-",
+            _count(depth.visible if depth else None),
+            _count(depth.in_flight if depth else None),
+            _count(depth.delayed if depth else None),
+            age(row.oldest_age_s) if row.oldest_age_s is not None else "unknown",
+            _count(row.dlq_depth),
+            dlq_oldest,
+        )
+    pools = Table(title=f"pools ({status.backend})", title_justify="left")
+    for column in ("pool", "desired", "running", "restarts"):
+        pools.add_column(column)
+    for state in status.pools:
+        restarts = "-" if state.restarts is None else str(state.restarts)
+        pools.add_row(state.pool, str(state.desired), str(state.running), restarts)
+    parts: list[Table | Text] = [queues, pools]
+    if any(not r.exists for r in status.queues):
+        parts.append(Text("missing queues: create them with conveyor infra apply"))
+    for note in dict.fromkeys(s.note for s in status.pools if s.note):
+        parts.append(Text(f"pools: {note}"))
+    if status.pools_error:
+        parts.append(Text(f"pools: {status.pools_error}"))
+    if any(r.exists and r.oldest_age_s is None for r in status.queues):
+        parts.append(
+            Text(
+                "oldest: unknown where CloudWatch has no ApproximateAgeOfOldestMessage"
+                " (the emulator has none; AWS publishes it each minute)",
+                style="dim",
+            )
+        )
+    return Group(*parts)
