@@ -48,6 +48,7 @@ from infra.provision.errors import describe_aws_error, error_code
 from infra.topology import Topology
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, WriteRequestTypeDef
 
 log = structlog.stdlib.get_logger("conveyor.ledger")
@@ -68,6 +69,10 @@ UNPROCESSED_PAUSE_S = 0.05
 MAX_JOB_ID_LEN = 128
 #: Errors are cut to this length in the record (the DLQ holds the full failure).
 MAX_ERROR_LEN = 500
+#: The ledger fails fast: the producer records jobs on the request's path, and a
+#: status nobody can read should cost an API request seconds, not a minute.
+CONNECT_TIMEOUT_S = 1.0
+READ_TIMEOUT_S = 3.0
 
 
 class LedgerUnavailableError(Exception):
@@ -221,6 +226,12 @@ class Ledger:
         self.queues = tuple(queues)
         self.retention_s = retention_s
 
+    @staticmethod
+    def _ddb() -> DynamoDBClient:
+        return aws.client(
+            "dynamodb", connect_timeout_s=CONNECT_TIMEOUT_S, read_timeout_s=READ_TIMEOUT_S
+        )
+
     def records(self, job_type: str | None) -> bool:
         """Whether jobs of ``job_type`` are recorded."""
         return job_type in self.job_types
@@ -259,7 +270,7 @@ class Ledger:
         pending = requests
         try:
             for attempt in range(UNPROCESSED_RETRIES + 1):
-                answer = aws.client("dynamodb").batch_write_item(
+                answer = self._ddb().batch_write_item(
                     RequestItems={self.table_name: pending}
                 )
                 # The output's type differs from the input's only in the stubs.
@@ -344,7 +355,7 @@ class Ledger:
         if remove:
             expression += " REMOVE " + ", ".join(f"#{name}" for name in remove)
         try:
-            aws.client("dynamodb").update_item(
+            self._ddb().update_item(
                 TableName=self.table_name,
                 Key={TABLE_PARTITION_KEY: _s(run_key(update.queue, update.job_id))},
                 UpdateExpression=expression,
@@ -436,7 +447,7 @@ class Ledger:
         found: list[dict[str, Any]] = []
         try:
             for attempt in range(UNPROCESSED_RETRIES + 1):
-                answer = aws.client("dynamodb").batch_get_item(RequestItems=request)
+                answer = self._ddb().batch_get_item(RequestItems=request)
                 found += answer.get("Responses", {}).get(self.table_name, [])
                 request = dict(answer.get("UnprocessedKeys") or {})
                 if not request:
