@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from conveyor.system import local_system
 from infra import aws
 from infra.envelope import encode, make_envelope
 from infra.provision import apply
@@ -23,6 +24,7 @@ from tests.conftest import AwsEnv
 from tests.polling import eventually
 from workers.scaling.backends.local import LocalBackend
 from workers.scaling.model import PoolState
+from workers.scaling.store import read_status
 
 pytestmark = pytest.mark.e2e
 
@@ -114,6 +116,7 @@ def scaling(aws_env: AwsEnv, tmp_path: Path) -> Iterator[Scaling]:
         "CONVEYOR_STATE_DIR": str(tmp_path / "state"),
         "PYTHONPATH": str(REPO),
         "CONVEYOR_WORKER_SHUTDOWN_GRACE_S": "30",
+        "CONVEYOR_API_AUTH": "none",
     }
     topology = load_topology(TOPOLOGY, environment=aws_env.environment)
     apply(topology)
@@ -230,3 +233,30 @@ def test_the_autoscaler_scales_out_to_max_and_back_to_min(scaling: Scaling) -> N
     assert any(
         d["action"] == "hold" and d["current"] == 3 and d["recommended"] == 1 for d in decisions
     )
+
+
+def test_conveyor_up_runs_the_pools_through_the_supervisor(
+    scaling: Scaling, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in ("CONVEYOR_QUEUES_FILE", "CONVEYOR_STATE_DIR", "PYTHONPATH", "CONVEYOR_API_AUTH"):
+        monkeypatch.setenv(key, scaling.env[key])
+    with local_system(scaling.topology, use_emulator=False, log_dir=scaling.log_dir) as system:
+        assert system.state_dir == scaling.pool_dir  # where `workers scale` finds it
+        (first,) = eventually(lambda: scaling.ready_nodes(1), what="one node").nodes
+        done = conveyor(scaling.env, "workers", "scale", "main=2")
+        assert done.stdout.strip() == "main: 1 → 2", done.stderr
+        eventually(lambda: scaling.ready_nodes(2), what="two nodes")
+
+        assert first.pid is not None
+        os.kill(first.pid, signal.SIGKILL)  # before the supervisor, this stopped `conveyor up`
+
+        def replaced() -> PoolState | None:
+            state = scaling.ready_nodes(2)
+            pids = {n.pid for n in state.nodes} if state else set()
+            return state if state is not None and first.pid not in pids else None
+
+        eventually(replaced, what="the killed node replaced")
+        assert system.failures() == []
+    status = read_status(scaling.pool_dir)
+    assert status is not None
+    assert not status.alive()  # stopped with the system, its nodes drained
