@@ -282,6 +282,7 @@ class Cluster:
         poison: Sequence[str] = (),
         timeout_s: float = 180.0,
         started: float | None = None,
+        report: bool = True,
         **extra: Any,
     ) -> Tally:
         """Wait until every accepted job succeeded or was dead-lettered and the queues are
@@ -290,6 +291,7 @@ class Cluster:
         ``poison``: bodies sent straight to a queue that are not jobs (no usable id);
         each counts as accepted, and as dead-lettered once its body is in a DLQ.
         ``started`` (monotonic): report ``seconds`` from then until everything settled.
+        ``report=False``: the caller adds figures to ``extra`` and reports itself.
         """
         pending = set(accepted) - self._ok - set(self.dead)
         poison_left = Counter(poison)
@@ -324,7 +326,8 @@ class Cluster:
             duplicates=sum(n - 1 for n in ok_counts.values() if n > 1),
             extra=extra,
         )
-        tally.report()
+        if report:
+            tally.report()
         return tally
 
 

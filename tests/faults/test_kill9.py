@@ -3,6 +3,7 @@ every accepted job still succeeds or is dead-lettered, none is lost."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import random
@@ -32,6 +33,11 @@ def mixed_jobs(count: int) -> list[Envelope]:
     return [make_envelope(t, p) for t, p in itertools.islice(kinds, count)]
 
 
+def ran_at_least(cluster: Cluster, count: int) -> bool:
+    """Whether ``count`` jobs have run at least once (one outbox file per job)."""
+    return len(os.listdir(cluster.outbox)) >= count
+
+
 def test_kill_9_of_random_nodes_loses_no_job(cluster: Cluster) -> None:
     jobs = size(400, 3000)
     kills = size(3, 12)
@@ -44,7 +50,7 @@ def test_kill_9_of_random_nodes_loses_no_job(cluster: Cluster) -> None:
         # Spread the kills over the run: the k-th once (k+1)/(kills+1) of the jobs ran.
         threshold = len(accepted) * (k + 1) // (kills + 2)
         eventually(
-            lambda t=threshold: len(os.listdir(cluster.outbox)) >= t,
+            functools.partial(ran_at_least, cluster, threshold),
             what=f"{threshold} jobs to run before kill {k + 1}",
             timeout_s=180,
         )
