@@ -6,6 +6,11 @@ and, from its event loop, extends every lease that has used half of its
 visibility timeout (ChangeMessageVisibilityBatch, 10 per call), until the job
 type's ``max_runtime_s`` (or SQS's 12 hours) is reached. Then it stops extending:
 the message becomes visible again and the attempt counts as failed.
+
+A node receives up to 10 messages at a time and holds the ones its pool cannot
+start yet, so ``max_runtime_s`` counts from when the job starts (:meth:`Heartbeat.start`),
+not from the receive; a held message is kept invisible meanwhile, up to SQS's
+12-hour ceiling.
 """
 
 from __future__ import annotations
@@ -40,6 +45,15 @@ class Lease:
     deadline: float
     extended_at: float = 0.0
     extensions: int = 0
+    #: The job type's limit, applied from :meth:`begin` (None: SQS's ceiling only).
+    max_runtime_s: float | None = None
+    started_at: float | None = None
+
+    def begin(self, now: float) -> None:
+        """The job started: its runtime limit counts from now."""
+        self.started_at = now
+        if self.max_runtime_s is not None:
+            self.deadline = min(self.deadline, now + self.max_runtime_s)
 
     def due(self, now: float) -> bool:
         """Whether the lease should be extended now."""
@@ -50,10 +64,17 @@ class Lease:
 def new_lease(
     queue_url: str, receipt_handle: str, visibility_timeout_s: int, max_runtime_s: float | None
 ) -> Lease:
-    """A lease starting now; ``max_runtime_s`` None means SQS's 12-hour ceiling."""
+    """A lease from now; ``max_runtime_s`` (None: SQS's 12-hour ceiling) applies from ``begin``."""
     now = time.monotonic()
     limit_s = min(max_runtime_s or MAX_VISIBILITY_TIMEOUT_S, MAX_VISIBILITY_TIMEOUT_S)
-    return Lease(queue_url, receipt_handle, visibility_timeout_s, now, now + limit_s)
+    return Lease(
+        queue_url,
+        receipt_handle,
+        visibility_timeout_s,
+        now,
+        now + MAX_VISIBILITY_TIMEOUT_S,
+        max_runtime_s=limit_s,
+    )
 
 
 class Heartbeat:
@@ -68,6 +89,14 @@ class Heartbeat:
         """Start keeping ``lease``'s message invisible."""
         with self._lock:
             self._leases[lease.receipt_handle] = lease
+
+    def start(self, receipt_handle: str) -> None:
+        """The message's job started: from now its runtime limit applies."""
+        now = time.monotonic()
+        with self._lock:
+            lease = self._leases.get(receipt_handle)
+            if lease is not None and lease.started_at is None:
+                lease.begin(now)
 
     def forget(self, receipt_handle: str) -> None:
         """Stop: the message was deleted, released or handed back."""

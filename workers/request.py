@@ -15,7 +15,7 @@ from celery.worker.request import Request
 from celery.worker.state import task_ready
 
 from workers.outcome import Outcome
-from workers.transport import OUTCOME_KEY
+from workers.transport import OUTCOME_KEY, job_started
 
 
 class OutcomeSignal(Exception):  # noqa: N818 - a signal, not an error
@@ -31,6 +31,11 @@ class OutcomeSignal(Exception):  # noqa: N818 - a signal, not an error
 
 class JobRequest(Request):
     """A Celery request whose expected outcomes go to the transport, not to failure handling."""
+
+    def on_accepted(self, pid: str, time_accepted: float) -> None:  # pid: as the stubs type it
+        """The pool started the job: the heartbeat's runtime limit counts from now."""
+        job_started(self.message)
+        super().on_accepted(pid, time_accepted)
 
     def on_failure(
         self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False

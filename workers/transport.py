@@ -17,6 +17,13 @@ What it changes, and why:
   message visible again instead of publishing a copy of it.
 * ``new_sqs_client`` takes boto3 clients from :mod:`infra.aws`, so endpoint, region
   and credentials come from the standard AWS settings, not from the broker URL.
+* ``_schedule_queue`` receives only when at least a full batch (10) of prefetch
+  slots is free, and then asks for 10. kombu asks for as many messages as slots
+  are free, so a busy node made about one ReceiveMessage per job; the app sizes
+  the prefetch (see :func:`workers.app.prefetch_multiplier`) so that a node still
+  has jobs queued for its pool when it receives the next batch. Held messages stay
+  invisible through the heartbeat, whose runtime limit starts with the job
+  (:func:`job_started`), and are released at shutdown.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import Any
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 from kombu.transport import SQS, virtual
+from vine import promise
 
 from infra import aws
 from workers.batching import SqsBatcher
@@ -53,6 +61,9 @@ FAILED_POLL = -1
 BUSY_RECHECK_S = 0.05
 #: How often the consumer looks for leases to extend.
 HEARTBEAT_CHECK_S = 1.0
+#: Messages one ReceiveMessage asks for (SQS's maximum), and the free prefetch
+#: slots a node waits for before it receives again.
+RECEIVE_BATCH = 10
 #: System attributes every receive asks for.
 SYSTEM_ATTRIBUTES = [
     "ApproximateReceiveCount",
@@ -132,6 +143,13 @@ _channels: weakref.WeakSet[Channel] = weakref.WeakSet()
 def messages_held() -> int:
     """Messages this process has received and not yet deleted or released (in flight)."""
     return sum(channel._heartbeat.held() for channel in list(_channels))
+
+
+def job_started(message: Any) -> None:
+    """The pool started the job of ``message`` (a kombu message): its runtime limit starts."""
+    channel = getattr(message, "channel", None)
+    if isinstance(channel, Channel):
+        channel._heartbeat.start(message.delivery_tag)
 
 
 class Channel(SQS.Channel):
@@ -250,6 +268,19 @@ class Channel(SQS.Channel):
             return FAILED_POLL
         return int(super()._on_messages_ready(queue, qname, messages))  # type: ignore[misc]
 
+    def _schedule_queue(self, queue: str) -> None:
+        # kombu receives whenever one prefetch slot is free and asks for that many
+        # messages: ~1 ReceiveMessage per job on a busy node. Wait for a full batch.
+        if queue not in self._active_queues:
+            return
+        free = self.qos.can_consume_max_estimate()
+        prefetch = self.qos.prefetch_count or RECEIVE_BATCH
+        if free is None or free >= min(RECEIVE_BATCH, prefetch):
+            receive = self._get_bulk_async  # type: ignore[attr-defined]
+            receive(queue, callback=promise(self._loop1, (queue,)))
+        else:
+            self._loop1(queue)
+
     def _loop1(self, queue: str, messages_fetched: int | None = None) -> None:
         # kombu calls this after each poll (with the number of messages, 0 when the
         # long poll came back empty) and when it skipped polling because every slot
@@ -258,7 +289,7 @@ class Channel(SQS.Channel):
         # interval, spins through call_soon while busy. Poll again at once after a
         # poll; recheck a busy node a little later. Either way the loop is alive.
         hub: Any = getattr(self, "hub", None)  # untyped in the stubs
-        schedule = self._schedule_queue  # type: ignore[attr-defined]
+        schedule = self._schedule_queue
         if messages_fetched == FAILED_POLL:
             hub.call_later(RECEIVE_RETRY_S, schedule, queue)
             return
