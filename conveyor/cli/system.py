@@ -67,8 +67,11 @@ def up(
     ] = False,
 ) -> None:
     """Start the emulator (unless an AWS endpoint is configured), apply the topology,
-    start the API and the worker pools under the local supervisor (replicas.min nodes
-    per pool until `conveyor workers scale`; crashed nodes restart); Ctrl-C stops."""
+    start the API and the worker pools; stay in the foreground until Ctrl-C.
+
+    Worker nodes run under the local supervisor: replicas.min per pool until
+    conveyor workers scale changes it, and a node that crashes is restarted.
+    """
     topology, no_endpoint = _prepare()
     signal.signal(signal.SIGTERM, _raise_stop)
     try:

@@ -86,7 +86,11 @@ def scale(
     timeout_s: Annotated[float, typer.Option(help="How long --wait waits.")] = 60.0,
     backend_name: BackendOption = "local",
 ) -> None:
-    """Set the desired replicas of pools (e.g. ``media=3``) and print before → after."""
+    """Set the desired replicas of pools (media=3) and print before → after.
+
+    Counts outside the pool's replicas bounds need --force. The local supervisor
+    applies a change within a second; --wait returns once the nodes run.
+    """
     from workers.scaling.scale import parse_requests, scale  # noqa: PLC0415
 
     topology = load()
@@ -160,8 +164,12 @@ def list_(
 
 @app.command()
 def up(pools: PoolsOption = None) -> None:
-    """Run the local supervisor in the foreground: nodes per pool as desired (see
-    ``workers scale``), crashed nodes restarted with backoff; Ctrl-C drains and stops."""
+    """Run the local supervisor in the foreground (Ctrl-C drains and stops).
+
+    It runs each pool's desired number of worker nodes (replicas.min until
+    conveyor workers scale says otherwise), restarts crashed nodes with backoff
+    and scales in with SIGTERM, so nodes finish their jobs before they exit.
+    """
     from workers.scaling.store import state_dir_for  # noqa: PLC0415
     from workers.scaling.supervisor import Supervisor  # noqa: PLC0415
 
@@ -188,16 +196,12 @@ def up(pools: PoolsOption = None) -> None:
 
 
 def _check_queues(topology: Topology, pools: list[str]) -> None:
+    """ProvisionError (a missing queue, with how to create it) before any node starts."""
     from infra import provision  # noqa: PLC0415
 
     for pool in pools:
         for queue in topology.pools[pool].queues:
-            try:
-                provision.queue_url(topology, queue)
-            except ProvisionError as exc:
-                raise ScalingError(
-                    f"{exc.message} (create the queues first: conveyor infra apply)"
-                ) from None
+            provision.queue_url(topology, queue)
 
 
 @app.command()
@@ -209,8 +213,12 @@ def autoscale(
     pools: PoolsOption = None,
     backend_name: BackendOption = "local",
 ) -> None:
-    """Follow the backlog: desired = clamp(ceil((visible + in flight) / target), min, max),
-    with the pools' cooldowns; every decision is logged (autoscale.decision)."""
+    """Scale pools on their backlog (visible + in-flight messages of their queues).
+
+    desired = clamp(ceil(backlog / target_backlog_per_worker), replicas.min,
+    replicas.max); out at once, in only after the backlog stayed low for the
+    scale-in cooldown. Every decision is logged (autoscale.decision).
+    """
     from workers.scaling.autoscaler import Autoscaler, Decision  # noqa: PLC0415
 
     settings = load_settings()

@@ -107,3 +107,12 @@ def test_watch_refreshes(topology: Topology, aws_env: AwsEnv, tmp_path: object) 
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
+
+
+def test_workers_up_needs_the_queues(topology: Topology) -> None:
+    result = runner.invoke(app, ["workers", "up"])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"conveyor: queue {topology.queue_name('work')} does not exist:"
+        " run `conveyor infra apply` to create it"
+    )

@@ -9,8 +9,9 @@ import pytest
 from infra.export import cloudformation_template, kubernetes_manifests
 from infra.topology import TopologyError, load_topology
 from tests import REPO
+from workers.scaling.errors import ScalingError
 from workers.scaling.store import DesiredStore, read_status, state_dir_for
-from workers.scaling.supervisor import RestartBackoff
+from workers.scaling.supervisor import RestartBackoff, Supervisor
 
 SCALING = REPO / "tests" / "fixtures" / "scaling.yaml"
 
@@ -103,3 +104,16 @@ def test_desired_store_merges_and_reports_what_was_before(tmp_path: Path) -> Non
 def test_restart_backoff_doubles_up_to_its_cap() -> None:
     backoff = RestartBackoff(base_s=0.5, max_s=4)
     assert [backoff.delay_s(n) for n in range(1, 6)] == [0.5, 1, 2, 4, 4]
+
+
+def test_one_supervisor_per_state_directory(tmp_path: Path) -> None:
+    topology = load_topology(SCALING, environment="unit")
+    first = Supervisor(topology, state_dir_for(topology, tmp_path))
+    first.acquire()
+    try:
+        with pytest.raises(ScalingError) as raised:
+            Supervisor(topology, state_dir_for(topology, tmp_path)).acquire()
+        assert str(raised.value).startswith("a supervisor is already running for sc-unit")
+    finally:
+        first.shutdown()  # releases the lock
+    Supervisor(topology, state_dir_for(topology, tmp_path)).acquire()
