@@ -69,6 +69,20 @@ def _redrives(envelope: Envelope | None) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
+class InvalidPayloadError(ValueError):
+    """A payload that fails its job type's model: the message names fields, never values."""
+
+    @classmethod
+    def of(cls, exc: ValidationError) -> InvalidPayloadError:
+        # pydantic's own message quotes the input (input_value=…), which would put the
+        # payload into worker logs and failure records; the DLQ body still has it.
+        fields = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)
+        )
+        return cls(f"the payload does not match {exc.title}: {fields}")
+
+
 def receive_count(message: Mapping[str, Any]) -> int:
     """SQS's ApproximateReceiveCount: the attempt number, which survives worker crashes."""
     try:
@@ -214,7 +228,7 @@ class JobRunner:
         try:
             return self._models[envelope.type].model_validate(data)
         except ValidationError as exc:
-            return self._dead_letter(delivery, "invalid_payload", exc)
+            return self._dead_letter(delivery, "invalid_payload", InvalidPayloadError.of(exc))
 
     def _failed_attempt(self, delivery: _Delivery, policy: RetryPolicy, exc: Exception) -> Outcome:
         if delivery.attempt >= policy.max_attempts:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from infra import aws
+from infra.claim_check import claim_check_for
 from infra.envelope import encode, make_envelope
 from tests.faults.harness import Cluster, notes, size
 
@@ -38,22 +39,43 @@ POISON = [
     ("a job type of the other queue", _doc(id="p7", type="fault.slow"), "no_handler"),
     ("payload failing validation", _doc(id="p8", data={"label": 42}), "invalid_payload"),
     ("payload missing", _doc(id="p9", data=None), "invalid_payload"),
-    (
-        "claim check to an object that does not exist",
-        _doc(id="p10", data=None, dataref="s3://cf-missing-bucket/nothing/here.json"),
-        {"unsupported_dataref", "dataref_missing", "invalid_dataref", "claim_check_failed"},
-    ),
 ]
 
 
 def test_poison_messages_are_dead_lettered_with_their_reason_and_nodes_carry_on(
     cluster: Cluster,
 ) -> None:
+    # Claim checks that cannot be followed: the topology's own bucket, provisioned.
+    bucket = claim_check_for(cluster.topology).bucket
+    aws.client("s3").put_object(Bucket=bucket, Key="fault.note/garbage.json", Body=b"{not json")
+    poison = [
+        *POISON,
+        (
+            "claim check to an object that does not exist (expired)",
+            _doc(id="c1", data=None, dataref=f"s3://{bucket}/fault.note/missing.json"),
+            "payload_missing",
+        ),
+        (
+            "claim check to an object that is not JSON",
+            _doc(id="c2", data=None, dataref=f"s3://{bucket}/fault.note/garbage.json"),
+            "invalid_payload_object",
+        ),
+        (
+            "claim check outside the topology's bucket",
+            _doc(id="c3", data=None, dataref="s3://someone-elses-bucket/secrets.json"),
+            "invalid_dataref",
+        ),
+        (
+            "claim check that is not an s3:// URI",
+            _doc(id="c4", data=None, dataref="file:///etc/passwd"),
+            "invalid_dataref",
+        ),
+    ]
     node = cluster.node("a")
     good_before = cluster.publish(notes("fault.note", size(20, 200), "before"))
     sqs = aws.client("sqs")
     url = cluster.url("alpha")
-    bodies = [body for _, body, _ in POISON]
+    bodies = [body for _, body, _ in poison]
     for body in bodies:
         sqs.send_message(QueueUrl=url, MessageBody=body)
     # A valid job, sent straight to the queue like the poison, to show the path itself works.
@@ -62,21 +84,20 @@ def test_poison_messages_are_dead_lettered_with_their_reason_and_nodes_carry_on(
     good_after = cluster.publish(notes("fault.note", size(20, 200), "after"))
 
     tally = cluster.settle(
-        "poison messages", [*good_before, direct.id, *good_after], poison=bodies, kinds=len(POISON)
+        "poison messages", [*good_before, direct.id, *good_after], poison=bodies, kinds=len(poison)
     )
 
     assert tally.lost == []
-    assert tally.dead_lettered == len(POISON)
+    assert tally.dead_lettered == len(poison)
     assert tally.duplicates == 0
     assert node.alive, node.text()  # the node was not hurt
     # Each poison message is in the DLQ once, byte for byte, with its reason, after one receive.
     records = dict(cluster.dead_messages)
-    assert len(cluster.dead_messages) == len(POISON)
-    for what, body, reason in POISON:
+    assert len(cluster.dead_messages) == len(poison)
+    for what, body, reason in poison:
         failure = records[body]
         assert failure is not None, what
-        wanted = {reason} if isinstance(reason, str) else reason
-        assert failure.reason in wanted, (what, failure.reason, failure.error_message)
+        assert failure.reason == reason, (what, failure.reason, failure.error_message)
         assert failure.attempts == 1, what
         assert failure.queue == "alpha"
         assert failure.error_message, what
