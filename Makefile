@@ -27,6 +27,10 @@ emulator: $(STAMP)  ## run the embedded emulator in the foreground
 test: $(STAMP)  ## the test suite (unit, integration against a real moto server, end to end)
 	$(BIN)/pytest
 
+.PHONY: faults
+faults: $(STAMP)  ## the fault suite at full size (~15 min): kill -9, SIGTERM, outage, poison, duplicates, load, fuzzing
+	CONVEYOR_FAULTS=full $(BIN)/pytest tests/faults tests/fuzz --timeout=1200 -q
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
