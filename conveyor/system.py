@@ -193,6 +193,8 @@ def local_system(
     emulator: EmulatorProcess | None = None
     try:
         if use_emulator:
+            # The embedded emulator is a local sandbox: its API runs without keys (contract C2).
+            env.setdefault("CONVEYOR_API_AUTH", "none")
             emulator = EmulatorProcess(
                 emulator_port, log_path=log_dir / "emulator.log" if log_dir else None
             )

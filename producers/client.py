@@ -1,37 +1,117 @@
-"""A thin Python client for the producer API.
+"""The Python client of the producer API.
 
-    with ConveyorClient("http://127.0.0.1:8000") as api:
-        job = api.enqueue("image.resize", {"image_url": "https://…", "width_px": 640})
-        print(job.id, job.queues)
+    with Client("http://127.0.0.1:8000", api_key="cvy_…") as api:
+        job = api.enqueue("image.resize", {"image_url": "https://…", "width_px": 640},
+                          idempotency_key="resize-42")
+        results = api.enqueue_many([{"type": "email.send", "data": {...}}, ...])
+        status = api.wait(job.id, timeout_s=30)
 
-Anything but a 202 raises :class:`EnqueueError`. Nothing is retried here: a 503
-says when to retry (``retry_after_s``), and the caller knows whether retrying is
-safe (pass an ``idempotency_key``).
+A 503 (not published: SNS unreachable, throttling) and a 429 (rate limit) are
+retried, waiting what ``Retry-After`` says (or an exponential backoff), within
+:class:`Retry`'s bounds; then :class:`EnqueueError` is raised. Retrying is safe
+for a 503: the API answers 503 only for a job SNS did not accept. Pass an
+``idempotency_key`` to make a retry after a *timeout* (no answer at all) safe too.
+Other refusals raise at once: 401/403 :class:`AuthError`, 404 :class:`NotFoundError`,
+anything else :class:`EnqueueError` with the status and the API's reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+#: The most jobs the API takes in one request.
+BATCH_LIMIT = 500
+#: States after which a job's record no longer changes.
+FINAL_STATES = frozenset({"succeeded", "dead-lettered"})
+#: Statuses worth retrying: not published (503), rate limited (429).
+RETRYABLE = frozenset({429, 503})
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How 503s and 429s are retried: at most ``max_attempts`` tries within ``max_wait_s``.
+
+    Between tries the client waits ``Retry-After`` when the API sends it (capped at
+    ``cap_s``), else ``base_s * 2**n`` with jitter.
+    """
+
+    max_attempts: int = 5
+    max_wait_s: float = 60.0
+    base_s: float = 0.5
+    cap_s: float = 30.0
+
+    def delay_s(self, attempt: int, retry_after_s: float | None) -> float:
+        """The wait before try ``attempt + 1`` (``attempt`` counts from 1)."""
+        if retry_after_s is not None:
+            return min(self.cap_s, retry_after_s)
+        backoff = min(self.cap_s, self.base_s * 2.0 ** (attempt - 1))
+        return float(backoff / 2 + random.uniform(0, backoff / 2))  # noqa: S311 - jitter
+
+
+#: Never retry (tests, or callers with their own policy).
+NO_RETRY = Retry(max_attempts=1)
+
 
 @dataclass(frozen=True)
 class EnqueueResult:
-    """A job the API accepted (SNS has it)."""
+    """A job the API accepted (SNS has it). ``duplicate``: accepted earlier under its key."""
 
     id: str
     type: str
     status_url: str
     queues: list[str]
+    duplicate: bool = False
 
 
-class EnqueueError(Exception):
-    """The API refused the job, failed, or could not be reached.
+@dataclass(frozen=True)
+class BatchItemResult:
+    """One job of :meth:`Client.enqueue_many`, by its ``index`` in the input."""
+
+    index: int
+    status: int
+    type: str | None = None
+    id: str | None = None
+    status_url: str | None = None
+    queues: list[str] = field(default_factory=list)
+    error: str | None = None
+    duplicate: bool = False
+    retry_after_s: float | None = None
+
+    @property
+    def accepted(self) -> bool:
+        """SNS has the job."""
+        return self.status == 202
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A job's record in the job ledger (``GET /v1/jobs/{id}``)."""
+
+    id: str
+    type: str | None
+    #: Overall: queued, running, retrying, succeeded, dead-lettered.
+    state: str
+    #: Per queue: its state, attempt, timestamps, next attempt, dead-letter reason.
+    queues: dict[str, dict[str, Any]]
+    #: The whole answer, as the API sent it.
+    raw: dict[str, Any]
+
+    @property
+    def done(self) -> bool:
+        """The job succeeded or was dead-lettered everywhere it went."""
+        return self.state in FINAL_STATES
+
+
+class ApiError(Exception):
+    """The API refused the request, failed, or could not be reached.
 
     ``status_code`` is None when no answer arrived (connection refused, timeout);
     after a timeout the job may or may not have been published.
@@ -52,6 +132,27 @@ class EnqueueError(Exception):
         #: The decoded JSON answer, e.g. FastAPI's list of field errors for a 422.
         self.body = body
         super().__init__(f"{status_code}: {detail}" if status_code is not None else detail)
+
+
+class EnqueueError(ApiError):
+    """A job (or a batch) was not accepted."""
+
+
+class AuthError(EnqueueError):
+    """401 (no key, or a wrong one) or 403 (the key may not enqueue this job type)."""
+
+
+class NotFoundError(EnqueueError):
+    """404: an unknown job type, or no status recorded for the job id."""
+
+
+class WaitTimeoutError(TimeoutError):
+    """:meth:`Client.wait` gave up; ``last`` is the last status seen (None: none yet)."""
+
+    def __init__(self, job_id: str, timeout_s: float, last: JobStatus | None) -> None:
+        self.last = last
+        state = last.state if last is not None else "no status yet"
+        super().__init__(f"job {job_id} not done after {timeout_s:g}s ({state})")
 
 
 def _render_detail(body: Any, fallback: str) -> str:
@@ -81,38 +182,62 @@ def _retry_after_s(response: httpx.Response) -> float | None:
         return None  # an HTTP date: not something this API sends
 
 
-class ConveyorClient:
-    """Enqueue jobs through the producer API at ``base_url``."""
+def _error_for(response: httpx.Response, body: Any) -> EnqueueError:
+    fallback = response.reason_phrase or f"HTTP {response.status_code}"
+    kind = {401: AuthError, 403: AuthError, 404: NotFoundError}.get(
+        response.status_code, EnqueueError
+    )
+    return kind(
+        response.status_code,
+        _render_detail(body, fallback),
+        retry_after_s=_retry_after_s(response),
+        body=body,
+    )
+
+
+def _batch_item(raw: Any, index: int) -> BatchItemResult:
+    if not isinstance(raw, dict):
+        return BatchItemResult(index, 0, error="unreadable result")
+    return BatchItemResult(
+        index=index,
+        status=int(raw.get("status", 0)),
+        type=raw.get("type"),
+        id=raw.get("id"),
+        status_url=raw.get("status_url"),
+        queues=[str(q) for q in raw.get("queues") or []],
+        error=raw.get("error"),
+        duplicate=bool(raw.get("duplicate", False)),
+        retry_after_s=raw.get("retry_after_s"),
+    )
+
+
+class Client:
+    """The producer API at ``base_url``, with ``api_key`` (``Authorization: Bearer``) if given."""
 
     def __init__(
         self,
         base_url: str,
+        api_key: str | None = None,
         *,
-        timeout_s: float = 10,
+        timeout_s: float = 30,
+        retry: Retry = Retry(),  # frozen: one default shared safely
         transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """``transport`` replaces httpx's network transport (proxies, mTLS, tests)."""
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport)
+        self.retry = retry
+        self._sleep = sleep
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=timeout_s, transport=transport, headers=headers
+        )
 
-    def enqueue(
-        self,
-        job_type: str,
-        payload: Mapping[str, Any],
-        *,
-        idempotency_key: str | None = None,
-        traceparent: str | None = None,
-    ) -> EnqueueResult:
-        """Submit one job; return once the API answered 202, else raise :class:`EnqueueError`."""
-        headers = {}
-        if idempotency_key is not None:
-            headers["Idempotency-Key"] = idempotency_key
-        if traceparent is not None:
-            headers["traceparent"] = traceparent
+    # -- HTTP ---------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> tuple[httpx.Response, Any]:
         try:
-            response = self._http.post(
-                f"/v1/jobs/{quote(job_type, safe='')}", json=dict(payload), headers=headers
-            )
+            response = self._http.request(method, path, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise EnqueueError(None, f"cannot reach {self.base_url}: {exc}") from exc
         except httpx.TimeoutException as exc:
@@ -127,14 +252,49 @@ class ConveyorClient:
             body: Any = response.json()
         except ValueError:
             body = None
+        return response, body
+
+    def _with_retries(
+        self, send: Callable[[], tuple[httpx.Response, Any]]
+    ) -> tuple[httpx.Response, Any]:
+        """``send`` until the answer is not a 503/429, or the retry budget is spent."""
+        started = time.monotonic()
+        attempt = 1
+        while True:
+            response, body = send()
+            if response.status_code not in RETRYABLE or attempt >= self.retry.max_attempts:
+                return response, body
+            delay = self.retry.delay_s(attempt, _retry_after_s(response))
+            if time.monotonic() - started + delay > self.retry.max_wait_s:
+                return response, body
+            self._sleep(delay)
+            attempt += 1
+
+    # -- enqueue ------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        job_type: str,
+        payload: Mapping[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
+        message_group_id: str | None = None,
+    ) -> EnqueueResult:
+        """Submit one job; return once the API answered 202, else raise :class:`EnqueueError`."""
+        headers = {}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        if traceparent is not None:
+            headers["traceparent"] = traceparent
+        if message_group_id is not None:
+            headers["X-Message-Group-Id"] = message_group_id
+        path = f"/v1/jobs/{quote(job_type, safe='')}"
+        response, body = self._with_retries(
+            lambda: self._send("POST", path, json=dict(payload), headers=headers)
+        )
         if response.status_code != 202:
-            fallback = response.reason_phrase or f"HTTP {response.status_code}"
-            raise EnqueueError(
-                response.status_code,
-                _render_detail(body, fallback),
-                retry_after_s=_retry_after_s(response),
-                body=body,
-            )
+            raise _error_for(response, body)
         if not isinstance(body, dict) or not {"id", "type", "status_url"} <= body.keys():
             raise EnqueueError(202, "the API accepted the job but its answer is unreadable")
         return EnqueueResult(
@@ -144,11 +304,120 @@ class ConveyorClient:
             queues=[str(q) for q in body.get("queues", [])],
         )
 
+    def enqueue_many(
+        self,
+        jobs: Iterable[Mapping[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+        traceparent: str | None = None,
+    ) -> list[BatchItemResult]:
+        """Submit jobs (``{"type", "data", "idempotency_key"?}``) in requests of up to 500.
+
+        One result per job, in order; check ``accepted`` (this never raises for a job
+        the API refused, only when a whole request was refused: 401, 422 for a
+        malformed batch, …). Jobs answered 503 are sent again within the retry budget.
+        ``idempotency_key`` names the whole call: job *i* gets ``<key>-<i>`` unless it
+        has its own.
+        """
+        items = [dict(job) for job in jobs]
+        if idempotency_key is not None:
+            for i, item in enumerate(items):
+                item.setdefault("idempotency_key", f"{idempotency_key}-{i}")
+        results: list[BatchItemResult] = []
+        for start in range(0, len(items), BATCH_LIMIT):
+            chunk = items[start : start + BATCH_LIMIT]
+            results += self._enqueue_chunk(chunk, start, traceparent)
+        return results
+
+    def _enqueue_chunk(
+        self, items: Sequence[dict[str, Any]], offset: int, traceparent: str | None
+    ) -> list[BatchItemResult]:
+        headers = {"traceparent": traceparent} if traceparent is not None else {}
+        final: dict[int, BatchItemResult] = {}
+        pending = list(range(len(items)))
+        started = time.monotonic()
+        attempt = 1
+        while pending:
+            response, body = self._send(
+                "POST", "/v1/jobs", json={"jobs": [items[i] for i in pending]}, headers=headers
+            )
+            results = body.get("results") if isinstance(body, dict) else None
+            if not isinstance(results, list) or len(results) != len(pending):
+                if response.status_code in RETRYABLE and self._may_retry(
+                    attempt, started, _retry_after_s(response)
+                ):
+                    attempt += 1
+                    continue
+                raise _error_for(response, body)
+            retry: list[int] = []
+            hint = _retry_after_s(response)
+            for position, raw in zip(pending, results, strict=True):
+                item = _batch_item(raw, offset + position)
+                final[position] = item
+                if item.status in RETRYABLE:
+                    retry.append(position)
+            if not retry or not self._may_retry(attempt, started, hint):
+                break
+            pending = retry
+            attempt += 1
+        return [final[i] for i in range(len(items))]
+
+    def _may_retry(self, attempt: int, started: float, retry_after_s: float | None) -> bool:
+        """Wait for the next try if the budget allows it; False when it does not."""
+        if attempt >= self.retry.max_attempts:
+            return False
+        delay = self.retry.delay_s(attempt, retry_after_s)
+        if time.monotonic() - started + delay > self.retry.max_wait_s:
+            return False
+        self._sleep(delay)
+        return True
+
+    # -- status -------------------------------------------------------------------------
+
+    def status(self, job_id: str) -> JobStatus:
+        """The job's status; :class:`NotFoundError` if none is recorded."""
+        path = f"/v1/jobs/{quote(job_id, safe='')}"
+        response, body = self._with_retries(lambda: self._send("GET", path))
+        if response.status_code != 200:
+            raise _error_for(response, body)
+        if not isinstance(body, dict):
+            raise EnqueueError(200, "the job's status is unreadable")
+        queues = body.get("queues") or {}
+        if isinstance(queues, list):  # a list of per-queue records, each naming its queue
+            queues = {str(q.get("queue")): q for q in queues if isinstance(q, dict)}
+        return JobStatus(
+            id=str(body.get("job_id") or body.get("id") or job_id),
+            type=body.get("job_type") or body.get("type"),
+            state=str(body.get("state", "unknown")),
+            queues=dict(queues),
+            raw=body,
+        )
+
+    def wait(self, job_id: str, timeout_s: float, *, poll_s: float = 0.5) -> JobStatus:
+        """Poll the job's status until it is done (succeeded or dead-lettered everywhere).
+
+        A job not recorded yet (404) is polled again. Raises :class:`WaitTimeoutError`.
+        """
+        deadline = time.monotonic() + timeout_s
+        last: JobStatus | None = None
+        while True:
+            try:
+                last = self.status(job_id)
+            except NotFoundError:
+                last = None
+            if last is not None and last.done:
+                return last
+            if time.monotonic() + poll_s > deadline:
+                raise WaitTimeoutError(job_id, timeout_s, last)
+            self._sleep(poll_s)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()
 
-    def __enter__(self) -> ConveyorClient:
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(
@@ -158,3 +427,7 @@ class ConveyorClient:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+#: The client's earlier name.
+ConveyorClient = Client

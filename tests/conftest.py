@@ -48,6 +48,8 @@ def aws_environ(endpoint_url: str, environment: str) -> dict[str, str]:
         "AWS_MAX_ATTEMPTS": "1",
         "CONVEYOR_ENVIRONMENT": environment,
         "CONVEYOR_LOG_FORMAT": "json",
+        # API processes started by tests run without keys unless the test is about auth (C2).
+        "CONVEYOR_API_AUTH": "none",
     }
 
 

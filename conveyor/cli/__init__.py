@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from conveyor.cli import api, dlq, infra, run, status, system, workers
+from conveyor.cli import api, dlq, infra, jobs, run, status, system, workers
 
 app = typer.Typer(
     name="conveyor",
@@ -18,6 +18,7 @@ app.add_typer(dlq.app, name="dlq", help="DLQs: list, show, redrive, export, dele
 app.add_typer(
     workers.app, name="workers", help="Worker pools: scale, ls, up (supervisor), autoscale."
 )
+app.add_typer(jobs.app, name="jobs", help="Jobs: show one's status (the job ledger).")
 api.register(app)
 run.register(app)
 system.register(app)

@@ -1,4 +1,4 @@
-"""``conveyor api`` (serve the producer API) and ``conveyor enqueue`` (submit one job)."""
+"""``conveyor api`` (serve the API; ``api keys``) and ``conveyor enqueue`` (a job, or a file)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,70 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from conveyor.cli import common
-from infra.logs import configure_logging
+from conveyor.cli.batch import describe, enqueue_file, exit_code
+from infra.logs import configure_logging, get_logger
 from infra.settings import load_settings
-from infra.topology import TopologyError, check_imports
-from producers.client import ConveyorClient, EnqueueError
+from infra.topology import Topology, TopologyError, check_imports
+from producers.auth import ApiKey, KeysError, generate_key, hash_key, load_keys
+from producers.client import Client, EnqueueError
+from producers.config import ApiSettings
+
+api_app = typer.Typer(
+    help="Serve the producer HTTP API (OpenAPI docs at /docs); `api keys` makes API keys.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+keys_app = typer.Typer(help="API keys: create one, or hash one you have.", no_args_is_help=True)
+api_app.add_typer(keys_app, name="keys")
+
+ApiUrl = Annotated[
+    str | None,
+    typer.Option(
+        help="The producer API (default: CONVEYOR_API_URL or http://127.0.0.1:8000).",
+        show_default=False,
+    ),
+]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option("--api-key", help="The API key (default: CONVEYOR_API_KEY).", show_default=False),
+]
+TimeoutS = Annotated[float, typer.Option(help="Seconds to wait for each answer.", min=0.1)]
 
 
+def api_client(api_url: str | None, api_key: str | None, timeout_s: float) -> Client:
+    """A client for the API named by the options, or by CONVEYOR_API_URL / CONVEYOR_API_KEY."""
+    import os  # noqa: PLC0415 - only here: the one place that reads CONVEYOR_API_KEY
+
+    url = api_url or load_settings().api_url
+    return Client(url, api_key or os.environ.get("CONVEYOR_API_KEY") or None, timeout_s=timeout_s)
+
+
+def _keys(settings: ApiSettings, topology: Topology) -> list[ApiKey] | None:
+    """The API keys to require, None when CONVEYOR_API_AUTH=none; exit 2 when none are set."""
+    if settings.auth == "none":
+        return None
+    try:
+        keys = load_keys(
+            path=settings.keys_file, inline=settings.keys, job_types=topology.job_types
+        )
+    except KeysError as exc:
+        common.fail(str(exc), common.EXIT_USAGE)
+    if not keys:
+        common.fail(
+            "the producer API needs API keys: set CONVEYOR_API_KEYS_FILE (or CONVEYOR_API_KEYS)"
+            " to a keys document (`conveyor api keys create NAME` makes one), or set"
+            " CONVEYOR_API_AUTH=none to serve without authentication",
+            common.EXIT_USAGE,
+        )
+    return keys
+
+
+@api_app.callback()
 def api(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = 8000,
     max_body_bytes: Annotated[
@@ -26,10 +81,17 @@ def api(
             " of queues.yaml + 256 KiB).",
             envvar="CONVEYOR_API_MAX_BODY_BYTES",
             min=1,
+            show_default=False,
         ),
     ] = None,
 ) -> None:
-    """Serve the producer HTTP API (OpenAPI docs at /docs)."""
+    """Serve the producer HTTP API (OpenAPI docs at /docs).
+
+    API keys are required (CONVEYOR_API_KEYS_FILE or CONVEYOR_API_KEYS) unless
+    CONVEYOR_API_AUTH=none; `conveyor up` on the embedded emulator runs without.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     topology = common.load()
     settings = load_settings()
     try:
@@ -38,11 +100,73 @@ def api(
     except TopologyError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(common.EXIT_USAGE) from None
+    try:
+        api_settings = ApiSettings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CONVEYOR_API_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        common.fail(problems, common.EXIT_USAGE)
+    keys = _keys(api_settings, topology)
     configure_logging(settings.log_format, settings.log_level)
+    log = get_logger("conveyor.api")
+    if keys is None:
+        log.warning(
+            "authentication is off (CONVEYOR_API_AUTH=none): anyone who reaches this port"
+            " can enqueue jobs"
+        )
+    else:
+        log.info("authentication on", keys=sorted(k.name for k in keys))
     # Imported here: `conveyor enqueue` and `--help` need neither FastAPI nor uvicorn.
     from producers.serve import serve  # noqa: PLC0415
 
-    serve(topology, host=host, port=port, max_body_bytes=max_body_bytes)
+    serve(
+        topology,
+        host=host,
+        port=port,
+        max_body_bytes=max_body_bytes,
+        keys=keys,
+        settings=api_settings,
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="The key's name (logs, idempotency scope).")],
+    job_type: Annotated[
+        list[str] | None,
+        typer.Option("--job-type", help="A job type the key may enqueue (repeat; default: all)."),
+    ] = None,
+    rate_per_s: Annotated[
+        float | None, typer.Option(help="Jobs per second (default: CONVEYOR_API_RATE_PER_S).")
+    ] = None,
+) -> None:
+    """Make a new API key: print it once (stderr) and its keys-file entry (stdout)."""
+    key = generate_key()
+    entry: dict[str, Any] = {"name": name, "sha256": hash_key(key)}
+    if job_type:
+        entry["job_types"] = sorted(set(job_type))
+    if rate_per_s is not None:
+        entry["rate_per_s"] = rate_per_s
+    # Validated like the API will read it, so a bad name fails now, not at start.
+    try:
+        load_keys(path=None, inline=json.dumps({"keys": [entry]}))
+    except KeysError as exc:
+        common.fail(str(exc).removeprefix("CONVEYOR_API_KEYS: "), common.EXIT_USAGE)
+    typer.echo(f"API key (shown once, give it to the client): {key}", err=True)
+    typer.echo("# add to the keys file (CONVEYOR_API_KEYS_FILE), under `keys:`")
+    typer.echo(f"- {json.dumps(entry)}")
+
+
+@keys_app.command("hash")
+def keys_hash(
+    key: Annotated[str, typer.Argument(help="The API key; - reads it from stdin.")],
+) -> None:
+    """Print the sha256 of a key, as the keys file stores it."""
+    if key == "-":
+        key = sys.stdin.readline().strip()
+    typer.echo(hash_key(key))
 
 
 def _read_payload(text: str) -> dict[str, Any]:
@@ -57,49 +181,79 @@ def _read_payload(text: str) -> dict[str, Any]:
     try:
         payload = json.loads(text)
     except ValueError as exc:
-        common.fail(f"PAYLOAD_JSON is not valid JSON: {exc}", common.EXIT_USAGE)
+        common.fail(f"the payload is not valid JSON: {exc}", common.EXIT_USAGE)
     if not isinstance(payload, dict):
-        common.fail("PAYLOAD_JSON must be a JSON object", common.EXIT_USAGE)
+        common.fail("the payload must be a JSON object", common.EXIT_USAGE)
     return payload
 
 
 def enqueue(
     job_type: Annotated[
-        str, typer.Argument(metavar="JOB_TYPE", help="The job type, e.g. image.resize.")
-    ],
+        str | None,
+        typer.Argument(
+            metavar="JOB_TYPE", help="The job type, e.g. image.resize.", show_default=False
+        ),
+    ] = None,
     payload_json: Annotated[
-        str,
+        str | None,
         typer.Argument(
             metavar="PAYLOAD_JSON",
-            help="The payload as a JSON object, @FILE to read it from a file, or - for stdin.",
+            help="The payload (same as --data).",
+            show_default=False,
         ),
-    ],
-    api_url: Annotated[
+    ] = None,
+    *,
+    data: Annotated[
         str | None,
-        typer.Option(help="The producer API (default: CONVEYOR_API_URL or http://127.0.0.1:8000)."),
+        typer.Option(
+            "--data",
+            "-d",
+            help="The payload: a JSON object, @FILE to read it from a file, or - for stdin.",
+            show_default=False,
+        ),
     ] = None,
+    batch: Annotated[
+        Path | None,
+        typer.Option(
+            help='A JSON Lines file of jobs, one {"type", "data", "idempotency_key"?}'
+            " per line (- for stdin); sent in batches of --batch-size.",
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Jobs per request.", min=1, max=500)] = 500,
+    api_url: ApiUrl = None,
+    api_key: ApiKeyOption = None,
     idempotency_key: Annotated[
-        str | None, typer.Option(help="Recorded on the job as its idempotency key.")
+        str | None,
+        typer.Option(help="The same key within the retention window is the same job."),
     ] = None,
-    timeout_s: Annotated[float, typer.Option(help="Seconds to wait for the API.", min=0.1)] = 10.0,
+    timeout_s: TimeoutS = 30.0,
 ) -> None:
-    """Submit one job through the producer API and print its id."""
-    payload = _read_payload(payload_json)
-    url = api_url or load_settings().api_url
+    """Submit one job (JOB_TYPE --data JSON) or a batch file (--batch FILE.jsonl).
+
+    Prints the job id; with --batch, a progress bar, then every refused line with
+    its line number, and exits 1 if any job was not accepted.
+    """
+    if batch is not None:
+        if job_type is not None or data is not None or payload_json is not None:
+            common.fail("--batch takes no JOB_TYPE or payload", common.EXIT_USAGE)
+        with api_client(api_url, api_key, timeout_s) as client:
+            failed = enqueue_file(client, batch, batch_size=batch_size)
+        raise typer.Exit(common.EXIT_FAILED if failed else 0)
+    if job_type is None:
+        common.fail("give a JOB_TYPE and --data, or --batch FILE", common.EXIT_USAGE)
+    if data is not None and payload_json is not None:
+        common.fail("give the payload once: PAYLOAD_JSON or --data", common.EXIT_USAGE)
+    payload = _read_payload(data if data is not None else payload_json or "{}")
     try:
-        with ConveyorClient(url, timeout_s=timeout_s) as client:
+        with api_client(api_url, api_key, timeout_s) as client:
             result = client.enqueue(job_type, payload, idempotency_key=idempotency_key)
     except EnqueueError as exc:
-        if exc.status_code is None:
-            common.fail(f"enqueue failed: {exc.detail}", common.EXIT_FAILED)
-        retry = f" (retry after {exc.retry_after_s:g}s)" if exc.retry_after_s is not None else ""
-        usage = 400 <= exc.status_code < 500 and exc.status_code != 429
-        code = common.EXIT_USAGE if usage else common.EXIT_FAILED
-        common.fail(f"enqueue failed: {exc.status_code}: {exc.detail}{retry}", code)
+        common.fail(describe(exc), exit_code(exc))
     typer.echo(result.id)
 
 
 def register(app: typer.Typer) -> None:
     """Add ``api`` and ``enqueue`` to the ``conveyor`` command."""
-    app.command("api")(api)
+    app.add_typer(api_app, name="api")
     app.command("enqueue")(enqueue)

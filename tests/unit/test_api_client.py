@@ -16,7 +16,19 @@ from starlette.types import Message, Receive, Scope, Send
 from typer.testing import CliRunner
 
 from conveyor.cli.api import register
-from producers.client import ConveyorClient, EnqueueError, EnqueueResult
+from conveyor.cli.batch import parse_line
+from producers.auth import hash_key, parse_keys
+from producers.client import (
+    NO_RETRY,
+    AuthError,
+    Client,
+    ConveyorClient,
+    EnqueueError,
+    EnqueueResult,
+    NotFoundError,
+    Retry,
+    WaitTimeoutError,
+)
 from producers.limits import BodySizeLimit
 
 ACCEPTED = {
@@ -34,8 +46,14 @@ def _closed_port() -> int:
     return port
 
 
-def _client(handler: Any) -> ConveyorClient:
-    return ConveyorClient("http://api.test/", transport=httpx.MockTransport(handler))
+def _client(handler: Any, *, sleeps: list[float] | None = None, **kwargs: Any) -> ConveyorClient:
+    """A client of ``handler``; its waits between retries are recorded, not slept."""
+    return ConveyorClient(
+        "http://api.test/",
+        transport=httpx.MockTransport(handler),
+        sleep=(sleeps if sleeps is not None else []).append,
+        **kwargs,
+    )
 
 
 # -- ConveyorClient ---------------------------------------------------------------------------
@@ -90,10 +108,141 @@ def test_enqueue_keeps_retry_after_of_a_503() -> None:
             headers={"Retry-After": "5"},
         )
 
-    with _client(handler) as api, pytest.raises(EnqueueError) as caught:
+    with _client(handler, retry=NO_RETRY) as api, pytest.raises(EnqueueError) as caught:
         api.enqueue("image.resize", {})
     assert (caught.value.status_code, caught.value.retry_after_s) == (503, 5.0)
     assert caught.value.detail == "job not published: SNS is unreachable"
+
+
+def test_503_and_429_are_retried_after_retry_after() -> None:
+    answers = [
+        httpx.Response(503, json={"detail": "x"}, headers={"Retry-After": "5"}),
+        httpx.Response(429, json={"detail": "slow down"}, headers={"Retry-After": "2"}),
+        httpx.Response(202, json=ACCEPTED),
+    ]
+    sleeps: list[float] = []
+    with _client(lambda _: answers.pop(0), sleeps=sleeps) as api:
+        assert api.enqueue("image.resize", {}).id == "j-1"
+    assert sleeps == [5.0, 2.0]
+
+
+def test_retries_are_bounded_by_attempts_and_time() -> None:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(503, json={"detail": "down"}, headers={"Retry-After": "1"})
+
+    with _client(handler, retry=Retry(max_attempts=3)) as api, pytest.raises(EnqueueError):
+        api.enqueue("image.resize", {})
+    assert len(calls) == 3
+    calls.clear()
+    with (
+        _client(handler, retry=Retry(max_attempts=10, max_wait_s=0.5)) as api,
+        pytest.raises(EnqueueError),
+    ):
+        api.enqueue("image.resize", {})
+    assert len(calls) == 1  # waiting 1 s would pass the 0.5 s budget
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"), [(401, AuthError), (403, AuthError), (404, NotFoundError)]
+)
+def test_refusals_raise_at_once_with_a_clear_type(status: int, kind: type[Exception]) -> None:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(status, json={"detail": "no"})
+
+    with _client(handler) as api, pytest.raises(kind):
+        api.enqueue("image.resize", {})
+    assert len(calls) == 1
+
+
+def test_the_api_key_is_sent_as_a_bearer_token() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(202, json=ACCEPTED)
+
+    with Client("http://api.test", "cvy_secret", transport=httpx.MockTransport(handler)) as api:
+        api.enqueue("image.resize", {})
+    assert seen[0].headers["authorization"] == "Bearer cvy_secret"
+
+
+def test_enqueue_many_resends_only_the_jobs_answered_503() -> None:
+    bodies: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        jobs = json.loads(request.content)["jobs"]
+        bodies.append(jobs)
+        if len(bodies) == 1:
+            results = [
+                {"index": 0, "status": 202, "id": "a", "type": "t", "queues": ["q"]},
+                {"index": 1, "status": 503, "error": "SNS down", "retry_after_s": 1},
+                {"index": 2, "status": 422, "error": "data.x: Field required"},
+            ]
+            return httpx.Response(
+                207,
+                json={"accepted": 1, "rejected": 2, "results": results},
+                headers={"Retry-After": "1"},
+            )
+        results = [{"index": 0, "status": 202, "id": "b", "type": "t", "queues": ["q"]}]
+        return httpx.Response(202, json={"accepted": 1, "rejected": 0, "results": results})
+
+    sleeps: list[float] = []
+    jobs = [{"type": "t", "data": {"n": i}} for i in range(3)]
+    with _client(handler, sleeps=sleeps) as api:
+        results = api.enqueue_many(jobs, idempotency_key="run-7")
+    assert [(r.index, r.status, r.id) for r in results] == [
+        (0, 202, "a"),
+        (1, 202, "b"),
+        (2, 422, None),
+    ]
+    assert results[2].error == "data.x: Field required"
+    assert bodies[1] == [{"type": "t", "data": {"n": 1}, "idempotency_key": "run-7-1"}]
+    assert sleeps == [1.0]
+
+
+def test_enqueue_many_splits_into_requests_of_500() -> None:
+    sizes: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        jobs = json.loads(request.content)["jobs"]
+        sizes.append(len(jobs))
+        results = [{"index": i, "status": 202, "id": f"j{i}"} for i in range(len(jobs))]
+        return httpx.Response(202, json={"accepted": len(jobs), "rejected": 0, "results": results})
+
+    with _client(handler) as api:
+        results = api.enqueue_many([{"type": "t", "data": {}}] * 1201)
+    assert sizes == [500, 500, 201]
+    assert [r.index for r in results] == list(range(1201))
+
+
+def test_status_and_wait() -> None:
+    states = ["queued", "running", "succeeded"]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/jobs/missing":
+            return httpx.Response(404, json={"detail": "no status recorded"})
+        state = states.pop(0) if len(states) > 1 else states[0]
+        return httpx.Response(
+            200,
+            json={"id": "j-1", "type": "t", "state": state, "queues": {"q": {"state": state}}},
+        )
+
+    sleeps: list[float] = []
+    with _client(handler, sleeps=sleeps) as api:
+        with pytest.raises(NotFoundError):
+            api.status("missing")
+        done = api.wait("j-1", timeout_s=30, poll_s=0.01)
+        assert (done.id, done.type, done.state, done.done) == ("j-1", "t", "succeeded", True)
+        assert done.queues == {"q": {"state": "succeeded"}}
+        assert len(sleeps) == 2
+        with pytest.raises(WaitTimeoutError, match="not done after"):
+            api.wait("missing", timeout_s=0)
 
 
 def test_enqueue_survives_a_non_json_error() -> None:
@@ -165,6 +314,66 @@ job_types:
     assert "job_types.image.resize.payload: cannot import 'nowhere.models:Resize'" in result.output
     assert result.output.startswith(f"{queues}: ")
     assert "handler" not in result.output  # the API never runs handlers
+
+
+def test_cli_api_needs_keys_unless_auth_is_off(
+    cli: typer.Typer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVEYOR_QUEUES_FILE", str(Path(__file__).parents[2] / "queues.yaml"))
+    monkeypatch.delenv("CONVEYOR_API_AUTH", raising=False)
+    monkeypatch.delenv("CONVEYOR_API_KEYS", raising=False)
+    monkeypatch.delenv("CONVEYOR_API_KEYS_FILE", raising=False)
+    result = CliRunner().invoke(cli, ["api", "--port", "0"])
+    assert result.exit_code == 2
+    assert "needs API keys" in result.output
+    assert "CONVEYOR_API_AUTH=none" in result.output
+
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("keys:\n  - {name: ci, sha256: nothex, job_types: [video.encode]}\n")
+    monkeypatch.setenv("CONVEYOR_API_KEYS_FILE", str(keys))
+    result = CliRunner().invoke(cli, ["api", "--port", "0"])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"conveyor: {keys}: keys.0.sha256: String should match")
+
+
+def test_cli_api_keys_create_prints_a_key_and_its_entry(cli: typer.Typer) -> None:
+    result = CliRunner().invoke(
+        cli, ["api", "keys", "create", "checkout", "--job-type", "order.placed"]
+    )
+    assert result.exit_code == 0, result.output
+    key = result.stderr.strip().rsplit(" ", 1)[-1]
+    assert key.startswith("cvy_")
+    [entry] = parse_keys(f"keys:\n{result.stdout}", source="stdout")
+    assert (entry.name, entry.sha256, entry.job_types) == (
+        "checkout",
+        hash_key(key),
+        frozenset({"order.placed"}),
+    )
+    hashed = CliRunner().invoke(cli, ["api", "keys", "hash", key])
+    assert hashed.stdout.strip() == hash_key(key)
+    bad = CliRunner().invoke(cli, ["api", "keys", "create", "no spaces"])
+    assert bad.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('{"type": "t", "data": {"a": 1}}', {"type": "t", "data": {"a": 1}}),
+        ('{"type": "t"}', {"type": "t", "data": {}}),
+        ("{oops", "not valid JSON"),
+        ("[1]", "not a JSON object"),
+        ('{"data": {}}', 'no "type"'),
+        ('{"type": "t", "data": [1]}', '"data" must be a JSON object'),
+        ('{"type": "t", "payload": {}}', "unknown field(s): payload"),
+    ],
+)
+def test_batch_lines(line: str, expected: Any) -> None:
+    parsed = parse_line(line)
+    if isinstance(expected, dict):
+        assert parsed == expected
+    else:
+        assert isinstance(parsed, str)
+        assert expected in parsed
 
 
 def test_cli_api_refuses_a_broken_topology(

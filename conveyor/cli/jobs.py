@@ -1,0 +1,67 @@
+"""``conveyor jobs show ID``: a job's status from the producer API (the job ledger)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from conveyor.cli import common
+from conveyor.cli.api import ApiKeyOption, ApiUrl, TimeoutS, api_client
+from conveyor.cli.batch import describe, exit_code
+from producers.client import EnqueueError, JobStatus
+
+app = typer.Typer(help="Jobs: show one's status.", no_args_is_help=True)
+
+#: Per-queue fields, in the order a person reads them.
+_COLUMNS = (
+    ("state", "state"),
+    ("attempt", "attempt"),
+    ("updated_at", "updated"),
+    ("next_attempt_at", "next attempt"),
+    ("finished_at", "finished"),
+    ("reason", "reason"),
+    ("error", "last error"),
+)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def render(status: JobStatus, console: Console) -> None:
+    """The job's overall state, then one row per queue."""
+    raw = status.raw
+    console.print(f"job {status.id}  type {status.type or '?'}  [bold]{status.state}[/bold]")
+    extra = [f"{k} {raw[k]}" for k in ("queued_at", "trace_id") if raw.get(k)]
+    if extra:
+        console.print("  ".join(extra))
+    table = Table("queue", *(title for _, title in _COLUMNS))
+    for queue, record in sorted(status.queues.items()):
+        table.add_row(queue, *(_cell(record.get(key)) for key, _ in _COLUMNS))
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="The job id.")],
+    *,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON answer.")] = False,
+    api_url: ApiUrl = None,
+    api_key: ApiKeyOption = None,
+    timeout_s: TimeoutS = 10.0,
+) -> None:
+    """Show a job's status: overall, and per queue (attempt, times, dead-letter reason)."""
+    try:
+        with api_client(api_url, api_key, timeout_s) as client:
+            status = client.status(job_id)
+    except EnqueueError as exc:
+        message = describe(exc).replace("enqueue failed", "status unavailable", 1)
+        common.fail(message, exit_code(exc))
+    if as_json:
+        typer.echo(json.dumps(status.raw, indent=2, sort_keys=True))
+        return
+    render(status, Console(width=120))
