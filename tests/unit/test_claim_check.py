@@ -10,6 +10,7 @@ import json
 import random
 import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ from infra.claim_check import (
 from infra.envelope import Envelope, decode, encode, make_envelope
 from infra.topology import Topology, load_topology
 from tests import REPO
+from workers.dlq.redrive import stamp_redrive
+from workers.hooks import Job, Proceed
+from workers.outcome import Outcome
 from workers.runner import JobRunner
 
 ACCOUNT = "123456789012"
@@ -196,3 +200,22 @@ def test_the_runner_retries_when_s3_is_unreachable(
     last = runner.run(_message(envelope, attempt=3), "work")  # work allows 3 attempts
     assert last.failure is not None
     assert last.failure.reason == "attempts_exhausted"
+
+
+def test_a_redriven_job_keeps_its_dataref_and_hooks_see_the_redrive(
+    topology: Topology, s3: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVEYOR_TEST_OUTBOX", str(tmp_path))
+    sent = claim_check_for(topology).offload(make_envelope("test.record", _big()))
+    body = stamp_redrive(encode(sent), datetime.now(UTC))  # what `conveyor dlq redrive` sends
+    assert decode(body).dataref == sent.dataref
+    seen: list[Job] = []
+
+    def spy(job: Job, proceed: Proceed) -> Outcome:
+        seen.append(job)
+        return proceed()
+
+    runner = JobRunner(topology, ["work"], hooks=(spy,))
+    message = {"MessageId": "m-2", "Body": body, "Attributes": {"ApproximateReceiveCount": "1"}}
+    assert runner.run(message, "work").kind == "succeeded"
+    assert [(j.job_id, j.redrives) for j in seen] == [(sent.id, 1)]

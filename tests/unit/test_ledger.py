@@ -21,6 +21,7 @@ from infra.ledger import (
 from infra.topology import parse_topology
 from workers.failure import Failure
 from workers.hooks import BackgroundWriter, Inline, Job, LedgerHook
+from workers.idempotency import LAMBDA_ENVIRONMENT_VARIABLE, job_hooks
 from workers.outcome import Outcome
 
 TABLE = "shop-unit-jobs"
@@ -293,3 +294,18 @@ def test_the_background_writer_writes_in_order_and_survives_a_crash() -> None:
         writer.submit(_run(state))
     assert writer.flush(timeout_s=5)
     assert written == ["running", "running", "succeeded"]
+
+
+def test_job_hooks_add_the_ledger_for_recorded_queues_inline_on_lambda(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    topology = parse_topology(YAML, environment="unit")
+    monkeypatch.delenv(LAMBDA_ENVIRONMENT_VARIABLE, raising=False)
+    hooks = job_hooks(topology, ["work"])
+    [ledger_hook] = [h for h in hooks if isinstance(h, LedgerHook)]
+    assert isinstance(ledger_hook.submitter, BackgroundWriter)
+    monkeypatch.setenv(LAMBDA_ENVIRONMENT_VARIABLE, "conveyor-work")
+    [ledger_hook] = [h for h in job_hooks(topology, ["work"]) if isinstance(h, LedgerHook)]
+    assert isinstance(ledger_hook.submitter, Inline)  # Lambda freezes background threads
+    off = parse_topology(YAML.replace("ledger: true", "ledger: false"), environment="unit")
+    assert not [h for h in job_hooks(off, ["work"]) if isinstance(h, LedgerHook)]
