@@ -212,7 +212,7 @@ def test_a_node_killed_with_9_is_restarted(scaling: Scaling) -> None:
 def test_the_autoscaler_scales_out_to_max_and_back_to_min(scaling: Scaling) -> None:
     scaling.start("supervisor", "workers", "up")
     eventually(lambda: scaling.ready_nodes(1), what="the pool's one node")
-    ids = scaling.send(300, seconds=0.05)
+    ids = scaling.send(300, seconds=0.1)  # one node (4 threads) cannot drain it before a tick
     scaling.start("autoscaler", "workers", "autoscale")
 
     eventually(lambda: scaling.ready_nodes(3), what="the pool at its max (3)")
