@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import structlog
+from celery.signals import worker_process_shutdown
 
 from infra.ledger import Ledger, RunState, RunUpdate
 from workers.metrics import instruments
@@ -131,14 +132,18 @@ class IdempotencyGuard:
 LEDGER_QUEUE_MAX = 10_000
 #: At exit, pending ledger updates get this long to be written.
 LEDGER_FLUSH_AT_EXIT_S = 2.0
+#: Dropped updates are counted and logged at most this often.
+LEDGER_DROP_LOG_INTERVAL_S = 60.0
 
 
 class BackgroundWriter:
     """Runs ledger writes on one thread per process, in order, off the job's path.
 
     The thread starts on first use in each process (a Celery prefork child builds
-    its own; a thread does not survive ``fork()``). Pending writes are flushed at
-    interpreter exit for up to :data:`LEDGER_FLUSH_AT_EXIT_S`.
+    its own; a thread does not survive ``fork()``). Pending writes are flushed for up
+    to :data:`LEDGER_FLUSH_AT_EXIT_S` when a pool child stops (Celery's
+    ``worker_process_shutdown``: billiard ends its children with ``os._exit``, which
+    skips ``atexit``) and at interpreter exit (threads and solo pools).
     """
 
     def __init__(self, write: Callable[[RunUpdate], object]) -> None:
@@ -146,6 +151,13 @@ class BackgroundWriter:
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._queue: queue.Queue[RunUpdate] = queue.Queue(LEDGER_QUEUE_MAX)
+        self._dropped = 0
+        self._dropped_logged_at = 0.0
+        worker_process_shutdown.connect(self._flush_on_shutdown, weak=False)
+        atexit.register(self.flush, LEDGER_FLUSH_AT_EXIT_S)
+
+    def _flush_on_shutdown(self, **_: object) -> None:
+        self.flush(LEDGER_FLUSH_AT_EXIT_S)
 
     def submit(self, update: RunUpdate) -> None:
         """Queue ``update`` for writing (dropped with a warning if the queue is full)."""
@@ -153,14 +165,21 @@ class BackgroundWriter:
         try:
             self._queue.put_nowait(update)
         except queue.Full:
-            log.warning(
-                "ledger.update_dropped",
-                state=update.state,
-                consequence="the job goes on; its status lags",
-            )
+            # A ledger that is down for long drops every update: one warning a minute.
+            self._dropped += 1
+            now = time.monotonic()
+            if now - self._dropped_logged_at >= LEDGER_DROP_LOG_INTERVAL_S:
+                log.warning(
+                    "ledger.updates_dropped",
+                    dropped=self._dropped,
+                    consequence="the jobs go on; their status lags",
+                )
+                self._dropped, self._dropped_logged_at = 0, now
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until every queued update was written (or ``timeout_s``); True if drained."""
+        if self._pid != os.getpid():
+            return True  # nothing was submitted in this process
         deadline = time.monotonic() + timeout_s
         while self._queue.unfinished_tasks:
             if time.monotonic() >= deadline:
@@ -178,7 +197,6 @@ class BackgroundWriter:
             # After fork the parent's queue may hold items its thread owned: start clean.
             self._queue = queue.Queue(LEDGER_QUEUE_MAX)
             threading.Thread(target=self._run, name="conveyor-ledger", daemon=True).start()
-            atexit.register(self.flush, LEDGER_FLUSH_AT_EXIT_S)
             self._pid = pid
 
     def _run(self) -> None:
