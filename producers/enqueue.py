@@ -104,7 +104,7 @@ def message_group_id(
     """
     if explicit is not None:
         return explicit
-    field_name = getattr(topology.job_types[job_type], "message_group_field", None)
+    field_name = topology.job_types[job_type].message_group_field
     value = data.get(field_name) if field_name else None
     if value is None or isinstance(value, dict | list):
         return None

@@ -14,7 +14,7 @@ from conveyor.cli import common
 from conveyor.cli.batch import describe, enqueue_file, exit_code
 from infra.logs import configure_logging, get_logger
 from infra.settings import load_settings
-from infra.topology import Topology, TopologyError, check_imports
+from infra.topology import Topology, TopologyError, check_imports, payload_model
 from producers.auth import ApiKey, KeysError, generate_key, hash_key, load_keys
 from producers.client import Client, EnqueueError
 from producers.config import ApiSettings
@@ -69,6 +69,18 @@ def _keys(settings: ApiSettings, topology: Topology) -> list[ApiKey] | None:
     return keys
 
 
+def _check_group_fields(topology: Topology, source: str) -> None:
+    """A declared ``message_group_field`` must be a field of the job type's payload model."""
+    for name, jt in sorted(topology.job_types.items()):
+        field_name = jt.message_group_field
+        if field_name is not None and field_name not in payload_model(topology, name).model_fields:
+            common.fail(
+                f"{source}: job_types.{name}.message_group_field: '{field_name}' is not a field"
+                f" of {jt.payload}",
+                common.EXIT_USAGE,
+            )
+
+
 @api_app.callback()
 def api(
     ctx: typer.Context,
@@ -100,6 +112,7 @@ def api(
     except TopologyError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(common.EXIT_USAGE) from None
+    _check_group_fields(topology, str(settings.queues_file))
     try:
         api_settings = ApiSettings()
     except ValidationError as exc:

@@ -251,6 +251,17 @@ def _ledger_outlasts_queues(t: Topology) -> Iterator[Problem]:
         )
 
 
+def _message_groups_on_fifo_topics(t: Topology) -> Iterator[Problem]:
+    for name, jt in t.job_types.items():
+        topic = t.topics.get(jt.topic)
+        if jt.message_group_field is not None and topic is not None and not topic.fifo:
+            yield Problem(
+                f"job_types.{name}.message_group_field",
+                f"topic '{jt.topic}' is not FIFO: message groups order FIFO topics only"
+                " (set fifo: true on the topic, or remove message_group_field)",
+            )
+
+
 CHECKS: tuple[Callable[[Topology], Iterator[Problem]], ...] = (
     _topics_exist,
     _subscriptions_are_sound,
@@ -262,6 +273,7 @@ CHECKS: tuple[Callable[[Topology], Iterator[Problem]], ...] = (
     _names_fit_aws,
     _payloads_are_sound,
     _ledger_outlasts_queues,
+    _message_groups_on_fifo_topics,
 )
 
 

@@ -204,6 +204,12 @@ class JobType(_Strict):
     #: ``<project>-<environment>-jobs`` that ``conveyor infra apply`` creates when any
     #: job type sets this; ``GET /v1/jobs/{id}`` reads it.
     ledger: bool = False
+    #: FIFO topics: the payload field whose value is the job's MessageGroupId, so jobs
+    #: with the same value (one order, one account) are delivered in order; unset, or
+    #: a job without the field, gets a group of its own (no ordering, full parallelism).
+    message_group_field: (
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]\w{0,63}$")] | None
+    ) = None
     description: str = ""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import sys
@@ -26,7 +27,7 @@ from structlog.testing import capture_logs
 from infra import aws
 from infra.envelope import MAX_MESSAGE_BYTES, decode
 from infra.provision.desired import payload_bucket_name
-from infra.topology import Topology, load_topology, parse_topology
+from infra.topology import Topology, TopologyError, load_topology, parse_topology
 from producers.app import create_app, valid_traceparent
 from producers.publisher import PublishError, classify
 
@@ -403,6 +404,45 @@ job_types:
     [message] = drain(urls["ledger"])
     assert message["Attributes"]["MessageGroupId"] == response.json()["id"]
     assert message["Attributes"]["MessageDeduplicationId"] == response.json()["id"]
+
+
+FIFO_YAML = """
+topics: {ledger: {fifo: true}}
+queues: {ledger: {fifo: true, subscriptions: [{topic: ledger}]}}
+job_types:
+  order.placed:
+    topic: ledger
+    payload: "sample_jobs.payloads:OrderPlaced"
+    handler: "sample_jobs.handlers:charge_order"
+    message_group_field: order_id
+"""
+
+
+def test_fifo_group_from_the_declared_field_or_the_header(mocked_aws: None) -> None:
+    topology = parse_topology(FIFO_YAML, environment="unit")
+    urls = provision(topology)
+    client = TestClient(create_app(topology))
+    by_field = client.post("/v1/jobs/order.placed", json=ORDER, headers={"Idempotency-Key": "k1"})
+    by_header = client.post(
+        "/v1/jobs/order.placed", json=ORDER, headers={"X-Message-Group-Id": "account-7"}
+    )
+    batch = client.post(
+        "/v1/jobs",
+        json={"jobs": [{"type": "order.placed", "data": {**ORDER, "order_id": "o-2"}}]},
+    )
+    assert (by_field.status_code, by_header.status_code, batch.status_code) == (202, 202, 202)
+    attributes = {decode(m["Body"]).id: m["Attributes"] for m in drain(urls["ledger"])}
+    field_ids = attributes[by_field.json()["id"]]
+    assert field_ids["MessageGroupId"] == "o-1"
+    # Deduplicated on the idempotency key (scope and key), not on the job id.
+    assert field_ids["MessageDeduplicationId"] == hashlib.sha256(b"-#k1").hexdigest()
+    assert attributes[by_header.json()["id"]]["MessageGroupId"] == "account-7"
+    assert attributes[batch.json()["results"][0]["id"]]["MessageGroupId"] == "o-2"
+
+
+def test_message_group_field_needs_a_fifo_topic() -> None:
+    with pytest.raises(TopologyError, match="message_group_field: topic 'ledger' is not FIFO"):
+        parse_topology(FIFO_YAML.replace("fifo: true", "fifo: false"), environment="unit")
 
 
 def test_one_log_event_per_accepted_job_without_the_payload(
