@@ -70,3 +70,11 @@ def test_unknown_backend_is_a_usage_error(state_dir: Path) -> None:
     result = runner.invoke(app, ["workers", "ls", "--backend", "nomad"])
     assert result.exit_code == 2
     assert "unknown scaling backend 'nomad' (known: local, ecs, kubernetes)" in result.output
+
+
+def test_ls_table_titles_each_pool_with_its_counts(state_dir: Path) -> None:
+    runner.invoke(app, ["workers", "scale", "main=2"])
+    result = runner.invoke(app, ["workers", "ls"])
+    assert result.exit_code == 0, result.output
+    assert "main (local): 2 desired, 0 running" in result.output
+    assert "note: no supervisor is running for sc-unit" in result.output

@@ -16,24 +16,26 @@ def uptime(seconds: float | None) -> str:
     return age(seconds) if seconds is not None else "-"
 
 
-def pools_table(states: list[PoolState], backend: str, now: float) -> Table:
-    """Per pool desired/running, then one row per node."""
-    table = Table(title=f"worker pools ({backend})", title_justify="left")
-    for column in ("pool", "desired", "running", "node", "state", "pid", "host", "uptime"):
-        table.add_column(column)
-    table.add_column("jobs ok/failed", justify="right")
+def pools_table(states: list[PoolState], backend: str, now: float) -> Group:
+    """One small table per pool (titled with desired/running), a row per node."""
+    tables = []
     for state in states:
-        first = [state.pool, str(state.desired), str(state.running)]
-        if not state.nodes:
-            table.add_row(*first, "-", "", "", "", "", "")
-        for i, node in enumerate(state.nodes):
+        restarts = f", {state.restarts} restarted" if state.restarts else ""
+        table = Table(
+            title=f"{state.pool} ({backend}): {state.desired} desired,"
+            f" {state.running} running{restarts}",
+            title_justify="left",
+        )
+        for column in ("node", "state", "pid", "host", "uptime"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("jobs ok/failed", justify="right", no_wrap=True)
+        for node in state.nodes:
             jobs = (
                 f"{node.jobs_succeeded}/{node.jobs_failed}"
                 if node.jobs_succeeded is not None
                 else "-"
             )
             table.add_row(
-                *(first if i == 0 else ["", "", ""]),
                 node.id,
                 node.state,
                 str(node.pid or "-"),
@@ -41,7 +43,8 @@ def pools_table(states: list[PoolState], backend: str, now: float) -> Table:
                 uptime(node.uptime_s(now)),
                 jobs,
             )
-    return table
+        tables.append(table)
+    return Group(*tables)
 
 
 def _count(value: int | None) -> str:

@@ -222,7 +222,9 @@ class Supervisor:
             ran_s = now - node.started_mono
             self._forget(node, expected=expected)
             if expected:
-                log.info("node.stopped", pool=pool, node=node.id, exit_code=code, ran_s=ran_s)
+                log.info(
+                    "node.stopped", pool=pool, node=node.id, exit_code=code, ran_s=round(ran_s, 1)
+                )
                 continue
             rt.restarts += 1
             rt.crashes = 1 if ran_s >= STABLE_AFTER_S else rt.crashes + 1
