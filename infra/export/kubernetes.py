@@ -18,6 +18,7 @@ or from an optional Secret ``conveyor-aws`` that is not generated here.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -35,6 +36,8 @@ AWS_SECRET = "conveyor-aws"  # noqa: S105 - the name of an optional Secret
 TRIGGER_AUTH = "conveyor-aws"
 #: Stands in for the account id in queue URLs when none is given.
 ACCOUNT_PLACEHOLDER = "${AWS_ACCOUNT_ID}"
+#: The longest stabilization window a HorizontalPodAutoscaler accepts.
+HPA_MAX_WINDOW_S = 3600
 
 
 def k8s_name(*parts: str) -> str:
@@ -191,6 +194,23 @@ def kubernetes_manifests(
                     "scaleTargetRef": {"name": name},
                     "minReplicaCount": spec.replicas.min,
                     "maxReplicaCount": spec.replicas.max,
+                    # The pool's autoscale timings: KEDA polls the queues every interval;
+                    # the HPA scales in only after the cooldown (its stabilization
+                    # window, at most an hour), and KEDA waits as long before zero.
+                    "pollingInterval": max(1, math.ceil(spec.autoscaling.interval_s)),
+                    "cooldownPeriod": math.ceil(spec.autoscaling.scale_in_cooldown_s),
+                    "advanced": {
+                        "horizontalPodAutoscalerConfig": {
+                            "behavior": {
+                                "scaleDown": {
+                                    "stabilizationWindowSeconds": min(
+                                        HPA_MAX_WINDOW_S,
+                                        math.ceil(spec.autoscaling.scale_in_cooldown_s),
+                                    )
+                                }
+                            }
+                        }
+                    },
                     "triggers": [
                         {
                             "type": "aws-sqs-queue",

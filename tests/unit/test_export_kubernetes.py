@@ -27,6 +27,13 @@ spec:
     name: str
   minReplicaCount: int
   maxReplicaCount: int
+  pollingInterval: int
+  cooldownPeriod: int
+  advanced:
+    horizontalPodAutoscalerConfig:
+      behavior:
+        scaleDown:
+          stabilizationWindowSeconds: int
   triggers:
     - type: aws-sqs-queue
       metadata:

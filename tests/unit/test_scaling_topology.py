@@ -88,6 +88,9 @@ def test_exports_use_the_pool_target_and_cooldowns() -> None:
     assert (policy["ScaleOutCooldown"], policy["ScaleInCooldown"]) == (1, 4)
     (scaled,) = [m for m in kubernetes_manifests(topology) if m["kind"] == "ScaledObject"]
     assert [t["metadata"]["queueLength"] for t in scaled["spec"]["triggers"]] == ["20"]
+    assert (scaled["spec"]["pollingInterval"], scaled["spec"]["cooldownPeriod"]) == (1, 4)
+    behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 4
 
 
 def test_desired_store_merges_and_reports_what_was_before(tmp_path: Path) -> None:
