@@ -105,12 +105,17 @@ def create_app(
         BodySizeLimit, max_body_bytes=max_body_bytes or default_max_body_bytes(topology)
     )
     metrics = ApiMetrics(topology.job_types)
-    publisher = Publisher(topology, threads=settings.publish_threads)
+    timeouts = {
+        "connect_timeout_s": settings.aws_connect_timeout_s,
+        "read_timeout_s": settings.aws_read_timeout_s,
+    }
+    publisher = Publisher(topology, threads=settings.publish_threads, **timeouts)
     publisher.on_call = metrics.publish_call
     idempotency = IdempotencyStore(
         topology.resource_name(IDEMPOTENCY_TABLE),
         retention_s=settings.idempotency_retention_s,
         lease_s=settings.idempotency_lease_s,
+        **timeouts,
     )
     enqueuer = Enqueuer(
         topology,

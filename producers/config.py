@@ -9,7 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from producers.idempotency import DEFAULT_LEASE_S, DEFAULT_RETENTION_S
-from producers.publisher import DEFAULT_PUBLISH_THREADS
+from producers.publisher import DEFAULT_PUBLISH_THREADS, SNS_CONNECT_TIMEOUT_S, SNS_READ_TIMEOUT_S
 
 
 class ApiSettings(BaseSettings):
@@ -33,6 +33,11 @@ class ApiSettings(BaseSettings):
     idempotency_lease_s: float = Field(default=DEFAULT_LEASE_S, gt=0)
     #: PublishBatch calls in flight at once per request.
     publish_threads: int = Field(default=DEFAULT_PUBLISH_THREADS, ge=1, le=64)
+    #: Timeouts of the API's SNS and DynamoDB calls: short, so that an unreachable or
+    #: frozen AWS becomes a 503 quickly instead of a hung request. Attempts stay what
+    #: AWS_MAX_ATTEMPTS says (botocore's standard retry mode: 3).
+    aws_connect_timeout_s: float = Field(default=SNS_CONNECT_TIMEOUT_S, gt=0, le=60)
+    aws_read_timeout_s: float = Field(default=SNS_READ_TIMEOUT_S, gt=0, le=120)
 
 
 def load_api_settings() -> ApiSettings:

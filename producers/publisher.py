@@ -138,8 +138,16 @@ def classify(exc: Exception, *, what: str = "SNS") -> PublishError:
 class Publisher:
     """Publishes envelopes to the topics of ``topology``'s job types (thread-safe)."""
 
-    def __init__(self, topology: Topology, *, threads: int = DEFAULT_PUBLISH_THREADS) -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        threads: int = DEFAULT_PUBLISH_THREADS,
+        connect_timeout_s: float = SNS_CONNECT_TIMEOUT_S,
+        read_timeout_s: float = SNS_READ_TIMEOUT_S,
+    ) -> None:
         self.topology = topology
+        self._timeouts = (connect_timeout_s, read_timeout_s)
         self._arns: dict[str, str] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="publish")
@@ -147,9 +155,8 @@ class Publisher:
         self.on_call: Callable[[float], None] | None = None
 
     def _sns(self) -> SNSClient:
-        return aws.client(
-            "sns", connect_timeout_s=SNS_CONNECT_TIMEOUT_S, read_timeout_s=SNS_READ_TIMEOUT_S
-        )
+        connect, read = self._timeouts
+        return aws.client("sns", connect_timeout_s=connect, read_timeout_s=read)
 
     def close(self) -> None:
         """Stop the publishing threads (pending calls finish)."""
