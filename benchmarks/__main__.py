@@ -59,6 +59,7 @@ def main() -> int:
     doc = report.build(results, {**asdict(settings), "work_dir": str(settings.work_dir)}, _meta())
     text = json.dumps(doc, indent=2)
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
     print(text)
     print(report.table(doc), file=sys.stderr)

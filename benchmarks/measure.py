@@ -13,14 +13,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import re
 import threading
 import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs
 
 import psutil  # type: ignore[import-untyped]
@@ -43,9 +44,10 @@ class Trees:
     def __init__(self) -> None:
         self.roots: dict[str, int] = {}
         self.peak_rss_bytes = 0
-        #: CPU seconds of processes that exited while watched (their last sample).
-        self._gone_cpu_s: dict[int, float] = {}
-        self._last_cpu_s: dict[int, float] = {}
+        #: pid -> (root name, CPU seconds) at the last sample, and the same for
+        #: processes that exited while watched (their last sample).
+        self._gone_cpu_s: dict[int, tuple[str, float]] = {}
+        self._last_cpu_s: dict[int, tuple[str, float]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -56,11 +58,14 @@ class Trees:
         with self._lock:
             self.roots[name] = pid
 
-    def cpu_s(self) -> float:
-        """CPU seconds used so far by every watched tree (live processes and gone ones)."""
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds used so far by each watched tree (live processes and gone ones)."""
         self._sample_once()
+        out: dict[str, float] = dict.fromkeys(self.roots, 0.0)
         with self._lock:
-            return sum(self._last_cpu_s.values()) + sum(self._gone_cpu_s.values())
+            for name, cpu in [*self._last_cpu_s.values(), *self._gone_cpu_s.values()]:
+                out[name] = out.get(name, 0.0) + cpu
+        return out
 
     def close(self) -> None:
         """Stop sampling."""
@@ -73,15 +78,15 @@ class Trees:
 
     def _sample_once(self) -> None:
         with self._lock:
-            roots = list(self.roots.values())
-        seen: dict[int, float] = {}
+            roots = list(self.roots.items())
+        seen: dict[int, tuple[str, float]] = {}
         rss = 0
-        for root in roots:
+        for name, root in roots:
             for proc in _tree(root):
                 try:
                     with proc.oneshot():
                         times = proc.cpu_times()
-                        seen[proc.pid] = times.user + times.system
+                        seen[proc.pid] = (name, times.user + times.system)
                         rss += proc.memory_info().rss
                 except psutil.NoSuchProcess:
                     continue
@@ -152,24 +157,32 @@ class EmulatorRecording:
         _post(f"{self.endpoint_url}/moto-api/recorder/stop-recording")
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(f"{self.endpoint_url}/moto-api/recorder/download-recording") as r:
-            text = r.read().decode()
+            text = r.read().decode("utf-8", "replace")
         counts: Counter[str] = Counter()
-        for line in text.splitlines():
-            if line.strip():
-                counts[_action(json.loads(line))] += 1
+        # moto's server threads append entries to one file without a lock, so a long
+        # entry (a PublishBatch body) can be split by another one: do not parse whole
+        # lines, find each entry's opening (headers, then the start of the body).
+        for match in _ENTRY.finditer(text):
+            counts[_action(json.loads(match.group(1)), match.group(2))] += 1
         return dict(sorted(counts.items()))
 
 
-def _action(entry: dict[str, Any]) -> str:
-    headers = {k.lower(): v for k, v in entry.get("headers", {}).items()}
-    target = headers.get("x-amz-target")  # JSON protocol: "AmazonSQS.ReceiveMessage"
+_ENTRY = re.compile(
+    r'\{"headers": (\{[^{}]*\}), "method": "[A-Z]+", "url": "[^"]*", "body": "([^"]{0,64})'
+)
+
+
+def _action(headers: dict[str, str], body_start: str) -> str:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    target = lowered.get("x-amz-target")  # JSON protocol: "AmazonSQS.ReceiveMessage"
     if target:
         prefix, _, operation = target.partition(".")
         return f"{'sqs' if 'SQS' in prefix else prefix.lower()}.{operation}"
-    body = entry.get("body") or ""
-    if entry.get("body_encoded"):
-        body = base64.b64decode(body).decode("utf-8", "replace")
+    scope = lowered.get("authorization", "")  # ... Credential=KEY/DATE/REGION/SERVICE/...
+    parts = scope.split("/")
+    service = parts[3] if len(parts) > 4 else "?"
+    body = body_start
+    with contextlib.suppress(ValueError):
+        body = base64.b64decode(body_start[: len(body_start) // 4 * 4]).decode("ascii")
     action = parse_qs(body).get("Action", ["?"])[0]  # query protocol (SNS)
-    scope = headers.get("authorization", "")
-    service = scope.split("/")[3] if scope.count("/") >= 4 else "?"
     return f"{service}.{action}"

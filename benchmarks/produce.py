@@ -44,7 +44,11 @@ def main() -> None:
     while sent < args.n:
         room = args.n - sent
         if args.window:
-            room = min(room, args.window - (sent - (jobs.finished(records) - args.base)))
+            free = args.window - (sent - (jobs.finished(records) - args.base))
+            # Whole calls only (the last one excepted): a window that opens a few jobs
+            # at a time must not turn batches of 10 into many small ones.
+            unit = min(batch, 10)
+            room = room if room <= free and room < unit else min(room, free // unit * unit)
             if room <= 0:
                 time.sleep(WINDOW_POLL_S)
                 continue

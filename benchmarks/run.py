@@ -50,7 +50,10 @@ class Settings:
     latency_jobs: int = 100
     latency_rate: float = 10.0
     systems: tuple[str, ...] = ("celery", "raw", "conveyor")
-    work_dir: Path = field(default_factory=lambda: REPO / ".bench")
+    #: Logs, records and counts of the run (.conveyor/ is git-ignored).
+    work_dir: Path = field(
+        default_factory=lambda: REPO / ".conveyor" / "bench" / time.strftime("%Y%m%dT%H%M%S")
+    )
 
 
 @dataclass
@@ -63,7 +66,9 @@ class PhaseResult:
     requests: dict[str, int]
     emulator_requests: dict[str, int]
     producer_cpu_s: float
+    #: CPU of the long-running processes (workers, and the API for Conveyor).
     consumer_cpu_s: float
+    cpu_s_by_process: dict[str, float]
     latency_s: list[float]
 
 
@@ -189,7 +194,8 @@ class SystemRun:
             kill(producer)
             producer.log.close()
         after = settle_counts(self.ctx.counts_dir, quiet_s=SETTLE_QUIET_S)
-        consumer_cpu_s = self.trees.cpu_s() - cpu_before
+        cpu_after = self.trees.cpu_s()
+        cpu_by_process = {k: round(v - cpu_before.get(k, 0.0), 4) for k, v in cpu_after.items()}
         emulator_requests = self.recording.stop_and_count()
         report = _last_json_line(self.ctx.log_dir / f"{producer.name}.log")
         window = [(e, s) for e, s in _records(records) if e >= started_at]
@@ -203,7 +209,8 @@ class SystemRun:
             requests=diff(after, before),
             emulator_requests=emulator_requests,
             producer_cpu_s=round(float(report["cpu_s"]), 4),
-            consumer_cpu_s=round(consumer_cpu_s, 4),
+            consumer_cpu_s=round(sum(cpu_by_process.values()), 4),
+            cpu_s_by_process=cpu_by_process,
             latency_s=sorted(s - e for e, s in window),
         )
 

@@ -5,6 +5,10 @@ consumer instead buffers receipt handles per queue and sends them with
 DeleteMessageBatch / ChangeMessageVisibilityBatch when 10 are waiting, when the
 oldest has waited ``max_delay_s``, and when the consumer stops. A crash before a
 flush means the message is delivered again (at least once), never lost.
+
+A consumer calls :meth:`SqsBatcher.start_sender` so the calls go from a thread of
+their own: a DeleteMessageBatch takes a round trip, and made from kombu's event
+loop it stalled receiving and dispatching jobs for that long every 10 jobs.
 """
 
 from __future__ import annotations
@@ -51,6 +55,42 @@ class SqsBatcher:
         self.max_delay_s = max_delay_s
         self._lock = threading.Lock()
         self._buffers: dict[tuple[Kind, str], _Buffer] = {}
+        self._sender: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+
+    def start_sender(self) -> None:
+        """Send from a background thread from now on: full batches at once, others when due."""
+        if self._sender is not None:
+            return
+        self._stopping.clear()
+        self._sender = threading.Thread(target=self._send_loop, name="sqs-batcher", daemon=True)
+        self._sender.start()
+
+    def stop_sender(self, timeout_s: float = 10.0) -> None:
+        """Stop the sending thread (a call in progress completes); `flush` sends the rest."""
+        sender, self._sender = self._sender, None
+        if sender is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        sender.join(timeout_s)
+
+    def _send_loop(self) -> None:
+        while not self._stopping.is_set():
+            # Woken by a full batch; otherwise look for due buffers twice per max delay.
+            self._wake.wait(self.max_delay_s / 2)
+            self._wake.clear()
+            try:
+                for key in self._full_keys():
+                    self._flush_key(key, only_full=True)
+                self.flush_due()
+            except Exception:  # the sender must outlive any one failure
+                log.exception("sqs.batch_sender_failed")
+
+    def _full_keys(self) -> list[tuple[Kind, str]]:
+        with self._lock:
+            return [k for k, b in self._buffers.items() if len(b.entries) >= BATCH_SIZE]
 
     def delete(self, queue_url: str, receipt_handle: str) -> None:
         """Delete the message later (within ``max_delay_s``, or at once in a full batch)."""
@@ -71,7 +111,10 @@ class SqsBatcher:
             buffer.entries.append(entry)
             full = len(buffer.entries) >= BATCH_SIZE
         if full:
-            self._flush_key((kind, queue_url), only_full=True)
+            if self._sender is not None:
+                self._wake.set()
+            else:
+                self._flush_key((kind, queue_url), only_full=True)
 
     def flush_due(self) -> None:
         """Send every buffer whose oldest entry has waited ``max_delay_s`` (timer callback)."""

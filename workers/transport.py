@@ -166,18 +166,18 @@ class Channel(SQS.Channel):
         self._timers: list[Any] = []
         hub = getattr(self, "hub", None)  # kombu's event loop (set by the SQS channel)
         if hub is not None:
-            # The consumer's event loop sends what has waited long enough (a full
-            # batch of 10 goes at once, close() sends the rest) and extends leases.
-            self._timers = [
-                hub.call_repeatedly(self._batcher.max_delay_s / 2, self._batcher.flush_due),
-                hub.call_repeatedly(HEARTBEAT_CHECK_S, self._heartbeat.beat),
-            ]
+            # A consumer: deletes and visibility changes go from the batcher's own
+            # thread (a full batch at once, the rest when due, close() sends what is
+            # left), so the event loop never waits for them; the loop extends leases.
+            self._batcher.start_sender()
+            self._timers = [hub.call_repeatedly(HEARTBEAT_CHECK_S, self._heartbeat.beat)]
 
     def close(self) -> None:
         """Send the buffered deletes and visibility changes, then close as kombu does."""
         for timer in self._timers:
             timer.cancel()
         self._timers = []
+        self._batcher.stop_sender()
         self._batcher.flush()
         super().close()
 

@@ -9,6 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tests.polling import eventually
 from workers.batching import SqsBatcher
 
 
@@ -109,3 +110,22 @@ def test_a_failing_call_is_retried_then_given_up(sqs: Any) -> None:
     # would have delivered the message again: never lost, at worst run twice).
     assert client.calls == [("delete", 1)] * 3
     assert batcher.pending() == 0
+
+
+def test_the_sending_thread_sends_full_batches_and_stop_leaves_the_rest_to_flush(
+    sqs: Any,
+) -> None:
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    client = CountingClient(sqs)
+    batcher = SqsBatcher(lambda _: client, max_delay_s=3600)
+    batcher.start_sender()
+    try:
+        for handle in received(sqs, url, 23):
+            batcher.delete(url, handle)  # returns at once: the thread sends
+        eventually(lambda: batcher.pending() == 3, what="the two full batches to be sent")
+    finally:
+        batcher.stop_sender()
+    assert client.calls == [("delete", 10), ("delete", 10)]
+    batcher.flush()
+    assert client.calls[-1] == ("delete", 3)
+    assert depth(sqs, url) == 0
