@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Annotated
@@ -63,10 +63,12 @@ def _pools(topology: Topology, pools: list[str] | None) -> list[str]:
     return list(pools or topology.pools)
 
 
-def _stop_on_signals() -> threading.Event:
+def _stop_on_signals(on_second: Callable[[], None] | None = None) -> threading.Event:
     stop = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set() and on_second is not None:
+            on_second()
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
@@ -192,7 +194,8 @@ def up(pools: PoolsOption = None) -> None:
         " conveyor workers scale POOL=N changes the counts; Ctrl-C stops",
         err=True,
     )
-    supervisor.run(_stop_on_signals())
+    # A second Ctrl-C passes on to the draining nodes: they stop at once.
+    supervisor.run(_stop_on_signals(on_second=supervisor.force))
 
 
 def _check_queues(topology: Topology, pools: list[str]) -> None:

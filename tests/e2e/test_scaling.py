@@ -135,11 +135,12 @@ def scaling(aws_env: AwsEnv, tmp_path: Path) -> Iterator[Scaling]:
 
 
 def _alive(pid: int) -> bool:
+    """``pid`` runs (a zombie whose parent died does not count)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_scale_to_three_then_ls_shows_three_nodes(scaling: Scaling) -> None:
@@ -207,6 +208,22 @@ def test_a_node_killed_with_9_is_restarted(scaling: Scaling) -> None:
     assert [(e["node"], e["exit_code"]) for e in exited] == [(node.id, -signal.SIGKILL)]
     ids = scaling.send(3, seconds=0.01)  # and the new node works
     eventually(lambda: all("ok" in scaling.outcomes(i) for i in ids), what="jobs on the new node")
+
+
+def test_nodes_left_by_a_killed_supervisor_are_drained_by_the_next(scaling: Scaling) -> None:
+    first = scaling.start("supervisor", "workers", "up")
+    (orphan,) = eventually(lambda: scaling.ready_nodes(1), what="the node").nodes
+    first.kill()  # the supervisor only: its node lives on in its own session
+    first.wait()
+    assert orphan.pid is not None
+    assert _alive(orphan.pid)
+
+    scaling.start("supervisor-2", "workers", "up")
+    eventually(lambda: not _alive(orphan.pid or 0), what="the orphan to drain and exit")
+    (node,) = eventually(lambda: scaling.ready_nodes(1), what="the new supervisor's node").nodes
+    assert node.pid != orphan.pid
+    stopped = [e for e in scaling.log("supervisor-2") if e["event"] == "node.orphan_stopped"]
+    assert [e["pid"] for e in stopped] == [orphan.pid]
 
 
 def test_the_autoscaler_scales_out_to_max_and_back_to_min(scaling: Scaling) -> None:

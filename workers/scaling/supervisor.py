@@ -62,6 +62,15 @@ class RestartBackoff:
         return float(min(self.max_s, self.base_s * 2 ** max(0, crashes - 1)))
 
 
+def _is_worker_node(pid: int, pool: str) -> bool:
+    """``pid`` is still a ``conveyor worker --pool <pool>`` process (not a recycled pid)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False  # gone (or no /proc: then we cannot tell, and leave it alone)
+    return b"conveyor" in argv and b"worker" in argv and pool.encode() in argv
+
+
 def free_port() -> int:
     """A currently free loopback port (a node binds it a moment later: a small race)."""
     with socket.socket() as sock:
@@ -129,6 +138,7 @@ class Supervisor:
         self._runtime = {pool: _PoolRuntime() for pool in self.pools}
         self._lock_file: IO[str] | None = None
         self._status_written = 0.0
+        self._last_written: tuple[tuple[str, int, bool], ...] | None = None
         self._host = os.uname().nodename
         self._started_at = time.time()
 
@@ -148,6 +158,32 @@ class Supervisor:
                 f"a supervisor is already running for {self._name()}{who}; state: {self.state_dir}"
             ) from None
         self._lock_file = lock
+        self._stop_orphans()
+
+    def _stop_orphans(self) -> None:
+        """SIGTERM nodes a previous supervisor of this state directory left running.
+
+        Nodes run in their own sessions, so a supervisor killed with -9 leaves them
+        behind; unsupervised, they would double the pool once this one starts its own.
+        They drain like any scaled-in node.
+        """
+        previous = read_status(self.state_dir)
+        if previous is None or previous.host != self._host:
+            return
+        for pool, reported in previous.pools.items():
+            for node in reported.get("nodes", []):
+                pid = int(node.get("pid", 0))
+                if pid and _is_worker_node(pid, pool):
+                    log.warning("node.orphan_stopped", pool=pool, node=node.get("id"), pid=pid)
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGTERM)
+
+    def force(self) -> None:
+        """Signal draining nodes again: the worker's second signal stops at once."""
+        for rt in self._runtime.values():
+            for node in rt.nodes:
+                if node.stopping_since is not None and node.proc.poll() is None:
+                    node.proc.send_signal(signal.SIGTERM)
 
     def run(self, stop: threading.Event) -> None:
         """Reconcile until ``stop`` is set, then drain and stop every node."""
@@ -339,4 +375,4 @@ class Supervisor:
         )
 
     def _changed(self) -> bool:
-        return getattr(self, "_last_written", None) != self._fingerprint()
+        return self._last_written != self._fingerprint()
