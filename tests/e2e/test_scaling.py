@@ -147,9 +147,9 @@ def test_scale_to_three_then_ls_shows_three_nodes(scaling: Scaling) -> None:
     scaling.start("supervisor", "workers", "up")
     eventually(lambda: scaling.ready_nodes(1), what="the pool's one node (replicas.min)")
 
-    done = conveyor(scaling.env, "workers", "scale", "main=3")
+    done = conveyor(scaling.env, "workers", "scale", "main=3", "--wait")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "main: 1 → 3"
+    assert done.stdout.splitlines() == ["main: 1 → 3", "running: main=3"]
 
     state = eventually(lambda: scaling.ready_nodes(3), what="three nodes")
     pids = {n.pid for n in state.nodes}
