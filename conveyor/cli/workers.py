@@ -234,6 +234,12 @@ def autoscale(
         if dry_run or once:
             typer.echo(("(dry run) " if dry_run else "") + decision.render())
 
+    with _errors():
+        note = next((s.note for s in backend.pools(names).values() if s.note), None)
+    if note:
+        local = backend.name == "local"
+        later = "; decisions are stored and applied once one runs" if local else ""
+        typer.echo(f"note: {note}{later}", err=True)
     autoscaler = Autoscaler(topology, backend, pools=names, dry_run=dry_run, on_decision=show)
     if once:
         with _errors():
