@@ -45,9 +45,10 @@ def main() -> None:
         room = args.n - sent
         if args.window:
             free = args.window - (sent - (jobs.finished(records) - args.base))
-            # Whole calls only (the last one excepted): a window that opens a few jobs
-            # at a time must not turn batches of 10 into many small ones.
-            unit = min(batch, 10)
+            # Whole calls only (the last one excepted), and for batch APIs half a window
+            # at a time: a window that opens a few jobs at a time must not turn big
+            # batches into many small ones.
+            unit = batch if batch <= 10 else max(10, min(batch, args.window // 2) // 10 * 10)
             room = room if room <= free and room < unit else min(room, free // unit * unit)
             if room <= 0:
                 time.sleep(WINDOW_POLL_S)

@@ -1,6 +1,7 @@
 """One benchmark run: one emulator, the three systems in turn, the same phases for each.
 
-Per system: start its processes; wait until every consumer has polled; then
+Per system: start its processes; wait until every consumer has polled; run a few
+warm-up jobs (not measured); then
 1. idle: no jobs for ``idle_s`` — the requests an idle node makes;
 2. light load: ``latency_jobs`` single-job enqueues at ``latency_rate`` jobs/s —
    enqueue-to-start latency;
@@ -34,6 +35,8 @@ from infra.emulator import EmulatorProcess
 REPO = Path(__file__).resolve().parent.parent
 #: Counts are read once they have not changed for this long (Conveyor's deletes wait ≤ 1 s).
 SETTLE_QUIET_S = 1.6
+#: Jobs run through each system before anything is measured.
+WARMUP_JOBS = 5
 #: The slowest rate a throughput phase may run at before it is abandoned as stuck.
 MIN_RATE_JOBS_PER_S = 5.0
 
@@ -131,6 +134,9 @@ class SystemRun:
                 60.0,
                 self.procs,
             )
+            # First uses (client construction, lazy imports, connections) are not
+            # what a running system pays per job: a few jobs first, not measured.
+            self._phase("warmup", config, WARMUP_JOBS, 0.0, light=True)
             idle = self._idle()
             light = self._phase("light", config, self.settings.latency_jobs, 0.0, light=True)
             noop = self._phase("noop", config, self.settings.n, 0.0)
