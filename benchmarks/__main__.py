@@ -8,6 +8,7 @@ import os
 import platform
 import signal
 import sys
+import time
 from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
@@ -23,6 +24,7 @@ def _meta() -> dict[str, object]:
         "python": platform.python_version(),
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
         "load_average_1m": round(os.getloadavg()[0], 2),
+        "started_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "versions": {p: version(p) for p in ("celery", "kombu", "boto3", "moto")},
     }
 
@@ -45,6 +47,7 @@ def main() -> int:
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--work-dir", type=Path, default=d.work_dir)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument("--results-md", type=Path, help="also write a RESULTS.md here")
     args = parser.parse_args()
     settings = Settings(
         n=args.n,
@@ -62,6 +65,9 @@ def main() -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
     print(text)
+    if args.results_md:
+        command = " ".join(["python -m benchmarks", *sys.argv[1:]])
+        args.results_md.write_text(report.markdown(doc, command) + "\n")
     print(report.table(doc), file=sys.stderr)
     return 0
 
