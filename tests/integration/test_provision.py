@@ -573,7 +573,7 @@ def _s3() -> S3Client:
     return aws.client("s3")
 
 
-def test_bucket_is_private_encrypted_expiring_and_a_second_apply_changes_nothing(
+def test_bucket_is_private_encrypted_expiring_and_drift_is_planned_and_fixed(
     guarded: Topology,
 ) -> None:
     name = _bucket_name(guarded)
@@ -596,11 +596,7 @@ def test_bucket_is_private_encrypted_expiring_and_a_second_apply_changes_nothing
     assert tags["conveyor:environment"] == guarded.environment
     assert provision.apply(guarded).changes == []
 
-
-def test_bucket_drift_is_planned_and_fixed_keeping_foreign_rules(guarded: Topology) -> None:
-    provision.apply(guarded)
-    name = _bucket_name(guarded)
-    s3 = _s3()
+    # Drift: a foreign rule replaced ours, the public access block is gone.
     theirs = {
         "ID": "theirs",
         "Filter": {"Prefix": "tmp/"},
