@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conveyor.system import free_port, wait_for_http
 from infra import aws
 from infra.envelope import Envelope, encode, make_envelope
 from infra.provision.desired import sns_arn
@@ -170,12 +171,33 @@ class Cluster:
             eventually(proc.ready, what=f"{name} to be ready", timeout_s=90)
         return proc
 
+    def api(self, **env: str) -> tuple[Proc, str]:
+        """Start `conveyor api` on a free loopback port; wait for /healthz; (process, URL)."""
+        port = free_port()
+        proc = Proc("api", ["api", "--port", str(port)], {**self.env, **env}, self.log_dir)
+        self.procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{url}/healthz", proc=proc.proc)
+        return proc, url
+
     def nodes(self, pool: str, count: int, **env: str) -> list[Proc]:
         """Start ``count`` nodes of ``pool`` at once, then wait for all of them."""
-        started = [self.node(pool, wait=False, **env) for _ in range(count)]
-        for proc in started:
-            eventually(proc.ready, what=f"{proc.name} to be ready", timeout_s=90)
+        return self.start({pool: count}, **env)[pool]
+
+    def start(self, counts: dict[str, int], **env: str) -> dict[str, list[Proc]]:
+        """Start nodes of several pools at once (``{"a": 2, "b": 2}``), then wait for all."""
+        started = {
+            pool: [self.node(pool, wait=False, **env) for _ in range(count)]
+            for pool, count in counts.items()
+        }
+        self.wait_ready([proc for procs in started.values() for proc in procs])
         return started
+
+    @staticmethod
+    def wait_ready(procs: Iterable[Proc]) -> None:
+        """Wait until every node in ``procs`` consumes."""
+        for proc in procs:
+            eventually(proc.ready, what=f"{proc.name} to be ready", timeout_s=90)
 
     def close(self) -> None:
         for proc in self.procs:

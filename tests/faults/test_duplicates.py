@@ -24,7 +24,7 @@ def skipped(cluster: Cluster) -> int:
 
 
 def test_guarded_jobs_run_once_however_often_they_are_delivered(cluster: Cluster) -> None:
-    jobs = size(30, 300)
+    jobs = size(18, 300)
     cluster.nodes("a", 2)
     envelopes = list(notes("fault.once", jobs, "once"))
     by_id = {e.id: e for e in envelopes}

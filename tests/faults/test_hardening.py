@@ -20,9 +20,8 @@ import secrets
 
 import httpx
 
-from conveyor.system import free_port, wait_for_http
 from infra import aws
-from tests.faults.harness import Cluster, Proc
+from tests.faults.harness import Cluster
 from tests.polling import eventually
 
 
@@ -39,12 +38,9 @@ def test_no_payload_and_no_secret_reaches_the_logs(cluster: Cluster) -> None:
     }
     env.pop("CONVEYOR_API_AUTH", None)  # the default: keys required
     cluster.env = env
-    port = free_port()
-    api = Proc("api", ["api", "--port", str(port)], env, cluster.log_dir)
-    cluster.procs.append(api)
-    url = f"http://127.0.0.1:{port}"
-    wait_for_http(f"{url}/healthz", proc=api.proc)
-    node = cluster.node("a")
+    node = cluster.node("a", wait=False)
+    _, url = cluster.api()
+    cluster.wait_ready([node])
     headers = {"Authorization": f"Bearer {api_key}"}
 
     ok = httpx.post(f"{url}/v1/jobs/fault.note", json={"label": marker}, headers=headers)

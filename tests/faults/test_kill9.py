@@ -39,10 +39,10 @@ def ran_at_least(cluster: Cluster, count: int) -> bool:
 
 
 def test_kill_9_of_random_nodes_loses_no_job(cluster: Cluster) -> None:
-    jobs = size(400, 3000)
+    jobs = size(300, 3000)
     kills = size(3, 12)
     rng = random.Random(9)  # which node dies, reproducibly
-    nodes = cluster.nodes("a", 2) + cluster.nodes("b", 2)
+    nodes = [n for pool in cluster.start({"a": 2, "b": 2}).values() for n in pool]
     started = time.monotonic()
     accepted = cluster.publish(mixed_jobs(jobs))
     killed = []

@@ -28,7 +28,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conveyor.system import free_port, wait_for_http
 from infra import aws
 from infra.emulator import EmulatorProcess
 from infra.provision import apply
@@ -36,7 +35,7 @@ from infra.topology import load_topology
 from producers.client import Client, EnqueueError, Retry
 from tests import REPO
 from tests.conftest import aws_environ
-from tests.faults.harness import TOPOLOGY, Cluster, Proc, size
+from tests.faults.harness import TOPOLOGY, Cluster, size
 from tests.polling import eventually
 
 #: How long the emulator stays frozen (well below the workers' 120 s liveness timeout).
@@ -171,15 +170,12 @@ def test_emulator_frozen_for_10_s_mid_run_loses_no_job(
     cluster = Cluster(topology, dict(os.environ), outbox, tmp_path)
     producer: Producer | None = None
     try:
-        port = free_port()
-        api = Proc("api", ["api", "--port", str(port)], cluster.env, tmp_path)
-        cluster.procs.append(api)
-        api_url = f"http://127.0.0.1:{port}"
-        wait_for_http(f"{api_url}/healthz", proc=api.proc)
-        nodes = cluster.nodes("a", 1) + cluster.nodes("b", 1)
+        nodes = [cluster.node("a", wait=False), cluster.node("b", wait=False)]
+        api, api_url = cluster.api()  # starts while the nodes do
+        cluster.wait_ready(nodes)
         producer = Producer(api_url)
         producer.start(size(2, 4))
-        warm = size(20, 200)
+        warm = size(10, 200)
         eventually(lambda: len(producer.accepted) >= warm, what=f"{warm} jobs", timeout_s=60)
 
         os.killpg(own_emulator.pid, signal.SIGSTOP)

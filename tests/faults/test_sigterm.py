@@ -18,12 +18,12 @@ from tests.polling import eventually
 
 
 def test_sigterm_scale_in_under_load_loses_and_repeats_nothing(cluster: Cluster) -> None:
-    jobs = size(300, 2000)
+    jobs = size(200, 2000)
     per_pool = size(3, 4)
     # Long enough that every stopping node has jobs in hand when its signal arrives.
     kinds = itertools.cycle([("fault.work", 0.2), ("fault.slow", 0.2)])
     envelopes = [make_envelope(t, {"seconds": s}) for t, s in itertools.islice(kinds, jobs)]
-    nodes = {pool: cluster.nodes(pool, per_pool) for pool in ("a", "b")}
+    nodes = cluster.start({"a": per_pool, "b": per_pool})
     started = time.monotonic()
     accepted = cluster.publish(envelopes)
     eventually(
