@@ -237,11 +237,16 @@ def _payloads_are_sound(t: Topology) -> Iterator[Problem]:
 
 
 def _ledger_outlasts_queues(t: Topology) -> Iterator[Problem]:
-    if not t.ledger_job_types():
+    recorded = set(t.ledger_job_types())
+    # The queues that run recorded job types: a job waits there at most retention_s.
+    retentions = [
+        (f"queues.{qname}.retention_s", q.retention_s)
+        for qname, q in t.queues.items()
+        if recorded & set(t.job_types_of_queue(qname))
+    ]
+    if not retentions:
         return
-    key, longest_s = max(
-        ((k, s) for k, s in _retentions(t) if ".dead_letter." not in k), key=lambda kv: kv[1]
-    )
+    key, longest_s = max(retentions, key=lambda kv: kv[1])
     if t.ledger.retention_s < longest_s:
         yield Problem(
             "ledger.retention_s",
