@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from infra import aws
 from infra.provision.desired import TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE, ledger_table_name
@@ -270,9 +270,7 @@ class Ledger:
         pending = requests
         try:
             for attempt in range(UNPROCESSED_RETRIES + 1):
-                answer = self._ddb().batch_write_item(
-                    RequestItems={self.table_name: pending}
-                )
+                answer = self._ddb().batch_write_item(RequestItems={self.table_name: pending})
                 # The output's type differs from the input's only in the stubs.
                 pending = list(answer.get("UnprocessedItems", {}).get(self.table_name, []))  # type: ignore[arg-type]
                 if not pending:
@@ -405,12 +403,22 @@ class Ledger:
         if not job_id or len(job_id) > MAX_JOB_ID_LEN:
             return None
         keys = [job_key(job_id), *(run_key(q, job_id) for q in self.queues)]
-        items = {}
+        items: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(keys, BATCH_GET_MAX):
             for item in self._batch_get(list(chunk)):
                 items[str(_attr(item, TABLE_PARTITION_KEY))] = item
         if not items:
             return None
+        try:
+            return self._record(job_id, items)
+        except ValidationError as exc:
+            # Not written by this code (or by a future version): say so, never a 500.
+            raise LedgerUnavailableError(
+                f"the job ledger holds an unreadable record for job '{job_id}'"
+            ) from exc
+
+    def _record(self, job_id: str, items: dict[str, dict[str, Any]]) -> JobRecord:
+        """The record of ``job_id`` from its items (the producer's, the workers')."""
         queued = items.get(job_key(job_id))
         runs = {q: items[run_key(q, job_id)] for q in self.queues if run_key(q, job_id) in items}
         declared: list[str] = list(_attr(queued, "queues") or []) if queued else []

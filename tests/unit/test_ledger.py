@@ -309,3 +309,10 @@ def test_job_hooks_add_the_ledger_for_recorded_queues_inline_on_lambda(
     assert isinstance(ledger_hook.submitter, Inline)  # Lambda freezes background threads
     off = parse_topology(YAML.replace("ledger: true", "ledger: false"), environment="unit")
     assert not [h for h in job_hooks(off, ["work"]) if isinstance(h, LedgerHook)]
+
+
+def test_an_unreadable_record_is_unavailable_not_a_crash(ledger: Ledger) -> None:
+    item = {"pk": {"S": "run#work#j9"}, "job_type": {"S": "mail.send"}, "state": {"S": "lost"}}
+    aws.client("dynamodb").put_item(TableName=TABLE, Item=item)
+    with pytest.raises(LedgerUnavailableError, match="unreadable record for job 'j9'"):
+        ledger.get("j9")
