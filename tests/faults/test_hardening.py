@@ -52,7 +52,7 @@ def test_no_payload_and_no_secret_reaches_the_logs(cluster: Cluster) -> None:
     wrong_key = httpx.post(
         f"{url}/v1/jobs/fault.note", json={"label": marker}, headers={"X-API-Key": marker}
     )
-    assert wrong_key.status_code in (202, 401, 403), wrong_key.text  # 202 until auth exists
+    assert wrong_key.status_code == 401, wrong_key.text
     # A payload that fails the model on the worker (sent around the API, straight to SQS).
     bad = json.dumps(
         {
