@@ -12,8 +12,8 @@ CloudFormation intrinsics, so the template and the provisioner cannot drift:
   producer API's idempotency keys), the claim-check S3 bucket (SSE-S3, public
   access blocked, objects expiring);
 - IAM roles with least-privilege inline policies: one for the producer API, one
-  per worker pool (trusted by ECS tasks and by EKS Pod Identity); S3 objects are
-  granted per job type prefix (``<bucket>/<job type>/*``), the only patterns;
+  per worker pool (trusted by ECS tasks and by EKS Pod Identity); the storage
+  resources and their statements are built in :mod:`infra.export.cfn_storage`;
 - an ECS cluster (Fargate) with a service per pool running ``conveyor worker
   --pool P``, and Application Auto Scaling target tracking on backlog per task
   (metric math over SQS's and Container Insights' own metrics: no publisher);
@@ -31,17 +31,14 @@ import json
 import math
 from typing import Any
 
-from infra.export.names import LogicalIds, backlog_target
-from infra.provision.buckets import ABORT_MULTIPART_DAYS, LIFECYCLE_RULE_ID, SSE_ALGORITHM
-from infra.provision.desired import (
-    LEDGER_TABLE,
-    PAYLOAD_BUCKET,
-    SUCCEEDED_TABLE,
-    DesiredQueue,
-    DesiredState,
-    desired_state,
-    guarded_job_types,
+from infra.export.cfn_storage import (
+    api_storage_statements,
+    bucket_resource,
+    table_resource,
+    worker_storage_statements,
 )
+from infra.export.names import LogicalIds, backlog_target
+from infra.provision.desired import DesiredQueue, DesiredState, desired_state
 from infra.topology import Topology
 
 #: Placeholders the desired state is computed with; they become ``Fn::Sub`` variables.
@@ -73,23 +70,8 @@ WORKER_QUEUE_ACTIONS = (
     "sqs:ReceiveMessage",
 )
 WORKER_DLQ_ACTIONS = ("sqs:GetQueueUrl", "sqs:SendMessage")
-WORKER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem")
 #: PublishBatch is authorised by sns:Publish; /readyz reads the topics' attributes.
 API_TOPIC_ACTIONS = ("sns:GetTopicAttributes", "sns:Publish")
-#: The producer records jobs as queued (BatchWriteItem) and reads their status
-#: (BatchGetItem); workers update their own run records (UpdateItem).
-API_LEDGER_ACTIONS = ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem")
-WORKER_LEDGER_ACTIONS = ("dynamodb:UpdateItem",)
-#: The producer API's idempotency keys (contract C5): claimed, read, settled, released.
-API_IDEMPOTENCY_ACTIONS = (
-    "dynamodb:BatchWriteItem",
-    "dynamodb:DeleteItem",
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-)
-#: The key in desired.py of the producer API's idempotency table.
-IDEMPOTENCY_TABLE_KEY = "idempotency"
 
 _INT_ATTRIBUTES = frozenset(
     {"VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds"}
@@ -260,76 +242,15 @@ class _Builder:
             logical = self.ids("Table", table.key)
             self.table_ids[table.key] = logical
             self.refs[table.arn] = _get_att(logical)
-            self.resources[logical] = {
-                "Type": "AWS::DynamoDB::Table",
-                "Properties": {
-                    "TableName": _sub(table.name),
-                    "AttributeDefinitions": [
-                        {
-                            "AttributeName": table.partition_key,
-                            "AttributeType": table.partition_key_type,
-                        }
-                    ],
-                    "KeySchema": [{"AttributeName": table.partition_key, "KeyType": "HASH"}],
-                    "BillingMode": table.billing_mode,
-                    "TimeToLiveSpecification": {
-                        "AttributeName": table.ttl_attribute,
-                        "Enabled": True,
-                    },
-                    "Tags": _tags(table.tags),
-                },
-            }
+            self.resources[logical] = table_resource(table, _sub(table.name), _tags(table.tags))
 
     def bucket(self) -> None:
         for bucket in self.state.buckets:
             logical = self.ids("Bucket", bucket.key)
             self.bucket_id = logical
-            # S3 names allow no "_", which EnvironmentName may hold: split and join with "-"
-            # (the project's are replaced already, as infra apply names the bucket).
-            environment = {"Fn::Join": ["-", {"Fn::Split": ["_", {"Ref": "EnvironmentName"}]}]}
-            project = self.topology.project.replace("_", "-")
-            name = {
-                "Fn::Sub": [
-                    f"{project}-${{Env}}-{PAYLOAD_BUCKET}-${{AWS::AccountId}}-${{AWS::Region}}",
-                    {"Env": environment},
-                ]
-            }
-            self.resources[logical] = {
-                "Type": "AWS::S3::Bucket",
-                "Properties": {
-                    "BucketName": name,
-                    "BucketEncryption": {
-                        "ServerSideEncryptionConfiguration": [
-                            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": SSE_ALGORITHM}}
-                        ]
-                    },
-                    "PublicAccessBlockConfiguration": {
-                        "BlockPublicAcls": True,
-                        "BlockPublicPolicy": True,
-                        "IgnorePublicAcls": True,
-                        "RestrictPublicBuckets": True,
-                    },
-                    "LifecycleConfiguration": {
-                        "Rules": [
-                            {
-                                "Id": LIFECYCLE_RULE_ID,
-                                "Status": "Enabled",
-                                "ExpirationInDays": bucket.expiry_days,
-                                "AbortIncompleteMultipartUpload": {
-                                    "DaysAfterInitiation": ABORT_MULTIPART_DAYS
-                                },
-                            }
-                        ]
-                    },
-                    "Tags": _tags(bucket.tags),
-                },
-            }
+            tags = _tags(bucket.tags)
+            self.resources[logical] = bucket_resource(bucket, self.topology.project, tags)
             self.outputs["PayloadBucketName"] = {"Value": {"Ref": logical}}
-
-    def objects_of(self, job_types: list[str]) -> list[dict[str, Any]]:
-        """The claim-check objects of ``job_types`` (keys are ``<job type>/<job id>.json``)."""
-        assert self.bucket_id is not None
-        return [{"Fn::Sub": f"${{{self.bucket_id}.Arn}}/{jt}/*"} for jt in sorted(job_types)]
 
     # -- IAM -----------------------------------------------------------------------------
 
@@ -343,33 +264,7 @@ class _Builder:
                 "Resource": topics,
             },
         ]
-        if self.bucket_id is not None:
-            statements.append(
-                {
-                    "Sid": "ClaimCheckPayloads",
-                    "Effect": "Allow",
-                    "Action": ["s3:PutObject"],
-                    "Resource": self.objects_of(list(self.topology.job_types)),
-                }
-            )
-        if LEDGER_TABLE in self.table_ids:
-            statements.append(
-                {
-                    "Sid": "JobLedger",
-                    "Effect": "Allow",
-                    "Action": list(API_LEDGER_ACTIONS),
-                    "Resource": [_get_att(self.table_ids[LEDGER_TABLE])],
-                }
-            )
-        if IDEMPOTENCY_TABLE_KEY in self.table_ids:
-            statements.append(
-                {
-                    "Sid": "IdempotencyKeys",
-                    "Effect": "Allow",
-                    "Action": list(API_IDEMPOTENCY_ACTIONS),
-                    "Resource": [_get_att(self.table_ids[IDEMPOTENCY_TABLE_KEY])],
-                }
-            )
+        statements += api_storage_statements(self.topology, self.table_ids, self.bucket_id)
         self.resources["ApiRole"] = _role(
             "Conveyor producer API: publish jobs to the topics, store large payloads,"
             " record and read job status, keep idempotency keys.",
@@ -377,13 +272,6 @@ class _Builder:
             "conveyor-api",
         )
         self.outputs["ApiRoleArn"] = {"Value": _get_att("ApiRole")}
-
-    def pool_guarded(self, pool: str) -> bool:
-        guarded = set(guarded_job_types(self.topology))
-        return any(
-            guarded & set(self.topology.job_types_of_queue(q))
-            for q in self.topology.pools[pool].queues
-        )
 
     def worker_role(self, pool: str) -> str:
         queues = self.topology.pools[pool].queues
@@ -401,47 +289,9 @@ class _Builder:
                 "Resource": [_get_att(self.dlq_ids[q]) for q in queues],
             },
         ]
-        if SUCCEEDED_TABLE in self.table_ids and self.pool_guarded(pool):
-            statements.append(
-                {
-                    "Sid": "IdempotencyGuard",
-                    "Effect": "Allow",
-                    "Action": list(WORKER_TABLE_ACTIONS),
-                    "Resource": [_get_att(self.table_ids[SUCCEEDED_TABLE])],
-                }
-            )
-        received = sorted(
-            {jt for q in queues for jt in self.topology.job_types_of_queue(q)}
-            & set(self.topology.job_types)
+        statements += worker_storage_statements(
+            self.topology, queues, self.table_ids, self.bucket_id
         )
-        if LEDGER_TABLE in self.table_ids and set(received) & set(self.topology.ledger_job_types()):
-            statements.append(
-                {
-                    "Sid": "JobLedger",
-                    "Effect": "Allow",
-                    "Action": list(WORKER_LEDGER_ACTIONS),
-                    "Resource": [_get_att(self.table_ids[LEDGER_TABLE])],
-                }
-            )
-        if self.bucket_id is not None and received:
-            statements.append(
-                {
-                    "Sid": "ClaimCheckPayloads",
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject"],
-                    "Resource": self.objects_of(received),
-                }
-            )
-            # Without ListBucket, S3 answers a missing key with 403 instead of 404, and the
-            # worker could not tell "expired" (dead-letter) from "not allowed" (retry).
-            statements.append(
-                {
-                    "Sid": "ClaimCheckMissingIsVisible",
-                    "Effect": "Allow",
-                    "Action": ["s3:ListBucket"],
-                    "Resource": [_get_att(self.bucket_id)],
-                }
-            )
         logical = self.ids("WorkerRole", pool)
         self.resources[logical] = _role(
             f"Conveyor worker pool {pool}: consume its queues, dead-letter to their DLQs.",
