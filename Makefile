@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # constraints.txt pins the whole dependency tree so a fresh clone installs what CI tested.
 PIP_INSTALL := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: venv run demo test check lint fmt typecheck emulator clean
+.PHONY: venv run demo bench test check lint fmt typecheck emulator clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ run: $(STAMP)  ## start the whole system on the embedded emulator and submit the
 
 demo: $(STAMP)  ## the same, headless: submit the sample workload, wait, print a summary, exit
 	$(BIN)/conveyor demo
+
+bench: $(STAMP)  ## Celery vs the raw boto3 floor vs Conveyor on one emulator: JSON on stdout, table on stderr
+	$(BIN)/python -m benchmarks --out .conveyor/bench/results.json --results-md .conveyor/bench/RESULTS.md
 
 emulator: $(STAMP)  ## run the embedded emulator in the foreground
 	$(BIN)/conveyor emulator

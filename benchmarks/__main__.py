@@ -46,6 +46,7 @@ def main() -> int:
     parser.add_argument("--latency-jobs", type=int, default=d.latency_jobs)
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--work-dir", type=Path, default=d.work_dir)
+    parser.add_argument("--deadline-s", type=float, default=d.deadline_s, help="give up after")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--results-md", type=Path, help="also write a RESULTS.md here")
     args = parser.parse_args()
@@ -57,6 +58,7 @@ def main() -> int:
         latency_jobs=args.latency_jobs,
         systems=tuple(s for s in args.systems.split(",") if s),
         work_dir=args.work_dir,
+        deadline_s=args.deadline_s,
     )
     results = run(settings)
     doc = report.build(results, {**asdict(settings), "work_dir": str(settings.work_dir)}, _meta())
@@ -66,6 +68,7 @@ def main() -> int:
         args.out.write_text(text + "\n")
     print(text)
     if args.results_md:
+        args.results_md.parent.mkdir(parents=True, exist_ok=True)
         command = " ".join(["python -m benchmarks", *sys.argv[1:]])
         args.results_md.write_text(report.markdown(doc, command) + "\n")
     print(report.table(doc), file=sys.stderr)

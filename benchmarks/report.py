@@ -237,7 +237,9 @@ def markdown(doc: dict[str, Any], command: str) -> str:
     lines = [
         "# Benchmark results",
         "",
-        f"One run of `{command}` on {meta['started_at']}.",
+        f"One run of `{command}` on {meta['started_at']}. To re-run: `make bench` (JSON"
+        " in .conveyor/bench/results.json, this page in .conveyor/bench/RESULTS.md), or"
+        " `python -m benchmarks --help` for N, the window, the concurrency and the phases.",
         "",
         f"- Machine: {meta['machine']}, Python {meta['python']}; 1-minute load average"
         f" {meta['load_average_1m']} at the start (other work was running: see the notes).",

@@ -45,7 +45,7 @@ MIN_RATE_JOBS_PER_S = 5.0
 class Settings:
     """What to run."""
 
-    n: int = 1000
+    n: int = 800
     window: int = 500
     concurrency: int = 2
     cpu_ms: float = 5.0
@@ -53,6 +53,8 @@ class Settings:
     latency_jobs: int = 100
     latency_rate: float = 10.0
     systems: tuple[str, ...] = ("celery", "raw", "conveyor")
+    #: The whole run gives up (and stops everything it started) after this long.
+    deadline_s: float = 900.0
     #: Logs, records and counts of the run (.conveyor/ is git-ignored).
     work_dir: Path = field(
         default_factory=lambda: REPO / ".conveyor" / "bench" / time.strftime("%Y%m%dT%H%M%S")
@@ -75,9 +77,15 @@ class PhaseResult:
     latency_s: list[float]
 
 
+#: When the whole run must be over (monotonic), set by :func:`run`: a stuck or very
+#: slow run fails with what it was waiting for instead of running on.
+_run_deadline = [float("inf")]
+
+
 def _wait(
     probe: Any, what: str, timeout_s: float, procs: list[Proc], producer: Proc | None = None
 ) -> None:
+    timeout_s = max(0.0, min(timeout_s, _run_deadline[0] - time.monotonic()))
     deadline = time.monotonic() + timeout_s
     while not probe():
         dead = [p.name for p in procs if p.popen.poll() is not None]
@@ -254,6 +262,7 @@ def run(settings: Settings) -> dict[str, Any]:
     # moto's request recorder writes here (the emulator inherits our environment).
     os.environ["MOTO_RECORDER_FILEPATH"] = str(settings.work_dir / "emulator-recording.jsonl")
     results: dict[str, Any] = {}
+    _run_deadline[0] = time.monotonic() + settings.deadline_s
     with EmulatorProcess(log_path=settings.work_dir / "emulator.log") as emulator:
         os.environ.update(
             AWS_ENDPOINT_URL=emulator.endpoint_url,
