@@ -16,7 +16,7 @@ from infra.logs import configure_logging, get_logger
 from infra.settings import load_settings
 from infra.topology import Topology, TopologyError, check_imports, payload_model
 from producers.auth import ApiKey, KeysError, generate_key, hash_key, load_keys
-from producers.client import Client, EnqueueError
+from producers.client import NO_RETRY, Client, EnqueueError, Retry
 from producers.config import ApiSettings
 
 api_app = typer.Typer(
@@ -39,14 +39,26 @@ ApiKeyOption = Annotated[
     typer.Option("--api-key", help="The API key (default: CONVEYOR_API_KEY).", show_default=False),
 ]
 TimeoutS = Annotated[float, typer.Option(help="Seconds to wait for each answer.", min=0.1)]
+RetryForS = Annotated[
+    float,
+    typer.Option(
+        help="Seconds to keep retrying a 503 (not published) or 429 (rate limit), waiting"
+        " what Retry-After says; 0: no retry.",
+        min=0,
+    ),
+]
 
 
-def api_client(api_url: str | None, api_key: str | None, timeout_s: float) -> Client:
+def api_client(
+    api_url: str | None, api_key: str | None, timeout_s: float, retry_for_s: float = 30.0
+) -> Client:
     """A client for the API named by the options, or by CONVEYOR_API_URL / CONVEYOR_API_KEY."""
     import os  # noqa: PLC0415 - only here: the one place that reads CONVEYOR_API_KEY
 
     url = api_url or load_settings().api_url
-    return Client(url, api_key or os.environ.get("CONVEYOR_API_KEY") or None, timeout_s=timeout_s)
+    retry = Retry(max_wait_s=retry_for_s) if retry_for_s > 0 else NO_RETRY
+    key = api_key or os.environ.get("CONVEYOR_API_KEY") or None
+    return Client(url, key, timeout_s=timeout_s, retry=retry)
 
 
 def _keys(settings: ApiSettings, topology: Topology) -> list[ApiKey] | None:
@@ -241,6 +253,7 @@ def enqueue(
         typer.Option(help="The same key within the retention window is the same job."),
     ] = None,
     timeout_s: TimeoutS = 30.0,
+    retry_for_s: RetryForS = 30.0,
 ) -> None:
     """Submit one job (JOB_TYPE --data JSON) or a batch file (--batch FILE.jsonl).
 
@@ -250,7 +263,7 @@ def enqueue(
     if batch is not None:
         if job_type is not None or data is not None or payload_json is not None:
             common.fail("--batch takes no JOB_TYPE or payload", common.EXIT_USAGE)
-        with api_client(api_url, api_key, timeout_s) as client:
+        with api_client(api_url, api_key, timeout_s, retry_for_s) as client:
             failed = enqueue_file(client, batch, batch_size=batch_size)
         raise typer.Exit(common.EXIT_FAILED if failed else 0)
     if job_type is None:
@@ -259,7 +272,7 @@ def enqueue(
         common.fail("give the payload once: PAYLOAD_JSON or --data", common.EXIT_USAGE)
     payload = _read_payload(data if data is not None else payload_json or "{}")
     try:
-        with api_client(api_url, api_key, timeout_s) as client:
+        with api_client(api_url, api_key, timeout_s, retry_for_s) as client:
             result = client.enqueue(job_type, payload, idempotency_key=idempotency_key)
     except EnqueueError as exc:
         common.fail(describe(exc), exit_code(exc))

@@ -269,7 +269,15 @@ def test_unreachable_aws_is_503_never_202(unreachable_aws_api: ApiProcess) -> No
     register(cli)
     run = CliRunner().invoke(
         cli,
-        ["enqueue", "invoice.render", '{"order_id": "o-2"}', "--api-url", unreachable_aws_api.url],
+        [
+            "enqueue",
+            "invoice.render",
+            '{"order_id": "o-2"}',
+            "--api-url",
+            unreachable_aws_api.url,
+            "--retry-for-s",
+            "0",
+        ],
     )
     assert run.exit_code == 1
     assert run.output.startswith("conveyor: enqueue failed: 503: job not published: ")

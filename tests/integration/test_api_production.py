@@ -2,15 +2,19 @@
 
 API keys (401/403/429), idempotency keys (nothing published twice, 409), an SNS
 that never answers (503, nothing recorded), and the client and CLI end to end.
+The module provisions one environment and starts one keyed API for its tests
+(each test asserts on the jobs and keys it made, and on metric deltas).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -18,16 +22,14 @@ from typer.testing import CliRunner
 
 from conveyor.cli import app as conveyor_cli
 from infra import aws
+from infra.emulator import EmulatorProcess
 from infra.envelope import decode
-from infra.topology import Topology
+from infra.provision import apply
+from infra.topology import Topology, load_topology
 from producers.auth import hash_key
 from producers.client import NO_RETRY, AuthError, Client, EnqueueError
-from tests.integration.test_api_http import PAYLOADS, ApiProcess, _collect, _start_api, topology
-
-if TYPE_CHECKING:
-    from tests.conftest import AwsEnv
-
-__all__ = ["topology"]  # a fixture
+from tests.conftest import aws_environ
+from tests.integration.test_api_http import PAYLOADS, QUEUES_FILE, ApiProcess, _collect, _start_api
 
 pytestmark = pytest.mark.integration
 
@@ -37,10 +39,34 @@ EMAIL = PAYLOADS["email.send"]
 RESIZE = PAYLOADS["image.resize"]
 
 
-@pytest.fixture
-def keyed_api(aws_env: AwsEnv, topology: Topology, tmp_path: Path) -> Iterator[ApiProcess]:
+@pytest.fixture(scope="module")
+def env(emulator: EmulatorProcess) -> Iterator[dict[str, str]]:
+    """This process pointed at the emulator under a fresh environment, for the module."""
+    values = aws_environ(emulator.endpoint_url, f"t{uuid.uuid4().hex[:10]}")
+    with pytest.MonkeyPatch.context() as patch:
+        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_RETRY_MODE"):
+            patch.delenv(key, raising=False)
+        for key, value in values.items():
+            patch.setenv(key, value)
+        aws.reset_clients()
+        yield dict(os.environ)
+    aws.reset_clients()
+
+
+@pytest.fixture(scope="module")
+def topology(env: dict[str, str]) -> Topology:
+    topology = load_topology(QUEUES_FILE, environment=env["CONVEYOR_ENVIRONMENT"])
+    apply(topology)
+    return topology
+
+
+@pytest.fixture(scope="module")
+def keyed_api(
+    env: dict[str, str], topology: Topology, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiProcess]:
     """An API that requires keys: one for everything, one for e-mail only and slow."""
-    keys = tmp_path / "keys.yaml"
+    tmp = tmp_path_factory.mktemp("keyed-api")
+    keys = tmp / "keys.yaml"
     keys.write_text(
         "keys:\n"
         f"  - {{name: full, sha256: {hash_key(FULL_KEY)}}}\n"
@@ -48,13 +74,22 @@ def keyed_api(aws_env: AwsEnv, topology: Topology, tmp_path: Path) -> Iterator[A
         " rate_per_s: 0.01, burst: 2}\n",
         encoding="utf-8",
     )
-    env = {**aws_env.env, "CONVEYOR_API_AUTH": "keys", "CONVEYOR_API_KEYS_FILE": str(keys)}
-    yield from _start_api(env, tmp_path / "api.log")
+    api_env = {**env, "CONVEYOR_API_AUTH": "keys", "CONVEYOR_API_KEYS_FILE": str(keys)}
+    yield from _start_api(api_env, tmp / "api.log")
 
 
-@pytest.fixture
-def api(aws_env: AwsEnv, topology: Topology, tmp_path: Path) -> Iterator[ApiProcess]:
-    yield from _start_api(aws_env.env, tmp_path / "api.log")
+def _metrics(http: httpx.Client) -> dict[str, float]:
+    """``/metrics`` as ``{'name{labels}': value}``."""
+    values = {}
+    for line in http.get("/metrics").text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
 
 
 def _bearer(key: str) -> dict[str, str]:
@@ -75,7 +110,9 @@ def _idempotency_item(topology: Topology, scope: str, key: str) -> dict[str, Any
 
 
 def test_keys_are_required_and_scoped(keyed_api: ApiProcess, topology: Topology) -> None:
+    _collect(topology, {})  # start from empty queues: every message below is this test's
     with httpx.Client(base_url=keyed_api.url, timeout=30) as http:
+        before = _metrics(http)
         missing = http.post("/v1/jobs/email.send", json=EMAIL)
         assert missing.status_code == 401
         assert missing.headers["www-authenticate"] == "Bearer"
@@ -121,37 +158,44 @@ def test_keys_are_required_and_scoped(keyed_api: ApiProcess, topology: Topology)
         )
         bad = http.post("/v1/jobs/image.resize", json={"width_px": 0}, headers=_bearer(FULL_KEY))
         assert bad.status_code == 422
-        metrics = http.get("/metrics").text
-    assert 'conveyor_api_requests_rejected_total{reason="unauthorized"} 4.0' in metrics
-    assert 'conveyor_api_requests_rejected_total{reason="rate_limited"} 1.0' in metrics
+        counted = _delta(before, _metrics(http))
+    assert counted['conveyor_api_requests_rejected_total{reason="unauthorized"}'] == 4
+    assert counted['conveyor_api_requests_rejected_total{reason="rate_limited"}'] == 1
     assert (
-        'conveyor_api_jobs_rejected_total{job_type="image.resize",reason="forbidden"} 2.0'
-        in metrics
+        counted['conveyor_api_jobs_rejected_total{job_type="image.resize",reason="forbidden"}'] == 2
     )
     assert (
-        'conveyor_api_jobs_rejected_total{job_type="image.resize",reason="invalid"} 1.0' in metrics
+        counted['conveyor_api_jobs_rejected_total{job_type="image.resize",reason="invalid"}'] == 1
     )
+    assert counted['conveyor_api_jobs_accepted_total{duplicate="false",job_type="email.send"}'] == 1
     assert (
-        'conveyor_api_jobs_accepted_total{duplicate="false",job_type="email.send"} 1.0' in metrics
+        counted['conveyor_api_jobs_accepted_total{duplicate="false",job_type="image.resize"}'] == 1
     )
-    assert "conveyor_api_publish_seconds_count" in metrics
-    assert 'conveyor_api_batch_jobs_bucket{le="2.0"} 1.0' in metrics
+    assert counted["conveyor_api_publish_seconds_count"] == 2
+    assert counted['conveyor_api_batch_jobs_bucket{le="2.0"}'] == 1
     # Only the two accepted jobs were published.
-    received = _collect(topology, {"notifications": set(), "images": {ok.json()["id"]}})
-    assert len(received["notifications"]) == 1
-    assert len(received["images"]) == 1
+    received = _collect(
+        topology, {"notifications": {mixed.json()["results"][0]["id"]}, "images": {ok.json()["id"]}}
+    )
+    assert [decode(m["Body"]).id for m in received["notifications"]] == [
+        mixed.json()["results"][0]["id"]
+    ]
+    assert [decode(m["Body"]).id for m in received["images"]] == [ok.json()["id"]]
+    assert received["billing"] == []
 
 
 # -- idempotency ----------------------------------------------------------------------------
 
 
 def test_a_repeated_idempotency_key_publishes_nothing_new(
-    api: ApiProcess, topology: Topology
+    keyed_api: ApiProcess, topology: Topology
 ) -> None:
+    _collect(topology, {})  # start from empty queues: every message below is this test's
     batch = {
         "jobs": [{"type": "email.send", "data": EMAIL}, {"type": "image.resize", "data": RESIZE}]
     }
-    with httpx.Client(base_url=api.url, timeout=30) as http:
+    with httpx.Client(base_url=keyed_api.url, timeout=30, headers=_bearer(FULL_KEY)) as http:
+        before = _metrics(http)
         first = http.post(
             "/v1/jobs/email.send", json=EMAIL, headers={"Idempotency-Key": "welcome-1"}
         )
@@ -177,11 +221,9 @@ def test_a_repeated_idempotency_key_publishes_nothing_new(
         ids = [r["id"] for r in batch_first.json()["results"]]
         assert [r["id"] for r in batch_again.json()["results"]] == ids
         assert [r.get("duplicate") for r in batch_again.json()["results"]] == [True, True]
-        metrics = http.get("/metrics").text
-    assert 'conveyor_api_jobs_accepted_total{duplicate="true",job_type="email.send"} 2.0' in metrics
-    assert (
-        'conveyor_api_jobs_rejected_total{job_type="email.send",reason="conflict"} 1.0' in metrics
-    )
+        counted = _delta(before, _metrics(http))
+    assert counted['conveyor_api_jobs_accepted_total{duplicate="true",job_type="email.send"}'] == 2
+    assert counted['conveyor_api_jobs_rejected_total{job_type="email.send",reason="conflict"}'] == 1
 
     # Count what SNS delivered: each job once, nothing for the repeats or the conflict.
     received = _collect(
@@ -192,7 +234,7 @@ def test_a_repeated_idempotency_key_publishes_nothing_new(
     )
     assert [decode(m["Body"]).id for m in received["images"]] == [ids[1]]
     assert received["billing"] == []
-    item = _idempotency_item(topology, "-", "welcome-1")
+    item = _idempotency_item(topology, "full", "welcome-1")  # scoped by the API key's name
     assert item is not None
     assert (item["job_id"], item["state"]) == (first.json()["id"], "published")
 
@@ -201,18 +243,18 @@ def test_a_repeated_idempotency_key_publishes_nothing_new(
 
 
 @pytest.fixture
-def frozen_sns_api(aws_env: AwsEnv, topology: Topology, tmp_path: Path) -> Iterator[ApiProcess]:
+def frozen_sns_api(env: dict[str, str], topology: Topology, tmp_path: Path) -> Iterator[ApiProcess]:
     """An API whose SNS endpoint accepts connections and never answers (a frozen SNS)."""
     with socket.socket() as blackhole:
         blackhole.bind(("127.0.0.1", 0))
         blackhole.listen(64)  # never accepted: connects succeed, requests are never read
-        env = {
-            **aws_env.env,
+        frozen = {
+            **env,
             "AWS_ENDPOINT_URL_SNS": f"http://127.0.0.1:{blackhole.getsockname()[1]}",
             "CONVEYOR_AWS_ACCOUNT_ID": "123456789012",
             "CONVEYOR_API_AWS_READ_TIMEOUT_S": "1",
         }
-        yield from _start_api(env, tmp_path / "api-frozen.log")
+        yield from _start_api(frozen, tmp_path / "api-frozen.log")
 
 
 def test_an_sns_that_never_answers_is_503_and_nothing_is_recorded(
