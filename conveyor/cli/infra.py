@@ -85,8 +85,9 @@ def destroy(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Delete what queues.yaml declares: topics, queues, DLQs, subscriptions, the guard's table.
+    """Delete what queues.yaml declares: topics, queues, DLQs, subscriptions, tables, bucket.
 
+    The payload bucket is emptied first (the plan shows how many objects it holds).
     Without a terminal, --yes is required. Resources that do not exist are skipped.
     """
     topology = common.load()
@@ -133,7 +134,7 @@ def export_cloudformation(
         typer.Option("--output", "-o", help="Write the template (JSON) here; default stdout."),
     ] = None,
 ) -> None:
-    """A CloudFormation template: topics, queues, DLQs, IAM roles, ECS workers, alarms."""
+    """A CloudFormation template: topics, queues, DLQs, tables, bucket, IAM, ECS, alarms."""
     text = json.dumps(cloudformation_template(common.load()), indent=2, ensure_ascii=False)
     if output is None:
         typer.echo(text)
