@@ -324,7 +324,7 @@ class Enqueuer:
                 Outgoing(
                     f.envelope,
                     message_group_id=f.job.message_group_id,
-                    deduplication_id=f.claim.deduplication_id if f.claim is not None else None,
+                    deduplication_id=self._deduplication_id(f),
                 )
                 for f in flying
             ]
@@ -387,6 +387,17 @@ class Enqueuer:
                     for f, _ in accepted
                 ]
             )
+
+    def _deduplication_id(self, f: _InFlight) -> str | None:
+        """FIFO: the idempotency key's id, else the payload's hash when the topic asks for
+        content-based deduplication, else None (the publisher uses the job id)."""
+        if f.claim is not None:
+            return f.claim.deduplication_id
+        topic = self.topology.topics[self.topology.job_types[f.job.job_type].topic]
+        if topic.fifo and topic.content_based_deduplication:
+            # The envelope differs per request (id, time): hash the job, not the message.
+            return fingerprint(f.job.job_type, f.job.data)
+        return None
 
     def _release(self, claims: list[Claim]) -> None:
         if self.idempotency is not None:

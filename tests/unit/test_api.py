@@ -29,7 +29,9 @@ from infra.envelope import MAX_MESSAGE_BYTES, decode
 from infra.provision.desired import payload_bucket_name
 from infra.topology import Topology, TopologyError, load_topology, parse_topology
 from producers.app import create_app, valid_traceparent
+from producers.enqueue import fingerprint
 from producers.publisher import PublishError, classify
+from sample_jobs.payloads import OrderPlaced
 
 REPO = Path(__file__).resolve().parents[2]
 ORDER = {"order_id": "o-1", "customer_email": "ada@example.com", "amount": "12.50"}
@@ -438,6 +440,21 @@ def test_fifo_group_from_the_declared_field_or_the_header(mocked_aws: None) -> N
     assert field_ids["MessageDeduplicationId"] == hashlib.sha256(b"-#k1").hexdigest()
     assert attributes[by_header.json()["id"]]["MessageGroupId"] == "account-7"
     assert attributes[batch.json()["results"][0]["id"]]["MessageGroupId"] == "o-2"
+
+
+def test_content_based_deduplication_hashes_the_job_not_the_envelope(mocked_aws: None) -> None:
+    yaml = FIFO_YAML.replace(
+        "topics: {ledger: {fifo: true}}",
+        "topics: {ledger: {fifo: true, content_based_deduplication: true}}",
+    )
+    topology = parse_topology(yaml, environment="unit")
+    urls = provision(topology)
+    client = TestClient(create_app(topology))
+    first = client.post("/v1/jobs/order.placed", json=ORDER)
+    assert first.status_code == 202
+    [message] = drain(urls["ledger"])
+    data = OrderPlaced.model_validate(ORDER).model_dump(mode="json")
+    assert message["Attributes"]["MessageDeduplicationId"] == fingerprint("order.placed", data)
 
 
 def test_message_group_field_needs_a_fifo_topic() -> None:
