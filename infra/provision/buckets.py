@@ -27,6 +27,7 @@ from infra.provision.plan import Change
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import WaiterConfigTypeDef
 
 #: The ID of Conveyor's lifecycle rule; rules with other IDs are not Conveyor's.
 LIFECYCLE_RULE_ID = "conveyor-expire-payloads"
@@ -41,6 +42,8 @@ PUBLIC_ACCESS_BLOCK: dict[str, bool] = {
 SSE_ALGORITHM = "AES256"
 #: Objects counted for the destroy plan; beyond it the plan says "at least".
 COUNT_LIMIT = 1000
+#: How long apply waits for a new bucket to be visible (HeadBucket every second).
+BUCKET_WAIT: WaiterConfigTypeDef = {"Delay": 1, "MaxAttempts": 60}
 #: DeleteObjects takes at most 1,000 keys per call.
 DELETE_BATCH = 1000
 
@@ -376,6 +379,9 @@ def run_bucket_operation(s3: S3Client, op: BucketOperation) -> None:
                     Bucket=name,
                     CreateBucketConfiguration={"LocationConstraint": cast("Any", region)},
                 )
+            # S3 is eventually consistent about a new bucket: the settings that follow
+            # could meet NoSuchBucket for a moment (moto answers at once).
+            s3.get_waiter("bucket_exists").wait(Bucket=name, WaiterConfig=BUCKET_WAIT)
         case BlockPublicAccess(name=name):
             s3.put_public_access_block(
                 Bucket=name, PublicAccessBlockConfiguration=cast("Any", PUBLIC_ACCESS_BLOCK)
