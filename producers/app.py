@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from infra.claim_check import claim_check_for
 from infra.ledger import ledger_for
 from infra.logs import get_logger
+from infra.provision.desired import IDEMPOTENCY_TABLE
 from infra.topology import Topology, payload_model
 from producers.auth import ApiKey
 from producers.batch import add_batch_route
@@ -52,9 +53,6 @@ from producers.publisher import Publisher, PublishError
 from producers.status import status_router
 
 __all__ = ["SOURCE", "JobAccepted", "create_app", "valid_traceparent"]
-
-#: The idempotency keys' DynamoDB table is ``<project>-<environment>-idempotency``.
-IDEMPOTENCY_TABLE = "idempotency"
 
 log = get_logger("conveyor.api")
 
