@@ -20,11 +20,14 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from infra.logs import get_logger
 from producers.auth import ApiKey
 from producers.enqueue import Enqueuer, Job, Outcome, message_group_id
 from producers.guard import Guard
 from producers.http import ENQUEUE_ERRORS, IDEMPOTENCY_HEADER, TRACE_HEADER, valid_traceparent
 from producers.metrics import ApiMetrics
+
+log = get_logger("conveyor.api")
 
 #: The most jobs one request may carry.
 MAX_BATCH_JOBS = 500
@@ -230,6 +233,14 @@ def add_batch_route(
             outcomes[outcome.index] = outcome
         ordered = [outcomes[i] for i in range(len(request.jobs))]
         status, body = render(ordered)
+        log.info(
+            "batch answered",
+            status=status,
+            jobs=len(ordered),
+            accepted=body.accepted,
+            rejected=body.rejected,
+            **({"api_key": key.name} if key is not None else {}),
+        )
         retry = retry_after_s(ordered)
         headers = {"Retry-After": str(retry)} if retry is not None and status != 202 else {}
         return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
