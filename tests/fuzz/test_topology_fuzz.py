@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from infra.topology import Topology, TopologyError
@@ -20,7 +20,7 @@ from tests import REPO
 from tests.faults.harness import size
 
 FUZZ = settings(
-    max_examples=size(60, 2000),
+    max_examples=size(60, 500),
     deadline=None,
     database=None,  # nothing written into the checkout; failures print their example
     suppress_health_check=[HealthCheck.too_slow],
@@ -109,12 +109,14 @@ def test_the_sample_loads() -> None:
 
 @FUZZ
 @given(st.text(max_size=400))
+@example("topics: {}\nqueues: \x08")  # a control character: line and column, one line
 def test_any_text_loads_or_is_refused_with_a_readable_error(text: str) -> None:
     loaded_or_refused(text)
 
 
 @FUZZ
 @given(st.dictionaries(st.sampled_from(sorted(SAMPLE)) | st.text(max_size=10), values))
+@example({"\r": None, "": 1})  # keys that must be quoted to stay on one line
 def test_any_mapping_loads_or_is_refused_with_a_readable_error(doc: dict[str, Any]) -> None:
     loaded_or_refused(dump(doc))
 
