@@ -1,10 +1,11 @@
-"""Idempotent provisioning of queues.yaml on SNS/SQS (and DynamoDB): plan, apply, destroy.
+"""Idempotent provisioning of queues.yaml on SNS/SQS, DynamoDB and S3: plan, apply, destroy.
 
 ``plan(topology)`` shows what ``apply(topology)`` would create, update or delete
-(topics, queues, DLQs, subscriptions, and the idempotency guard's DynamoDB table
-when a job type enables it); ``apply`` does it and returns what it changed (an
-empty plan when all is up to date); ``destroy`` deletes what the topology
-declares. ``queue_url``, ``dlq_url`` and ``topic_arn`` look resources up for the
+(topics, queues, DLQs, subscriptions; the DynamoDB tables of the idempotency guard
+and of the job ledger when a job type enables them, and of the producer API's
+idempotency keys; the claim-check S3 bucket); ``apply`` does it and returns what
+it changed (an empty plan when all is up to date); ``destroy`` deletes what the
+topology declares. ``queue_url``, ``dlq_url`` and ``topic_arn`` look resources up for the
 producers and workers without creating anything.
 """
 
