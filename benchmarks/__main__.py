@@ -29,6 +29,19 @@ def _meta() -> dict[str, object]:
     }
 
 
+def _figure_args(argv: list[str]) -> list[str]:
+    """``argv`` without the options that only say where output goes."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--out", "--results-md", "--work-dir"):
+            skip = True
+        elif not arg.startswith(("--out=", "--results-md=", "--work-dir=")):
+            out.append(arg)
+    return out
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so every process started is stopped.
     raise KeyboardInterrupt
@@ -60,8 +73,11 @@ def main() -> int:
         work_dir=args.work_dir,
         deadline_s=args.deadline_s,
     )
+    meta = _meta()  # the machine as the run starts
+    started = time.monotonic()
     results = run(settings)
-    doc = report.build(results, {**asdict(settings), "work_dir": str(settings.work_dir)}, _meta())
+    meta["duration_s"] = round(time.monotonic() - started, 1)
+    doc = report.build(results, {**asdict(settings), "work_dir": str(settings.work_dir)}, meta)
     text = json.dumps(doc, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +85,7 @@ def main() -> int:
     print(text)
     if args.results_md:
         args.results_md.parent.mkdir(parents=True, exist_ok=True)
-        command = " ".join(["python -m benchmarks", *sys.argv[1:]])
+        command = " ".join(["python -m benchmarks", *_figure_args(sys.argv[1:])])
         args.results_md.write_text(report.markdown(doc, command) + "\n")
     print(report.table(doc), file=sys.stderr)
     return 0

@@ -237,7 +237,8 @@ def markdown(doc: dict[str, Any], command: str) -> str:
     lines = [
         "# Benchmark results",
         "",
-        f"One run of `{command}` on {meta['started_at']}. To re-run: `make bench` (JSON"
+        f"One run of `{command}` on {meta['started_at']}, {meta.get('duration_s', '?')} s in all."
+        " To re-run: `make bench` (JSON"
         " in .conveyor/bench/results.json, this page in .conveyor/bench/RESULTS.md), or"
         " `python -m benchmarks --help` for N, the window, the concurrency and the phases.",
         "",
