@@ -13,7 +13,7 @@ from infra.topology import Topology
 from workers.idempotency import job_hooks
 from workers.request import OutcomeSignal
 from workers.runner import JobRunner
-from workers.transport import RECEIVE_BATCH, SYSTEM_ATTRIBUTES, UNDELIVERABLE_TASK, QueueBinding
+from workers.transport import SYSTEM_ATTRIBUTES, UNDELIVERABLE_TASK, QueueBinding
 
 #: SQS's longest long poll: an idle node costs about 3 ReceiveMessage calls a minute.
 LONG_POLL_S = 20
@@ -21,16 +21,6 @@ LONG_POLL_S = 20
 
 #: Between the soft and the hard time limit: room for the handler to clean up.
 HARD_LIMIT_GRACE_S = 5.0
-
-
-def prefetch_multiplier(concurrency: int) -> int:
-    """Celery's prefetch multiplier for a node of ``concurrency`` slots.
-
-    The node receives when :data:`~workers.transport.RECEIVE_BATCH` slots are free
-    and asks for that many; with ``2 * concurrency + RECEIVE_BATCH`` slots or more,
-    its pool still has a job queued per process while that receive is in flight.
-    """
-    return 2 + -(-RECEIVE_BATCH // max(concurrency, 1))
 
 
 class QueueMissingError(RuntimeError):
@@ -80,10 +70,9 @@ def create_app(
     """A Celery app that runs the jobs of ``queues`` (declared names).
 
     The settings are the DLQ-friendly ones: late acks, no ack on failure or timeout,
-    reject (never ack) when a pool process dies, and neither results, events nor
-    remote control (SQS supports none of them). The prefetch is sized for receives of
-    10 (:func:`prefetch_multiplier`): held messages stay invisible (heartbeat) and are
-    released at shutdown.
+    reject (never ack) when a pool process dies, prefetch 1 per process slot (the
+    transport receives 10 at a time and buffers the rest itself), and neither
+    results, events nor remote control (SQS supports none of them).
     """
     bindings = bindings if bindings is not None else resolve_bindings(topology, queues)
     runner = JobRunner(topology, queues, hooks=job_hooks(topology, queues))
@@ -112,7 +101,7 @@ def create_app(
         task_ignore_result=True,
         task_store_errors_even_if_ignored=False,
         result_backend=None,
-        worker_prefetch_multiplier=prefetch_multiplier(concurrency),
+        worker_prefetch_multiplier=1,
         worker_concurrency=concurrency,
         worker_pool=worker_pool,
         worker_enable_remote_control=False,

@@ -17,19 +17,23 @@ What it changes, and why:
   message visible again instead of publishing a copy of it.
 * ``new_sqs_client`` takes boto3 clients from :mod:`infra.aws`, so endpoint, region
   and credentials come from the standard AWS settings, not from the broker URL.
-* ``_schedule_queue`` receives only when at least a full batch (10) of prefetch
-  slots is free, and then asks for 10. kombu asks for as many messages as slots
-  are free, so a busy node made about one ReceiveMessage per job; the app sizes
-  the prefetch (see :func:`workers.app.prefetch_multiplier`) so that a node still
-  has jobs queued for its pool when it receives the next batch. Held messages stay
-  invisible through the heartbeat, whose runtime limit starts with the job
-  (:func:`job_started`), and are released at shutdown.
+* Receiving asks for 10 messages a call. kombu asks for as many as prefetch
+  slots are free (1 per pool process), so a busy node made about one
+  ReceiveMessage per job. The channel keeps what the pool cannot take yet in a
+  buffer of its own and hands a message to Celery when a slot frees; it receives
+  again when the buffer is down to one message per slot. Celery never holds more
+  than its prefetch (so its shutdown never has unstarted jobs in its pool's
+  queue to cancel: that raced with a job starting, which then ran twice). Buffered
+  messages stay invisible through the heartbeat, whose runtime limit starts with
+  the job (:func:`job_started`), and are made visible again at once when the
+  consumer is cancelled or closed.
 """
 
 from __future__ import annotations
 
 import json
 import weakref
+from collections import deque
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -162,6 +166,8 @@ class Channel(SQS.Channel):
             self._client_for_url, max_delay_s=float(options.get("ack_flush_interval_s", 1.0))
         )
         self._heartbeat = Heartbeat(self._client_for_url)
+        #: Received messages not yet handed to Celery: (queue name, kombu payload).
+        self._waiting: deque[tuple[str, dict[str, Any]]] = deque()
         _channels.add(self)
         self._timers: list[Any] = []
         hub = getattr(self, "hub", None)  # kombu's event loop (set by the SQS channel)
@@ -177,6 +183,7 @@ class Channel(SQS.Channel):
         for timer in self._timers:
             timer.cancel()
         self._timers = []
+        self._release_waiting()
         self._batcher.stop_sender()
         self._batcher.flush()
         super().close()
@@ -266,16 +273,62 @@ class Channel(SQS.Channel):
         if not isinstance(messages, dict):
             log.warning("sqs.receive_failed", queue=qname)
             return FAILED_POLL
-        return int(super()._on_messages_ready(queue, qname, messages))  # type: ignore[misc]
+        received = messages.get("Messages") or []
+        if not received or self._callback_of(qname) is None:
+            # Nothing, or the consumer is gone: kombu's own path releases them.
+            return int(super()._on_messages_ready(queue, qname, messages))  # type: ignore[misc]
+        for message in received:
+            self._waiting.append((qname, self._message_to_python(message, qname, queue)))
+        self._deliver_waiting()
+        return len(received)
+
+    def _callback_of(self, qname: str) -> Any:
+        """Celery's consumer callback for ``qname``; None once it was cancelled."""
+        callbacks: Any = self.connection._callbacks
+        return callbacks.get(qname) if callbacks else None
+
+    def _deliver_waiting(self) -> None:
+        """Hand buffered messages to Celery while it has free prefetch slots."""
+        while self._waiting and self.qos.can_consume():
+            qname, payload = self._waiting.popleft()
+            callback = self._callback_of(qname)
+            if callback is None:  # cancelled meanwhile
+                self._release(payload)
+                continue
+            callback(payload)
+
+    def _release(self, payload: dict[str, Any]) -> None:
+        info = payload["properties"]["delivery_info"]
+        self._heartbeat.forget(payload["properties"]["delivery_tag"])
+        self._batcher.change_visibility(info["sqs_queue"], info["sqs_message"]["ReceiptHandle"], 0)
+
+    def _release_waiting(self) -> None:
+        # Never handed to Celery, so never started: visible again at once (batched).
+        while self._waiting:
+            self._release(self._waiting.popleft()[1])
+
+    def basic_cancel(self, consumer_tag: str) -> Any:
+        """Stop consuming; buffered messages of that queue become visible again at once."""
+        result = super().basic_cancel(consumer_tag)
+        if self._waiting:
+            keep = [(q, p) for q, p in self._waiting if self._callback_of(q)]
+            gone = [p for q, p in self._waiting if not self._callback_of(q)]
+            self._waiting = deque(keep)
+            for payload in gone:
+                self._release(payload)
+            self._batcher.flush()
+        return result
+
+    def _get_message_estimate(self, max_if_unlimited: int = RECEIVE_BATCH) -> int:
+        # kombu asks for as many messages as prefetch slots are free; ask for a batch.
+        return RECEIVE_BATCH
 
     def _schedule_queue(self, queue: str) -> None:
-        # kombu receives whenever one prefetch slot is free and asks for that many
-        # messages: ~1 ReceiveMessage per job on a busy node. Wait for a full batch.
+        # Receive while the buffer holds at most one message per prefetch slot, so
+        # the pool still has work while the next batch is on its way.
         if queue not in self._active_queues:
             return
-        free = self.qos.can_consume_max_estimate()
-        prefetch = self.qos.prefetch_count or RECEIVE_BATCH
-        if free is None or free >= min(RECEIVE_BATCH, prefetch):
+        if len(self._waiting) <= max(self.qos.prefetch_count or 1, 1):
             receive = self._get_bulk_async  # type: ignore[attr-defined]
             receive(queue, callback=promise(self._loop1, (queue,)))
         else:
@@ -317,6 +370,7 @@ class Channel(SQS.Channel):
             super().basic_ack(delivery_tag, multiple)
             return
         delivery_info, _ = found
+        self._slot_freed()
         if outcome is None or outcome.kind == "succeeded":
             self._delete_later(delivery_tag, delivery_info)
         elif outcome.kind == "retry":
@@ -339,6 +393,13 @@ class Channel(SQS.Channel):
             # visibility timeout and the native redrive remains the backstop.
             virtual.Channel.basic_ack(self, delivery_tag)
 
+    def _slot_freed(self) -> None:
+        # Called before the slot is actually freed (the ack follows): deliver from the
+        # event loop's next turn, never from inside Celery's ack.
+        hub = getattr(self, "hub", None)
+        if self._waiting and hub is not None:
+            hub.call_soon(self._deliver_waiting)
+
     def _delete_later(self, delivery_tag: str, delivery_info: dict[str, Any]) -> None:
         self._batcher.delete(
             delivery_info["sqs_queue"], delivery_info["sqs_message"]["ReceiptHandle"]
@@ -349,6 +410,7 @@ class Channel(SQS.Channel):
     def basic_reject(self, delivery_tag: str, requeue: bool = False) -> None:
         """Release the delivery without deleting the message (see the module doc)."""
         self._heartbeat.forget(delivery_tag)
+        self._slot_freed()
         try:
             found = self._delivery(delivery_tag)
             if requeue and found is not None:
