@@ -9,7 +9,9 @@
   target per worker;
 - a ``TriggerAuthentication`` (KEDA's pod identity, provider ``aws``);
 - the API: a ServiceAccount, a Deployment (readiness ``/readyz``, liveness
-  ``/healthz``) and a ClusterIP Service.
+  ``/healthz``; its API keys from the Secret ``conveyor-api-keys``, created by hand:
+  ``kubectl create secret generic conveyor-api-keys --from-file=keys.yaml``) and a
+  ClusterIP Service.
 
 AWS credentials come from the pods' identity (EKS Pod Identity or IRSA bound to
 the ServiceAccounts; the CloudFormation export's roles trust EKS Pod Identity),
@@ -33,6 +35,10 @@ RUN_AS_USER = 10001
 TERMINATION_GRACE_S = 120
 CONFIG_MAP = "conveyor"
 AWS_SECRET = "conveyor-aws"  # noqa: S105 - the name of an optional Secret
+#: The Secret holding the API's keys document (sha256 hashes only, see producers/auth.py):
+#: the API refuses to start without keys outside the embedded emulator.
+API_KEYS_SECRET = "conveyor-api-keys"  # noqa: S105 - a Secret's name, not a secret
+API_KEYS_SECRET_KEY = "keys.yaml"  # noqa: S105 - the file name inside that Secret
 TRIGGER_AUTH = "conveyor-aws"
 #: Stands in for the account id in queue URLs when none is given.
 ACCOUNT_PLACEHOLDER = "${AWS_ACCOUNT_ID}"
@@ -151,6 +157,16 @@ def kubernetes_manifests(
         "args": ["api", "--host", "0.0.0.0", "--port", str(API_PORT)],  # noqa: S104 - in a pod
         "ports": [{"name": "http", "containerPort": API_PORT}],
         "envFrom": _env_from(),
+        # Not optional: without keys the API would refuse every request, so a missing
+        # Secret should stop the pod from starting, where kubectl shows why.
+        "env": [
+            {
+                "name": "CONVEYOR_API_KEYS",
+                "valueFrom": {
+                    "secretKeyRef": {"name": API_KEYS_SECRET, "key": API_KEYS_SECRET_KEY}
+                },
+            }
+        ],
         "readinessProbe": _probe("/readyz", "http"),
         "livenessProbe": _probe("/healthz", "http", 20),
         "securityContext": _security_context(),

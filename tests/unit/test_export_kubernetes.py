@@ -141,6 +141,12 @@ def test_worker_and_api_deployments(topology: Topology) -> None:
     assert container["args"][0] == "api"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # Outside the emulator the API refuses to start without keys: they must be wired in,
+    # from a Secret the pod cannot start without.
+    (keys,) = [e for e in container["env"] if e["name"] == "CONVEYOR_API_KEYS"]
+    ref = keys["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == ("conveyor-api-keys", "keys.yaml")
+    assert "optional" not in ref
     service = _by_kind(manifests, "Service")["conveyor-api"]
     assert service["spec"]["selector"] == api["spec"]["selector"]["matchLabels"]
     assert service["spec"]["ports"][0]["targetPort"] == "http"
