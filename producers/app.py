@@ -64,6 +64,11 @@ class JobAccepted(BaseModel):
     type: str = Field(description="The job type.")
     status_url: str = Field(description="Where the job's status is (GET).")
     queues: list[str] = Field(description="The declared queues the job fans out to.")
+    duplicate: bool = Field(
+        False,
+        description="An earlier request with this Idempotency-Key was accepted: this answer"
+        " replays it and nothing was published now.",
+    )
 
 
 def create_app(
@@ -167,7 +172,11 @@ def _add_job_routes(
         assert outcome.job_id is not None
         status_url = f"/v1/jobs/{outcome.job_id}"
         accepted = JobAccepted(
-            id=outcome.job_id, type=job_type, status_url=status_url, queues=outcome.queues
+            id=outcome.job_id,
+            type=job_type,
+            status_url=status_url,
+            queues=outcome.queues,
+            duplicate=outcome.duplicate,
         )
         return JSONResponse(
             accepted.model_dump(), status_code=202, headers={"Location": status_url}

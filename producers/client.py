@@ -6,11 +6,19 @@
         results = api.enqueue_many([{"type": "email.send", "data": {...}}, ...])
         status = api.wait(job.id, timeout_s=30)
 
-A 503 (not published: SNS unreachable, throttling) and a 429 (rate limit) are
-retried, waiting what ``Retry-After`` says (or an exponential backoff), within
-:class:`Retry`'s bounds; then :class:`EnqueueError` is raised. Retrying is safe
-for a 503: the API answers 503 only for a job SNS did not accept. Pass an
-``idempotency_key`` to make a retry after a *timeout* (no answer at all) safe too.
+A 503 (not published, or SNS did not confirm the publish), a 429 (rate limit) and a
+409 "in progress" (another request with the same idempotency key is still being
+processed) are retried, waiting what ``Retry-After`` says (or an exponential
+backoff), within :class:`Retry`'s bounds; then :class:`EnqueueError` is raised. So
+are requests that got no answer at all (a timeout, a reset connection).
+
+Retrying is made safe by idempotency keys: a job without an ``idempotency_key`` is
+given a random one (``auto_idempotency_keys``, on by default, as Stripe's clients
+do), so a retry after an answer that left the outcome open (SNS timed out after
+receiving the job; the API's answer was lost) resolves to the same job id instead of
+a second job. Pass your own key to make retries safe across processes too, or
+``auto_idempotency_keys=False`` to skip the key store's two DynamoDB writes per job
+(then a retry after an uncertain failure may enqueue the job twice).
 Other refusals raise at once: 401/403 :class:`AuthError`, 404 :class:`NotFoundError`,
 anything else :class:`EnqueueError` with the status and the API's reason.
 """
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -31,7 +40,8 @@ import httpx
 BATCH_LIMIT = 500
 #: States after which a job's record no longer changes.
 FINAL_STATES = frozenset({"succeeded", "dead-lettered"})
-#: Statuses worth retrying: not published (503), rate limited (429).
+#: Statuses worth retrying: not published (503), rate limited (429). A 409 is retried
+#: only when it carries Retry-After: "in progress", not "a different job under this key".
 RETRYABLE = frozenset({429, 503})
 
 
@@ -138,6 +148,14 @@ class EnqueueError(ApiError):
     """A job (or a batch) was not accepted."""
 
 
+class _NoAnswerError(EnqueueError):
+    """No answer arrived; ``sent`` is False when the request never left (connect failed)."""
+
+    def __init__(self, detail: str, *, sent: bool) -> None:
+        super().__init__(None, detail)
+        self.sent = sent
+
+
 class AuthError(EnqueueError):
     """401 (no key, or a wrong one) or 403 (the key may not enqueue this job type)."""
 
@@ -182,6 +200,15 @@ def _retry_after_s(response: httpx.Response) -> float | None:
         return None  # an HTTP date: not something this API sends
 
 
+def _retryable(status: int, retry_after_s: float | None) -> bool:
+    """503 and 429 always; 409 only as "in progress", which says when to come back."""
+    return status in RETRYABLE or (status == 409 and retry_after_s is not None)
+
+
+def _auto_key() -> str:
+    return f"auto-{uuid.uuid4().hex}"
+
+
 def _error_for(response: httpx.Response, body: Any) -> EnqueueError:
     fallback = response.reason_phrase or f"HTTP {response.status_code}"
     kind = {401: AuthError, 403: AuthError, 404: NotFoundError}.get(
@@ -223,10 +250,16 @@ class Client:
         retry: Retry = Retry(),  # frozen: one default shared safely
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        auto_idempotency_keys: bool = True,
     ) -> None:
-        """``transport`` replaces httpx's network transport (proxies, mTLS, tests)."""
+        """``transport`` replaces httpx's network transport (proxies, mTLS, tests).
+
+        ``auto_idempotency_keys``: give every job without a key a random one, so that
+        this client's own retries never enqueue a job twice (see the module's docstring).
+        """
         self.base_url = base_url.rstrip("/")
         self.retry = retry
+        self.auto_idempotency_keys = auto_idempotency_keys
         self._sleep = sleep
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(
@@ -239,35 +272,47 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise EnqueueError(None, f"cannot reach {self.base_url}: {exc}") from exc
+            raise _NoAnswerError(f"cannot reach {self.base_url}: {exc}", sent=False) from exc
         except httpx.TimeoutException as exc:
-            raise EnqueueError(
-                None,
+            raise _NoAnswerError(
                 f"no answer from {self.base_url} ({type(exc).__name__}): the job may or may"
                 " not have been enqueued",
+                sent=True,
             ) from exc
         except httpx.HTTPError as exc:
-            raise EnqueueError(None, f"request to {self.base_url} failed: {exc}") from exc
+            raise _NoAnswerError(f"request to {self.base_url} failed: {exc}", sent=True) from exc
         try:
             body: Any = response.json()
         except ValueError:
             body = None
         return response, body
 
+    def _send_again_ok(self, sent_before: _NoAnswerError, *, resend_safe: bool) -> bool:
+        # Never sent (connect failed): always safe. Sent without an answer: safe only when
+        # an idempotency key (or a read-only request) makes a second copy harmless.
+        return resend_safe or not sent_before.sent
+
     def _with_retries(
-        self, send: Callable[[], tuple[httpx.Response, Any]]
+        self, send: Callable[[], tuple[httpx.Response, Any]], *, resend_safe: bool
     ) -> tuple[httpx.Response, Any]:
-        """``send`` until the answer is not a 503/429, or the retry budget is spent."""
+        """``send`` until the answer is not worth retrying, or the retry budget is spent."""
         started = time.monotonic()
         attempt = 1
         while True:
-            response, body = send()
-            if response.status_code not in RETRYABLE or attempt >= self.retry.max_attempts:
+            try:
+                response, body = send()
+            except _NoAnswerError as exc:
+                if not self._send_again_ok(exc, resend_safe=resend_safe) or not self._may_retry(
+                    attempt, started, None
+                ):
+                    raise
+                attempt += 1
+                continue
+            hint = _retry_after_s(response)
+            if not _retryable(response.status_code, hint) or not self._may_retry(
+                attempt, started, hint
+            ):
                 return response, body
-            delay = self.retry.delay_s(attempt, _retry_after_s(response))
-            if time.monotonic() - started + delay > self.retry.max_wait_s:
-                return response, body
-            self._sleep(delay)
             attempt += 1
 
     # -- enqueue ------------------------------------------------------------------------
@@ -283,6 +328,8 @@ class Client:
     ) -> EnqueueResult:
         """Submit one job; return once the API answered 202, else raise :class:`EnqueueError`."""
         headers = {}
+        if idempotency_key is None and self.auto_idempotency_keys:
+            idempotency_key = _auto_key()
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
         if traceparent is not None:
@@ -291,7 +338,8 @@ class Client:
             headers["X-Message-Group-Id"] = message_group_id
         path = f"/v1/jobs/{quote(job_type, safe='')}"
         response, body = self._with_retries(
-            lambda: self._send("POST", path, json=dict(payload), headers=headers)
+            lambda: self._send("POST", path, json=dict(payload), headers=headers),
+            resend_safe=idempotency_key is not None,
         )
         if response.status_code != 202:
             raise _error_for(response, body)
@@ -302,6 +350,7 @@ class Client:
             type=str(body["type"]),
             status_url=str(body["status_url"]),
             queues=[str(q) for q in body.get("queues", [])],
+            duplicate=bool(body.get("duplicate", False)),
         )
 
     def enqueue_many(
@@ -320,9 +369,11 @@ class Client:
         has its own.
         """
         items = [dict(job) for job in jobs]
-        if idempotency_key is not None:
-            for i, item in enumerate(items):
+        for i, item in enumerate(items):
+            if idempotency_key is not None:
                 item.setdefault("idempotency_key", f"{idempotency_key}-{i}")
+            elif self.auto_idempotency_keys:
+                item.setdefault("idempotency_key", _auto_key())
         results: list[BatchItemResult] = []
         for start in range(0, len(items), BATCH_LIMIT):
             chunk = items[start : start + BATCH_LIMIT]
@@ -337,14 +388,24 @@ class Client:
         pending = list(range(len(items)))
         started = time.monotonic()
         attempt = 1
+        resend_safe = all(item.get("idempotency_key") for item in items)
         while pending:
-            response, body = self._send(
-                "POST", "/v1/jobs", json={"jobs": [items[i] for i in pending]}, headers=headers
-            )
+            try:
+                response, body = self._send(
+                    "POST", "/v1/jobs", json={"jobs": [items[i] for i in pending]}, headers=headers
+                )
+            except _NoAnswerError as exc:
+                if not self._send_again_ok(exc, resend_safe=resend_safe) or not self._may_retry(
+                    attempt, started, None
+                ):
+                    raise
+                attempt += 1
+                continue
             results = body.get("results") if isinstance(body, dict) else None
             if not isinstance(results, list) or len(results) != len(pending):
-                if response.status_code in RETRYABLE and self._may_retry(
-                    attempt, started, _retry_after_s(response)
+                hint = _retry_after_s(response)
+                if _retryable(response.status_code, hint) and self._may_retry(
+                    attempt, started, hint
                 ):
                     attempt += 1
                     continue
@@ -354,7 +415,7 @@ class Client:
             for position, raw in zip(pending, results, strict=True):
                 item = _batch_item(raw, offset + position)
                 final[position] = item
-                if item.status in RETRYABLE:
+                if _retryable(item.status, item.retry_after_s):
                     retry.append(position)
             if not retry or not self._may_retry(attempt, started, hint):
                 break
@@ -377,7 +438,7 @@ class Client:
     def status(self, job_id: str) -> JobStatus:
         """The job's status; :class:`NotFoundError` if none is recorded."""
         path = f"/v1/jobs/{quote(job_id, safe='')}"
-        response, body = self._with_retries(lambda: self._send("GET", path))
+        response, body = self._with_retries(lambda: self._send("GET", path), resend_safe=True)
         if response.status_code != 200:
             raise _error_for(response, body)
         if not isinstance(body, dict):

@@ -348,12 +348,15 @@ class Enqueuer:
                         error=repr(result.__cause__ or result),
                     )
                 reason = "too_large" if result.status_code == 413 else "unavailable"
+                detail = f"job not published: {result.detail}"
+                if result.uncertain:
+                    # Say so: a retry without the same idempotency key may make a second job.
+                    detail = (
+                        f"job not confirmed: {result.detail}; retry with the same"
+                        " Idempotency-Key to keep it one job"
+                    )
                 outcomes[f.job.index] = _failed(
-                    f.job,
-                    result.status_code,
-                    reason,
-                    f"job not published: {result.detail}",
-                    result.retry_after_s,
+                    f.job, result.status_code, reason, detail, result.retry_after_s
                 )
                 if f.claim is not None:
                     failed_claims.append(f.claim)

@@ -15,7 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ReadTimeoutError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from infra import aws
@@ -69,6 +75,7 @@ class PublishError(Exception):
         status_code: int = 503,
         retry_after_s: int | None = RETRY_AFTER_UNAVAILABLE_S,
         unexpected: bool = False,
+        uncertain: bool = False,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
@@ -76,6 +83,10 @@ class PublishError(Exception):
         self.retry_after_s = retry_after_s
         #: Not an AWS failure we know: log it with its traceback.
         self.unexpected = unexpected
+        #: The request reached AWS but no answer came back (read timeout, connection
+        #: closed): SNS may have published the job. A retry under the same idempotency
+        #: key publishes it again under the same job id; without a key it is a new job.
+        self.uncertain = uncertain
 
 
 @dataclass(frozen=True)
@@ -119,13 +130,24 @@ def _client_error(exc: ClientError, *, what: str) -> PublishError:
     return PublishError(f"{what} refused the request ({code})")
 
 
+def _connection_error(exc: Exception, *, what: str) -> PublishError:
+    if isinstance(exc, ConnectionClosedError | ReadTimeoutError):
+        # The request was sent and no answer came back: AWS may have acted on it.
+        return PublishError(
+            f"{what} did not answer ({type(exc).__name__}): the job may have been published",
+            uncertain=True,
+        )
+    # EndpointConnectionError, ConnectTimeoutError: nothing reached AWS.
+    return PublishError(f"{what} is unreachable ({type(exc).__name__})")
+
+
 def classify(exc: Exception, *, what: str = "SNS") -> PublishError:
     """The :class:`PublishError` for an exception raised while talking to ``what``."""
     if isinstance(exc, PublishError):
         return exc
-    if isinstance(exc, BotoConnectionError | ReadTimeoutError):
-        # EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError, ReadTimeoutError.
-        return PublishError(f"{what} is unreachable ({type(exc).__name__})")
+    # ConnectionClosedError is an HTTPClientError, not a botocore ConnectionError.
+    if isinstance(exc, BotoConnectionError | ReadTimeoutError | ConnectionClosedError):
+        return _connection_error(exc, what=what)
     if isinstance(exc, NoCredentialsError):
         return PublishError(f"no AWS credentials to call {what}")
     if isinstance(exc, ClientError):

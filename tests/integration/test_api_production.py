@@ -239,6 +239,36 @@ def test_a_repeated_idempotency_key_publishes_nothing_new(
     assert (item["job_id"], item["state"]) == (first.json()["id"], "published")
 
 
+class _LoseFirstAnswer(httpx.HTTPTransport):
+    """Real HTTP, but the first answer is read and then lost, as on a dropped connection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        self.requests += 1
+        if self.requests == 1:
+            response.read()  # the API has answered: the job is published
+            response.close()
+            raise httpx.ReadTimeout("the answer was lost on the way back", request=request)
+        return response
+
+
+def test_the_client_retries_a_lost_answer_without_a_second_job(
+    keyed_api: ApiProcess, topology: Topology
+) -> None:
+    _collect(topology, {})  # start from empty queues
+    transport = _LoseFirstAnswer()
+    with Client(keyed_api.url, FULL_KEY, transport=transport, sleep=lambda _s: None) as api:
+        job = api.enqueue("email.send", EMAIL)  # no key given: the client makes one
+    assert transport.requests == 2
+    assert job.duplicate  # the second answer replays the first job
+    received = _collect(topology, {"notifications": {job.id}})
+    assert [decode(m["Body"]).id for m in received["notifications"]] == [job.id]
+
+
 # -- SNS that never answers ---------------------------------------------------------------------
 
 
@@ -265,7 +295,11 @@ def test_an_sns_that_never_answers_is_503_and_nothing_is_recorded(
         single = http.post("/v1/jobs/order.placed", json=PAYLOADS["order.placed"], headers=headers)
         assert single.status_code == 503, single.text
         assert int(single.headers["retry-after"]) > 0
-        assert single.json()["detail"].startswith("job not published: SNS is unreachable")
+        # The request reached "SNS" and no answer came: the API cannot know it was not
+        # published, and says so (the same key makes the retry the same job).
+        assert single.json()["detail"].startswith(
+            "job not confirmed: SNS did not answer (ReadTimeoutError)"
+        )
         batch = http.post("/v1/jobs", json={"jobs": [{"type": "email.send", "data": EMAIL}] * 12})
         assert batch.status_code == 503
         assert "retry-after" in batch.headers

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import (
     ClientError,
+    ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
@@ -323,7 +324,8 @@ def test_accepted_job_is_202_and_fans_out(client: TestClient, topology: Topology
     response = client.post("/v1/jobs/order.placed", json=ORDER)
     assert response.status_code == 202
     body = response.json()
-    assert set(body) == {"id", "type", "status_url", "queues"}
+    assert set(body) == {"id", "type", "status_url", "queues", "duplicate"}
+    assert body["duplicate"] is False
     assert body["type"] == "order.placed"
     assert body["status_url"] == f"/v1/jobs/{body['id']}"
     assert response.headers["location"] == body["status_url"]
@@ -578,7 +580,8 @@ def test_publish_failures_are_503_with_retry_after(
         (_client_error("ServiceUnavailable", 503), "server error"),
         (EndpointConnectionError(endpoint_url="http://x"), "unreachable"),
         (ConnectTimeoutError(endpoint_url="http://x"), "unreachable"),
-        (ReadTimeoutError(endpoint_url="http://x"), "unreachable"),
+        (ReadTimeoutError(endpoint_url="http://x"), "may have been published"),
+        (ConnectionClosedError(endpoint_url="http://x"), "may have been published"),
         (NoCredentialsError(), "credentials"),
         (ValueError("?"), "unexpected"),
     ],
@@ -589,6 +592,8 @@ def test_classify(exc: Exception, expected: str) -> None:
     assert error.status_code == 503
     assert expected in error.detail
     assert error.unexpected == isinstance(exc, ValueError)
+    # Sent, and no answer: SNS may have published the job, and the API must not say it did not.
+    assert error.uncertain == isinstance(exc, ReadTimeoutError | ConnectionClosedError)
 
 
 # -- status and health ----------------------------------------------------------------------

@@ -256,13 +256,93 @@ def test_enqueue_survives_a_non_json_error() -> None:
 
 
 def test_enqueue_to_an_unreachable_api_has_no_status() -> None:
+    sleeps: list[float] = []
     with (
-        ConveyorClient(f"http://127.0.0.1:{_closed_port()}", timeout_s=5) as api,
+        ConveyorClient(
+            f"http://127.0.0.1:{_closed_port()}", timeout_s=5, sleep=sleeps.append
+        ) as api,
         pytest.raises(EnqueueError) as caught,
     ):
         api.enqueue("image.resize", {})
     assert caught.value.status_code is None
     assert "cannot reach" in caught.value.detail
+    assert len(sleeps) == 4  # a refused connection never sent the job: retried, then given up
+
+
+def test_a_job_without_a_key_gets_one_so_a_lost_answer_is_retried_safely() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) == 1:
+            raise httpx.ReadTimeout("the answer was lost", request=request)
+        return httpx.Response(202, json=ACCEPTED)
+
+    with _client(handler) as api:
+        assert api.enqueue("image.resize", {}).id == "j-1"
+    first, second = (r.headers["Idempotency-Key"] for r in seen)
+    assert first == second
+    assert first.startswith("auto-")
+
+
+def test_without_a_key_a_lost_answer_is_not_sent_again() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        raise httpx.ReadTimeout("the answer was lost", request=request)
+
+    with (
+        _client(handler, auto_idempotency_keys=False) as api,
+        pytest.raises(EnqueueError) as caught,
+    ):
+        api.enqueue("image.resize", {})
+    assert caught.value.status_code is None
+    assert "may or may not have been enqueued" in caught.value.detail
+    assert len(seen) == 1  # a second copy could be a second job
+    assert "Idempotency-Key" not in seen[0].headers
+
+
+def test_409_in_progress_is_retried_and_a_conflict_is_not() -> None:
+    in_progress = httpx.Response(
+        409, json={"detail": "being processed (retry later)"}, headers={"Retry-After": "1"}
+    )
+    answers = [in_progress, httpx.Response(202, json=ACCEPTED)]
+    sleeps: list[float] = []
+    with _client(lambda _: answers.pop(0), sleeps=sleeps) as api:
+        assert api.enqueue("image.resize", {}, idempotency_key="k").id == "j-1"
+    assert sleeps == [1.0]
+
+    conflict = httpx.Response(409, json={"detail": "already used for a different job"})
+    calls: list[httpx.Request] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return conflict
+
+    with _client(refuse) as api, pytest.raises(EnqueueError) as caught:
+        api.enqueue("image.resize", {}, idempotency_key="k")
+    assert (caught.value.status_code, len(calls)) == (409, 1)
+
+
+def test_enqueue_many_gives_every_job_its_own_key() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        jobs = json.loads(request.content)["jobs"]
+        seen.extend(jobs)
+        results = [{"index": i, "status": 202, "id": f"j-{i}"} for i in range(len(jobs))]
+        return httpx.Response(202, json={"accepted": len(jobs), "rejected": 0, "results": results})
+
+    with _client(handler) as api:
+        api.enqueue_many(
+            [{"type": "email.send", "data": {}}] * 3
+            + [{"type": "email.send", "data": {}, "idempotency_key": "mine"}]
+        )
+    keys = [job["idempotency_key"] for job in seen]
+    assert keys[3] == "mine"
+    assert len(set(keys[:3])) == 3
+    assert all(k.startswith("auto-") for k in keys[:3])
 
 
 # -- the CLI ------------------------------------------------------------------------------------
