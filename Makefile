@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # constraints.txt pins the whole dependency tree so a fresh clone installs what CI tested.
 PIP_INSTALL := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: venv run demo bench test check lint fmt typecheck emulator clean
+.PHONY: venv run demo bench test check lint fmt typecheck emulator docs clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ test: $(STAMP)  ## the test suite (unit, integration against a real moto server,
 .PHONY: faults
 faults: $(STAMP)  ## the fault suite at full size (~15 min): kill -9, SIGTERM, outage, poison, duplicates, load, fuzzing
 	CONVEYOR_FAULTS=full $(BIN)/pytest tests/faults tests/fuzz --timeout=1200 -q
+
+docs: $(STAMP)  ## regenerate docs/cli.md from the CLI's --help (a test fails when it is stale)
+	$(BIN)/python docs/generate_cli.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
