@@ -287,10 +287,16 @@ class Client:
             body = None
         return response, body
 
-    def _send_again_ok(self, sent_before: _NoAnswerError, *, resend_safe: bool) -> bool:
-        # Never sent (connect failed): always safe. Sent without an answer: safe only when
-        # an idempotency key (or a read-only request) makes a second copy harmless.
-        return resend_safe or not sent_before.sent
+    def _wait_after_no_answer(
+        self, exc: _NoAnswerError, attempt: int, started: float, *, resend_safe: bool
+    ) -> None:
+        """Wait for another try after ``exc``, or raise it when one is not safe or allowed.
+
+        Never sent (connect failed): always safe. Sent without an answer: safe only when
+        an idempotency key (or a read-only request) makes a second copy harmless.
+        """
+        if not (resend_safe or not exc.sent) or not self._may_retry(attempt, started, None):
+            raise exc
 
     def _with_retries(
         self, send: Callable[[], tuple[httpx.Response, Any]], *, resend_safe: bool
@@ -302,10 +308,7 @@ class Client:
             try:
                 response, body = send()
             except _NoAnswerError as exc:
-                if not self._send_again_ok(exc, resend_safe=resend_safe) or not self._may_retry(
-                    attempt, started, None
-                ):
-                    raise
+                self._wait_after_no_answer(exc, attempt, started, resend_safe=resend_safe)
                 attempt += 1
                 continue
             hint = _retry_after_s(response)
@@ -395,10 +398,7 @@ class Client:
                     "POST", "/v1/jobs", json={"jobs": [items[i] for i in pending]}, headers=headers
                 )
             except _NoAnswerError as exc:
-                if not self._send_again_ok(exc, resend_safe=resend_safe) or not self._may_retry(
-                    attempt, started, None
-                ):
-                    raise
+                self._wait_after_no_answer(exc, attempt, started, resend_safe=resend_safe)
                 attempt += 1
                 continue
             results = body.get("results") if isinstance(body, dict) else None

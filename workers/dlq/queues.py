@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from infra import provision
 from infra.provision.errors import aws_errors
 from infra.topology import Topology
+from workers.errors import CommandError
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -25,17 +26,8 @@ _DEPTH_ATTRIBUTES = (
 )
 
 
-class DlqError(Exception):
-    """A DLQ command cannot go on; ``str(exc)`` is one line for the user.
-
-    ``usage`` marks mistakes in what was asked (exit 2) rather than failures of
-    what was attempted (exit 1).
-    """
-
-    def __init__(self, message: str, *, usage: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.usage = usage
+class DlqError(CommandError):
+    """A DLQ command cannot go on (see :class:`workers.errors.CommandError`)."""
 
 
 @dataclass(frozen=True)
