@@ -377,39 +377,10 @@ def desired_state(topology: Topology, account: str, region: str) -> DesiredState
                 )
             )
 
-    if guarded_job_types(topology):
-        name = succeeded_table_name(topology)
-        state.tables.append(
-            DesiredTable(
-                key=SUCCEEDED_TABLE,
-                name=name,
-                arn=dynamodb_table_arn(region, account, name),
-                partition_key=TABLE_PARTITION_KEY,
-                partition_key_type="S",
-                billing_mode=TABLE_BILLING_MODE,
-                ttl_attribute=TABLE_TTL_ATTRIBUTE,
-                tags=dict(tags),
-            )
-        )
-    if topology.ledger_job_types():
-        name = ledger_table_name(topology)
-        state.tables.append(
-            DesiredTable(
-                key=LEDGER_TABLE,
-                name=name,
-                arn=dynamodb_table_arn(region, account, name),
-                partition_key=TABLE_PARTITION_KEY,
-                partition_key_type="S",
-                billing_mode=TABLE_BILLING_MODE,
-                ttl_attribute=TABLE_TTL_ATTRIBUTE,
-                tags=dict(tags),
-            )
-        )
-    # Always: any request may carry an Idempotency-Key (the API touches the table only then).
-    name = topology.resource_name(IDEMPOTENCY_TABLE)
-    state.tables.append(
-        DesiredTable(
-            key=IDEMPOTENCY_TABLE,
+    def table(key: str, name: str) -> DesiredTable:
+        # Every Conveyor table: a string partition key, on demand, time to live.
+        return DesiredTable(
+            key=key,
             name=name,
             arn=dynamodb_table_arn(region, account, name),
             partition_key=TABLE_PARTITION_KEY,
@@ -418,7 +389,13 @@ def desired_state(topology: Topology, account: str, region: str) -> DesiredState
             ttl_attribute=TABLE_TTL_ATTRIBUTE,
             tags=dict(tags),
         )
-    )
+
+    if guarded_job_types(topology):
+        state.tables.append(table(SUCCEEDED_TABLE, succeeded_table_name(topology)))
+    if topology.ledger_job_types():
+        state.tables.append(table(LEDGER_TABLE, ledger_table_name(topology)))
+    # Always: any request may carry an Idempotency-Key (the API touches the table only then).
+    state.tables.append(table(IDEMPOTENCY_TABLE, topology.resource_name(IDEMPOTENCY_TABLE)))
     bucket = payload_bucket_name(topology, account, region)
     state.buckets.append(
         DesiredBucket(
