@@ -33,7 +33,7 @@ from workers.app import create_app
 from workers.health import serve_health
 from workers.liveness import LIVENESS
 from workers.metrics import prepare_multiprocess_dir, render
-from workers.transport import messages_held
+from workers.transport import messages_held, stop_delivering
 
 log = get_logger("conveyor.worker")
 
@@ -74,6 +74,9 @@ class _Stopper:
             # reappear when their visibility timeout ends.
             raise WorkerTerminate(1)
         self.stopping.set()
+        # The one gate: from now on the transport hands no message to the pool (it
+        # releases them instead). Only a flag here: this runs inside a signal handler.
+        stop_delivering()
         log.info("worker.stopping", signal=name, grace_s=self.grace_s)
         state.should_stop = 0  # type: ignore[assignment]  # Celery: warm shutdown
         timer = threading.Timer(self.grace_s, self._grace_over)
@@ -85,6 +88,54 @@ class _Stopper:
         # Celery's cold shutdown cancels the jobs still running; acks_late makes
         # their messages visible again for another node.
         os.kill(os.getpid(), signal.SIGQUIT)
+
+
+def _keep_jobs_in_hand(task_pool: Any, stopper: _Stopper) -> None:
+    """Stop a warm shutdown from dropping jobs already written to a pool process.
+
+    Celery's consumer, when it stops, calls the prefork pool's ``flush``, which
+    forgets every job whose process has not yet reported it started ("accepted"):
+    it assumes the broker redelivers them. But a job fully written to a process's
+    pipe runs anyway; its result then finds no job to report to, its message is
+    never acknowledged, and closing the channel makes it visible again, so another
+    node runs it a second time. A job handed to the pool a few milliseconds before
+    the shutdown began (its acceptance still unread) is exactly that case. So during
+    a warm shutdown, keep those jobs: their results come back while the pool drains
+    and their outcome is applied (delete, backoff, dead letter). Jobs never written
+    (still in the pool's outbound buffer) are dropped as before: they never ran, and
+    their messages are made visible again. Relies on billiard/Celery 5.x internals.
+    """
+    flush = getattr(task_pool, "flush", None)
+    if flush is None or getattr(flush, "keeps_jobs_in_hand", False):
+        return  # not the prefork pool (nothing is forgotten), or wrapped already
+
+    def keeping_flush() -> None:
+        pool = getattr(task_pool, "_pool", None)
+        cache: dict[Any, Any] | None = getattr(pool, "_cache", None)
+        if not stopper.stopping.is_set() or cache is None:
+            flush()  # a lost connection: Celery's own recovery
+            return
+        writing = set(getattr(pool, "_active_writers", ()))
+        written = {
+            key: job
+            for key, job in cache.items()
+            if not job._accepted
+            and getattr(job, "_write_to", None) is not None
+            and _job_writer(job) not in writing
+        }
+        flush()
+        cache.update(written)
+        if written:
+            log.info("worker.jobs_in_hand_kept", jobs=len(written))
+
+    keeping_flush.keeps_jobs_in_hand = True  # type: ignore[attr-defined]
+    task_pool.flush = keeping_flush
+
+
+def _job_writer(job: Any) -> Any:
+    """The generator writing ``job`` to its process, None once it is written."""
+    ref = getattr(job, "_writer", None)
+    return ref() if ref is not None else None
 
 
 def _watchdog(timeout_s: float, stopper: _Stopper) -> None:
@@ -131,6 +182,10 @@ def run_node(
             super().install_platform_tweaks(worker)
             platforms.signals["SIGTERM"] = stopper
             platforms.signals["SIGINT"] = stopper
+
+        def on_consumer_ready(self, consumer: Any) -> None:
+            super().on_consumer_ready(consumer)
+            _keep_jobs_in_hand(consumer.pool, stopper)
 
     worker = NodeWorker(
         hostname=f"{pool}@{socket.gethostname()}-{os.getpid()}",

@@ -26,12 +26,14 @@ What it changes, and why:
   queue to cancel: that raced with a job starting, which then ran twice). Buffered
   messages stay invisible through the heartbeat, whose runtime limit starts with
   the job (:func:`job_started`), and are made visible again at once when the
-  consumer is cancelled or closed.
+  consumer is cancelled or closed, or as soon as the node is stopping
+  (:func:`stop_delivering`: after that no message is handed to Celery).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import weakref
 from collections import deque
 from dataclasses import dataclass
@@ -142,6 +144,18 @@ def _plain_message(message: Any) -> dict[str, Any]:
 
 
 _channels: weakref.WeakSet[Channel] = weakref.WeakSet()
+#: Set once the node's shutdown began: see :func:`stop_delivering`.
+_delivery_stopped = threading.Event()
+
+
+def stop_delivering() -> None:
+    """From now on no received message is handed to Celery: each is released instead.
+
+    Safe from a signal handler (it only sets a flag). The event loop may still run
+    callbacks for a few milliseconds before Celery notices the shutdown; without
+    this gate they could start jobs on a node that is stopping.
+    """
+    _delivery_stopped.set()
 
 
 def messages_held() -> int:
@@ -289,6 +303,9 @@ class Channel(SQS.Channel):
 
     def _deliver_waiting(self) -> None:
         """Hand buffered messages to Celery while it has free prefetch slots."""
+        if _delivery_stopped.is_set():  # the node is stopping: never start another job
+            self._release_waiting()
+            return
         while self._waiting and self.qos.can_consume():
             qname, payload = self._waiting.popleft()
             callback = self._callback_of(qname)
