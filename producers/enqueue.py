@@ -43,6 +43,8 @@ _GROUP_ID = re.compile(r"^[\w!-/:-@\[-`{-~]{1,128}$", re.ASCII)
 class Offloader(Protocol):
     """Moves a too-large payload out of the envelope (:class:`infra.claim_check.ClaimCheck`)."""
 
+    def needs_offload(self, envelope: Envelope) -> bool: ...
+
     def offload(self, envelope: Envelope) -> Envelope: ...
 
 
@@ -288,7 +290,15 @@ class Enqueuer:
             except ClaimCheckError as exc:
                 return exc
 
-        results = list(self._pool.map(offload, flying)) if len(flying) > 1 else [offload(flying[0])]
+        # Only uploads need the threads: a small job (nearly all of them) stays as it is.
+        large = [f for f in flying if offloader.needs_offload(f.envelope)]
+        if not large:
+            return flying
+        uploaded = iter(
+            list(self._pool.map(offload, large)) if len(large) > 1 else [offload(large[0])]
+        )
+        big = {id(f) for f in large}
+        results = [next(uploaded) if id(f) in big else f for f in flying]
         kept: list[_InFlight] = []
         released: list[Claim] = []
         for f, result in zip(flying, results, strict=True):
