@@ -10,7 +10,7 @@ COPY conveyor ./conveyor
 COPY infra ./infra
 COPY producers ./producers
 COPY workers ./workers
-COPY sample_jobs ./sample_jobs
+COPY ops ./ops
 # The emulator extra lets `conveyor up` and `conveyor emulator` run self-contained; drop it
 # (here and in tests/unit/test_docker.py, which installs the wheel the same way) for AWS-only images.
 RUN python -m pip wheel --no-deps -w /wheels . \
@@ -22,7 +22,10 @@ FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 conveyor
 COPY --from=build /opt/conveyor /opt/conveyor
 WORKDIR /app
+# The sample topology and its handlers: not part of the wheel. Handler modules are imported
+# from the directory of queues.yaml, so a user's image replaces these two lines with its own.
 COPY queues.yaml ./
+COPY sample_jobs ./sample_jobs
 ENV PATH=/opt/conveyor/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

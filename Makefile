@@ -40,6 +40,7 @@ docs: $(STAMP)  ## regenerate docs/cli.md from the CLI's --help (a test fails wh
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
 fmt: $(STAMP)

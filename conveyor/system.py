@@ -2,7 +2,7 @@
 
 Composition only: it starts the processes the packages provide and stops them in
 the right order. Each part runs as its own process, as it would in production.
-Worker nodes are run by the local supervisor (:mod:`workers.scaling.supervisor`)
+Worker nodes are run by the local supervisor (:mod:`ops.scaling.supervisor`)
 in a thread of this process: each pool gets its desired replicas (``replicas.min``
 until ``conveyor workers scale`` says otherwise), and a node that crashes is
 restarted with backoff. ``autoscale=True`` also runs the backlog autoscaler.
@@ -30,10 +30,10 @@ from infra.emulator import EmulatorProcess
 from infra.logs import get_logger
 from infra.provision import apply
 from infra.topology import Topology
-from workers.scaling.autoscaler import Autoscaler
-from workers.scaling.backends.local import LocalBackend
-from workers.scaling.store import state_dir_for
-from workers.scaling.supervisor import Supervisor
+from ops.scaling.autoscaler import Autoscaler
+from ops.scaling.backends.local import LocalBackend
+from ops.scaling.store import state_dir_for
+from ops.scaling.supervisor import Supervisor
 
 log = get_logger("conveyor.system")
 
@@ -186,7 +186,7 @@ def local_system(
     """Start everything, yield handles, stop everything (workers drain first).
 
     ``state_dir`` defaults to ``CONVEYOR_STATE_DIR``, else ``<log_dir>/state`` when
-    a log directory is given, else ``.conveyor/state`` (see :mod:`workers.scaling.store`).
+    a log directory is given, else ``.conveyor/state`` (see :mod:`ops.scaling.store`).
     """
     env = dict(os.environ)
     env["CONVEYOR_ENVIRONMENT"] = topology.environment

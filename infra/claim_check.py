@@ -21,9 +21,10 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import aws
+from infra.aws.errors import describe_aws_error, error_code
+from infra.aws.names import payload_bucket_name, payload_bucket_prefix
 from infra.envelope import Envelope, encode
-from infra.provision.desired import payload_bucket_name, payload_bucket_prefix
-from infra.provision.errors import describe_aws_error, error_code
+from infra.errors import AwsError
 from infra.topology import Topology
 
 log = structlog.stdlib.get_logger("conveyor.claim_check")
@@ -35,7 +36,7 @@ SCHEME = "s3://"
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
 
 
-class ClaimCheckError(Exception):
+class ClaimCheckError(AwsError):
     """S3 failed (unreachable, throttling, refused): the producer answers 503, a worker retries."""
 
 

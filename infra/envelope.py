@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from infra.errors import ConveyorError
+
 #: The envelope version this code writes and the highest it reads.
 ENVELOPE_VERSION = 1
 #: SNS's limit on a published message (SQS allows more, SNS is the narrower pipe).
@@ -31,7 +33,7 @@ MAX_MESSAGE_BYTES = 256 * 1024
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(ConveyorError, ValueError):
     """A message body that is not a job this code can run; ``reason`` is a stable code."""
 
     def __init__(self, reason: str, message: str) -> None:

@@ -44,8 +44,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field, ValidationError
 
 from infra import aws
-from infra.provision.desired import TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE, ledger_table_name
-from infra.provision.errors import describe_aws_error, error_code
+from infra.aws.errors import describe_aws_error, error_code
+from infra.aws.names import TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE, ledger_table_name
+from infra.errors import AwsError
 from infra.topology import Topology
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ CONNECT_TIMEOUT_S = 1.0
 READ_TIMEOUT_S = 3.0
 
 
-class LedgerUnavailableError(Exception):
+class LedgerUnavailableError(AwsError):
     """The ledger could not be read (DynamoDB unreachable, refusing, or the table missing)."""
 
 

@@ -21,10 +21,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from infra.aws.names import IDEMPOTENCY_TABLE
 from infra.claim_check import claim_check_for
 from infra.ledger import ledger_for
 from infra.logs import get_logger
-from infra.provision.desired import IDEMPOTENCY_TABLE
 from infra.topology import Topology, payload_model
 from producers.auth import ApiKey
 from producers.batch import add_batch_route

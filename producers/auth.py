@@ -29,11 +29,13 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from infra.errors import ConfigError
+
 #: Every generated key starts with this, so a leaked one is easy to recognise.
 KEY_PREFIX = "cvy_"
 
 
-class KeysError(ValueError):
+class KeysError(ConfigError, ValueError):
     """The keys configuration is unreadable or invalid (the message says where and why)."""
 
 

@@ -36,6 +36,8 @@ from urllib.parse import quote
 
 import httpx
 
+from infra.errors import ConveyorError
+
 #: The most jobs the API takes in one request.
 BATCH_LIMIT = 500
 #: States after which a job's record no longer changes.
@@ -120,7 +122,7 @@ class JobStatus:
         return self.state in FINAL_STATES
 
 
-class ApiError(Exception):
+class ApiError(ConveyorError):
     """The API refused the request, failed, or could not be reached.
 
     ``status_code`` is None when no answer arrived (connection refused, timeout);
@@ -164,7 +166,7 @@ class NotFoundError(EnqueueError):
     """404: an unknown job type, or no status recorded for the job id."""
 
 
-class WaitTimeoutError(TimeoutError):
+class WaitTimeoutError(ConveyorError, TimeoutError):
     """:meth:`Client.wait` gave up; ``last`` is the last status seen (None: none yet)."""
 
     def __init__(self, job_id: str, timeout_s: float, last: JobStatus | None) -> None:

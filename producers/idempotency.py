@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from botocore.exceptions import ClientError
 
 from infra import aws
+from infra.errors import AwsError
 from infra.logs import get_logger
 from producers.publisher import RETRY_AFTER_NOT_PROVISIONED_S, classify
 
@@ -77,7 +78,7 @@ class Claim:
         return hashlib.sha256(self.pk.encode("utf-8")).hexdigest()
 
 
-class IdempotencyUnavailableError(Exception):
+class IdempotencyUnavailableError(AwsError):
     """The key could not be claimed; the job must not be published."""
 
     def __init__(self, detail: str, retry_after_s: int) -> None:

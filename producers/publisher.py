@@ -25,8 +25,9 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from infra import aws
+from infra.aws.names import sns_arn
 from infra.envelope import MAX_MESSAGE_BYTES, Envelope, encode
-from infra.provision.desired import sns_arn
+from infra.errors import AwsError
 from infra.topology import Topology
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ DEFAULT_PUBLISH_THREADS = 8
 _NOT_FOUND_CODES = frozenset({"NotFound", "NotFoundException", "ResourceNotFoundException"})
 
 
-class PublishError(Exception):
+class PublishError(AwsError):
     """The job was not published; ``status_code`` and ``retry_after_s`` tell the client why."""
 
     def __init__(

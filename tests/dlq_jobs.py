@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infra.envelope import Envelope, encode, make_envelope
+from infra.failure import Failure
 from tests.jobs import Note, _record
 from workers.api import JobContext
 from workers.dead_letter import dead_letter_request
-from workers.failure import Failure
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -20,6 +20,8 @@ from typing import Any
 
 import structlog
 
+from infra.errors import JobSignal
+
 
 @dataclass(frozen=True)
 class JobContext:
@@ -43,7 +45,7 @@ class JobContext:
         return self.attempt >= self.max_attempts
 
 
-class RetryLater(Exception):  # noqa: N818 - reads as an instruction: `raise RetryLater(...)`
+class RetryLater(JobSignal):
     """Try the job again later; ``delay_s`` replaces the backoff delay for this attempt."""
 
     def __init__(self, message: str = "retry requested", *, delay_s: float | None = None) -> None:
@@ -51,7 +53,7 @@ class RetryLater(Exception):  # noqa: N818 - reads as an instruction: `raise Ret
         self.delay_s = delay_s
 
 
-class PermanentError(Exception):
+class PermanentError(JobSignal):
     """The job can never succeed: dead-letter it now, without spending more attempts."""
 
 

@@ -8,6 +8,7 @@ from celery import Celery, Task
 from kombu import Queue as KombuQueue
 
 from infra import aws
+from infra.aws import lookup
 from infra.settings import load_settings
 from infra.topology import Topology
 from workers.idempotency import job_hooks
@@ -23,23 +24,11 @@ LONG_POLL_S = 20
 HARD_LIMIT_GRACE_S = 5.0
 
 
-class QueueMissingError(RuntimeError):
-    """A queue of the pool does not exist (the topology is not applied)."""
-
-
 def resolve_bindings(topology: Topology, queues: list[str]) -> list[QueueBinding]:
     """Look up the URLs of ``queues`` and their DLQs; nothing is created here."""
-    sqs = aws.client("sqs")
     bindings = []
     for queue in queues:
-        urls = []
-        for name in (topology.queue_name(queue), topology.dlq_name(queue)):
-            try:
-                urls.append(sqs.get_queue_url(QueueName=name)["QueueUrl"])
-            except sqs.exceptions.QueueDoesNotExist:
-                raise QueueMissingError(
-                    f"queue '{name}' does not exist: run `conveyor infra apply` first"
-                ) from None
+        urls = [lookup.queue_url(topology, queue), lookup.dlq_url(topology, queue)]
         bindings.append(
             QueueBinding(
                 queue=queue,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from workers.failure import Failure
+from infra.failure import Failure
 
 #: SQS allows 10 message attributes; one is the failure record.
 _MAX_KEPT_ATTRIBUTES = 9

@@ -22,13 +22,9 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import aws
+from infra.aws.errors import describe_aws_error
+from infra.aws.names import TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE, succeeded_table_name
 from infra.ledger import ledger_for
-from infra.provision.desired import (
-    TABLE_PARTITION_KEY,
-    TABLE_TTL_ATTRIBUTE,
-    succeeded_table_name,
-)
-from infra.provision.errors import describe_aws_error
 from infra.topology import Topology
 from workers.hooks import DEFAULT_HOOKS, Hook, IdempotencyGuard, Inline, LedgerHook
 

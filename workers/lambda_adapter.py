@@ -63,8 +63,9 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import aws
+from infra.aws.lookup import dlq_url, queue_url
+from infra.errors import AwsError
 from infra.logs import configure_logging
-from infra.provision import ProvisionError, dlq_url, queue_url
 from infra.settings import load_settings
 from infra.topology import Topology, check_imports, load_topology
 from workers.batching import SqsBatcher
@@ -246,7 +247,7 @@ class LambdaAdapter:
                 ReceiptHandle=message["ReceiptHandle"],
                 VisibilityTimeout=outcome.delay_s,
             )
-        except (ClientError, BotoCoreError, ProvisionError) as exc:
+        except (ClientError, BotoCoreError, AwsError) as exc:
             # Still reported: the message reappears after its visibility timeout.
             log.warning(
                 "sqs.change_visibility_failed",
@@ -275,7 +276,7 @@ class LambdaAdapter:
                 fifo=self.topology.queues[outcome.queue].fifo,
             )
             aws.client("sqs").send_message(**request)
-        except (ClientError, BotoCoreError, ProvisionError) as exc:
+        except (ClientError, BotoCoreError, AwsError) as exc:
             log.error("job.dead_letter_failed", **outcome.log_fields(), error=str(exc))
             return False
         log.warning(
@@ -299,7 +300,7 @@ class LambdaAdapter:
                 continue
             try:
                 url = self._url(queue)
-            except ProvisionError as exc:
+            except AwsError as exc:
                 log.warning("sqs.change_visibility_failed", queue=queue, error=str(exc))
                 continue
             batcher.change_visibility(url, str(record["receiptHandle"]), 0)

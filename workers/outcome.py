@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from workers.failure import Failure
+from infra.failure import Failure
 
 OutcomeKind = Literal["succeeded", "retry", "dead_letter"]
 

@@ -14,11 +14,12 @@ from billiard.einfo import ExceptionWithTraceback  # type: ignore[attr-defined]
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 
+from infra.errors import JobSignal
 from workers.outcome import Outcome
 from workers.transport import OUTCOME_KEY, job_started
 
 
-class OutcomeSignal(Exception):  # noqa: N818 - a signal, not an error
+class OutcomeSignal(JobSignal):
     """Raised by the task to report a retry or dead-letter outcome."""
 
     def __init__(self, outcome: Outcome) -> None:

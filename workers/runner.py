@@ -27,11 +27,12 @@ from pydantic import BaseModel, ValidationError
 
 from infra.claim_check import ClaimCheck, ClaimCheckError, PayloadUnavailableError, claim_check_for
 from infra.envelope import Envelope, EnvelopeError, decode
+from infra.errors import ConveyorError
+from infra.failure import REDRIVE_COUNT, Failure
 from infra.topology import Topology, import_object, payload_model
 from infra.topology.model import MAX_VISIBILITY_TIMEOUT_S, RetryPolicy
 from workers.api import Handler, JobContext, PermanentError, RetryLater
 from workers.backoff import backoff_delay_s
-from workers.failure import Failure
 from workers.hooks import DEFAULT_HOOKS, Hook, Job
 from workers.outcome import Outcome, OutcomeKind
 
@@ -63,13 +64,11 @@ def _redrives(envelope: Envelope | None) -> int:
     """The envelope's redrive count (an extension the DLQ tools stamp), 0 if absent or odd."""
     if envelope is None:
         return 0
-    # The name is workers.dlq.jobs.REDRIVE_COUNT; not imported, so the runner does not
-    # depend on the DLQ tools.
-    value = (envelope.model_extra or {}).get("conveyorredrivecount", 0)
+    value = (envelope.model_extra or {}).get(REDRIVE_COUNT, 0)
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-class InvalidPayloadError(ValueError):
+class InvalidPayloadError(ConveyorError, ValueError):
     """A payload that fails its job type's model: the message names fields, never values."""
 
     @classmethod

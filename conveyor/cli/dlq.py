@@ -1,7 +1,7 @@
 """``conveyor dlq list | show | redrive | export | delete | purge``: dead-letter queues.
 
 Options are parsed and results printed here; the operations are in
-:mod:`workers.dlq`. Data goes to stdout (tables, jobs, JSON), everything about
+:mod:`ops.dlq`. Data goes to stdout (tables, jobs, JSON), everything about
 the run (previews, progress, notes) to stderr, so ``--json`` and ``export -``
 stay machine-readable. Exit codes: 0 success (including "nothing to do" on an
 empty DLQ), 1 partial or failed (including ids asked for but not found), 2 usage.
@@ -28,10 +28,10 @@ import typer
 from conveyor.cli import common
 from infra import aws
 from infra.durations import parse_duration_s
-from infra.provision import ProvisionError
+from infra.errors import AwsError
 from infra.topology import Topology
-from workers import dlq as ops
-from workers.dlq import DeadLetterQueue, DlqError, JobFilter, Peek, RedriveResult, render
+from ops import dlq as dlq_ops
+from ops.dlq import DeadLetterQueue, DlqError, JobFilter, Peek, RedriveResult, render
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -91,13 +91,13 @@ Hold = Annotated[
 
 @contextmanager
 def _errors() -> Iterator[None]:
-    """DlqError and ProvisionError as one line and the right exit code."""
+    """DlqError and AwsError as one line and the right exit code."""
     try:
         yield
     except DlqError as exc:
         common.fail(exc.message, common.EXIT_USAGE if exc.usage else common.EXIT_FAILED)
-    except ProvisionError as exc:
-        common.fail(exc.message, common.EXIT_FAILED)
+    except AwsError as exc:
+        common.fail(str(exc), common.EXIT_FAILED)
 
 
 def _note(text: str) -> None:
@@ -123,7 +123,7 @@ def _filter(
     when = None
     if since is not None:
         try:
-            when = ops.parse_since(since, datetime.now(UTC))
+            when = dlq_ops.parse_since(since, datetime.now(UTC))
         except ValueError as exc:
             common.fail(str(exc), common.EXIT_USAGE)
     return JobFilter(
@@ -140,8 +140,8 @@ def _split_ids(values: list[str] | None) -> list[str]:
 
 
 def _open(topology: Topology, queue: str) -> tuple[SQSClient, DeadLetterQueue, str]:
-    dlq = ops.resolve_dlq(topology, queue)
-    return aws.client("sqs"), dlq, ops.dlq_url(topology, dlq)
+    dlq = dlq_ops.resolve_dlq(topology, queue)
+    return aws.client("sqs"), dlq, dlq_ops.dlq_url(topology, dlq)
 
 
 def _nothing(verb: str, dlq: DeadLetterQueue, found: Peek, job_filter: JobFilter) -> str:
@@ -221,7 +221,7 @@ def list_dlqs(
     topology = common.load()
     hold_s = _hold_s(visibility_timeout)
     with _errors():
-        rows = ops.summarize(aws.client("sqs"), topology, hold_s=hold_s)
+        rows = dlq_ops.summarize(aws.client("sqs"), topology, hold_s=hold_s)
     missing = [r.dlq.name for r in rows if not r.exists]
     if as_json:
         typer.echo(json.dumps({"dlqs": [r.to_json() for r in rows]}, indent=2))
@@ -264,7 +264,7 @@ def show(
     hold_s = _hold_s(visibility_timeout)
     with _errors():
         sqs, dlq, url = _open(topology, queue)
-        found = ops.peek(sqs, url, job_filter, limit=limit, hold_s=hold_s)
+        found = dlq_ops.peek(sqs, url, job_filter, limit=limit, hold_s=hold_s)
     if as_json:
         doc = {
             "queue": dlq.queue,
@@ -349,13 +349,15 @@ def redrive(
     rate_per_s = None
     if rate is not None:
         try:
-            rate_per_s = ops.parse_rate(rate)
+            rate_per_s = dlq_ops.parse_rate(rate)
         except ValueError as exc:
             common.fail(str(exc), common.EXIT_USAGE)
     with _errors():
         sqs, dlq, url = _open(topology, queue)
-        target = ops.resolve_target(topology, to) if to else ops.source_target(topology, dlq)
-        destination = ops.target_url(topology, target)
+        target = (
+            dlq_ops.resolve_target(topology, to) if to else dlq_ops.source_target(topology, dlq)
+        )
+        destination = dlq_ops.target_url(topology, target)
         if native:
             native_to = destination if to else None
             _native(
@@ -370,7 +372,7 @@ def redrive(
                 rate_per_s=rate_per_s,
             )
             return
-        found = ops.peek(sqs, url, job_filter, limit=limit, hold_s=hold_s)
+        found = dlq_ops.peek(sqs, url, job_filter, limit=limit, hold_s=hold_s)
     _notes(found)
     not_found = _not_found(job_filter, found, dlq)
     if not found.jobs:
@@ -402,7 +404,7 @@ def redrive(
     if not job_filter.ids:
         common.confirm(f"Move these {len(found.jobs)} jobs to {target.name}?", yes=yes)
     with _Progress(len(found.jobs)) as progress:
-        result = ops.redrive(
+        result = dlq_ops.redrive(
             sqs,
             url,
             target,
@@ -462,14 +464,14 @@ def _native(
             " --limit or --dry-run",
             usage=True,
         )
-    depth = ops.queue_depth(sqs, url)
+    depth = dlq_ops.queue_depth(sqs, url)
     if depth.total == 0:
         typer.echo(f"nothing to redrive: {dlq.name} is empty")
         return
     where = destination.rsplit("/", 1)[-1] if destination else "their source queues"
     _note(f"StartMessageMoveTask: move all ~{depth.total} messages of {dlq.name} to {where}")
     common.confirm(f"Move all ~{depth.total} messages to {where}?", yes=yes)
-    move = ops.start_native_move(sqs, url, destination, rate_per_s=rate_per_s)
+    move = dlq_ops.start_native_move(sqs, url, destination, rate_per_s=rate_per_s)
     typer.echo(
         f"started message move task {move.task_handle} (SQS moves the messages in the background)"
     )
@@ -503,11 +505,11 @@ def export(
     with _errors():
         sqs, dlq, url = _open(topology, queue)
         # Opened before the DLQ is read, so an unwritable path fails first.
-        with ops.ExportFile(Path(file)) if file != "-" else nullcontext() as out:
-            found = ops.peek(sqs, url, job_filter, limit=limit, hold_s=hold_s)
+        with dlq_ops.ExportFile(Path(file)) if file != "-" else nullcontext() as out:
+            found = dlq_ops.peek(sqs, url, job_filter, limit=limit, hold_s=hold_s)
             for job in found.jobs:
                 if out is None:
-                    typer.echo(ops.export_line(job))
+                    typer.echo(dlq_ops.export_line(job))
                 else:
                     out.write(job)
             if out is not None:
@@ -536,7 +538,7 @@ def delete(
     hold_s = _hold_s(visibility_timeout)
     with _errors():
         sqs, dlq, url = _open(topology, queue)
-        found = ops.peek(sqs, url, job_filter, hold_s=hold_s)
+        found = dlq_ops.peek(sqs, url, job_filter, hold_s=hold_s)
     _notes(found)
     if not found.jobs:
         common.fail(f"nothing to delete: no message in {dlq.name} has id {', '.join(wanted)}")
@@ -546,12 +548,12 @@ def delete(
     unknown = _not_found(job_filter, found, dlq)
     common.confirm(f"Delete these {len(found.jobs)} messages? This cannot be undone.", yes=yes)
     with _errors():
-        result = ops.delete_jobs(sqs, url, found.jobs, hold_s=hold_s)
+        result = dlq_ops.delete_jobs(sqs, url, found.jobs, hold_s=hold_s)
     typer.echo(f"deleted {result.deleted} messages from {dlq.name}")
     _delete_outcome(result, dlq, partial=bool(unknown))
 
 
-def _delete_outcome(result: ops.DeleteResult, dlq: DeadLetterQueue, *, partial: bool) -> None:
+def _delete_outcome(result: dlq_ops.DeleteResult, dlq: DeadLetterQueue, *, partial: bool) -> None:
     for line in render.delete_notes(result):
         _note(line)
     if result.interrupted:
@@ -578,7 +580,7 @@ def purge(
     hold_s = _hold_s(visibility_timeout)
     with _errors():
         sqs, dlq, url = _open(topology, queue)
-        depth = ops.queue_depth(sqs, url)
+        depth = dlq_ops.queue_depth(sqs, url)
     if depth.total == 0:
         typer.echo(f"nothing to purge: {dlq.name} is empty")
         return
@@ -590,8 +592,8 @@ def purge(
         f"Delete all ~{depth.total} messages of {dlq.name}? This cannot be undone.", yes=yes
     )
     with _errors():
-        result = ops.purge(sqs, url, hold_s=hold_s)
-        left = ops.queue_depth(sqs, url)
+        result = dlq_ops.purge(sqs, url, hold_s=hold_s)
+        left = dlq_ops.queue_depth(sqs, url)
     typer.echo(f"deleted {result.deleted} messages from {dlq.name}")
     if left.total:
         _note(f"~{left.total} messages remain ({left.in_flight} in flight, or newly arrived)")

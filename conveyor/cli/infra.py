@@ -11,9 +11,10 @@ import yaml
 
 from conveyor.cli import common
 from infra import aws, provision
+from infra.errors import ProvisionError
 from infra.export import cloudformation_template, kubernetes_manifests
 from infra.export.kubernetes import ACCOUNT_PLACEHOLDER, manifest_filename
-from infra.provision import Change, Plan, ProvisionError
+from infra.provision import Change, Plan
 
 app = typer.Typer(
     help="Provision queues.yaml on SNS/SQS: `plan` shows what `apply` would change,"

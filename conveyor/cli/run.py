@@ -49,7 +49,7 @@ def worker(
     ] = None,
 ) -> None:
     """Run one worker node of POOL in the foreground (SIGTERM drains and stops it)."""
-    from workers.app import QueueMissingError  # noqa: PLC0415 - keep `conveyor --help` fast
+    from infra.errors import MissingResourceError  # noqa: PLC0415 - keep `conveyor --help` fast
     from workers.node import run_node  # noqa: PLC0415
 
     settings = load_settings()
@@ -73,7 +73,7 @@ def worker(
     except TopologyError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(EXIT_USAGE) from None
-    except QueueMissingError as exc:
+    except MissingResourceError as exc:
         fail(str(exc), EXIT_FAILED)
     raise typer.Exit(code)
 

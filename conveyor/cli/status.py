@@ -12,12 +12,12 @@ from rich.console import Console
 from rich.live import Live
 
 from conveyor.cli.common import EXIT_FAILED, EXIT_USAGE, fail, load
-from infra.provision import ProvisionError
-from workers.scaling.backends import BACKEND_ENV, Backend, backend_for
-from workers.scaling.errors import ScalingError
+from infra.errors import AwsError
+from ops.scaling.backends import BACKEND_ENV, Backend, backend_for
+from ops.scaling.errors import ScalingError
 
 if TYPE_CHECKING:
-    from workers.scaling.status import SystemStatus
+    from ops.scaling.status import SystemStatus
 
 
 def status(
@@ -34,8 +34,8 @@ def status(
     ] = "local",
 ) -> None:
     """Per queue: visible, in flight, delayed, DLQ depth, oldest message; per pool: replicas."""
-    from workers.scaling.render import status_view  # noqa: PLC0415 - keep --help fast
-    from workers.scaling.status import StatusReader  # noqa: PLC0415
+    from ops.scaling.render import status_view  # noqa: PLC0415 - keep --help fast
+    from ops.scaling.status import StatusReader  # noqa: PLC0415
 
     topology = load()
     backend: Backend | None = None
@@ -51,8 +51,8 @@ def status(
     def read() -> SystemStatus:
         try:
             found = reader.read()
-        except ProvisionError as exc:
-            fail(exc.message, EXIT_FAILED)
+        except AwsError as exc:
+            fail(str(exc), EXIT_FAILED)
         if backend_error:
             found = dataclasses.replace(found, pools_error=backend_error)
         return found

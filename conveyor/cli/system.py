@@ -16,10 +16,11 @@ import typer
 from conveyor.cli.common import EXIT_FAILED, EXIT_USAGE, fail, load
 from conveyor.demo import Summary, submit_sample_workload, wait_for_outcomes
 from conveyor.system import local_system
+from infra.errors import ConveyorError
 from infra.logs import configure_logging, get_logger
 from infra.settings import load_settings
 from infra.topology import Topology, TopologyError, check_imports
-from workers.scaling.errors import ScalingError
+from ops.scaling.errors import ScalingError
 
 log = get_logger("conveyor.cli")
 
@@ -33,7 +34,7 @@ UseAws = Annotated[
 ]
 
 
-class _StopRequested(Exception):  # noqa: N818 - a request, not an error
+class _StopRequested(ConveyorError):  # noqa: N818 - a request, not an error
     """SIGTERM, turned into an exception so the `with` blocks unwind and stop children."""
 
 

@@ -16,13 +16,13 @@ import typer
 from rich.console import Console
 
 from conveyor.cli.common import EXIT_FAILED, EXIT_USAGE, fail, load
+from infra.errors import AwsError
 from infra.logs import configure_logging
-from infra.provision import ProvisionError
 from infra.settings import load_settings
 from infra.topology import Topology
-from workers.scaling.backends import BACKEND_ENV, Backend, backend_for
-from workers.scaling.errors import ScalingError
-from workers.scaling.model import PoolState
+from ops.scaling.backends import BACKEND_ENV, Backend, backend_for
+from ops.scaling.errors import ScalingError
+from ops.scaling.model import PoolState
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -46,8 +46,8 @@ def _errors() -> Iterator[None]:
         yield
     except ScalingError as exc:
         fail(exc.message, EXIT_USAGE if exc.usage else EXIT_FAILED)
-    except ProvisionError as exc:
-        fail(exc.message, EXIT_FAILED)
+    except AwsError as exc:
+        fail(str(exc), EXIT_FAILED)
 
 
 def _backend(name: str, topology: Topology, *, with_jobs: bool = True) -> Backend:
@@ -93,7 +93,7 @@ def scale(
     Counts outside the pool's replicas bounds need --force. The local supervisor
     applies a change within a second; --wait returns once the nodes run.
     """
-    from workers.scaling.scale import parse_requests, scale  # noqa: PLC0415
+    from ops.scaling.scale import parse_requests, scale  # noqa: PLC0415
 
     topology = load()
     backend = _backend(backend_name, topology, with_jobs=False)
@@ -140,7 +140,7 @@ def list_(
     backend_name: BackendOption = "local",
 ) -> None:
     """Per pool: desired and running replicas; per node: pid, host, uptime, jobs done."""
-    from workers.scaling.render import pools_table  # noqa: PLC0415 - keep --help fast
+    from ops.scaling.render import pools_table  # noqa: PLC0415 - keep --help fast
 
     topology = load()
     names = _pools(topology, pools)
@@ -172,8 +172,8 @@ def up(pools: PoolsOption = None) -> None:
     conveyor workers scale says otherwise), restarts crashed nodes with backoff
     and scales in with SIGTERM, so nodes finish their jobs before they exit.
     """
-    from workers.scaling.store import state_dir_for  # noqa: PLC0415
-    from workers.scaling.supervisor import Supervisor  # noqa: PLC0415
+    from ops.scaling.store import state_dir_for  # noqa: PLC0415
+    from ops.scaling.supervisor import Supervisor  # noqa: PLC0415
 
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
@@ -199,12 +199,12 @@ def up(pools: PoolsOption = None) -> None:
 
 
 def _check_queues(topology: Topology, pools: list[str]) -> None:
-    """ProvisionError (a missing queue, with how to create it) before any node starts."""
-    from infra import provision  # noqa: PLC0415
+    """AwsError (a missing queue, with how to create it) before any node starts."""
+    from infra.aws import lookup  # noqa: PLC0415
 
     for pool in pools:
         for queue in topology.pools[pool].queues:
-            provision.queue_url(topology, queue)
+            lookup.queue_url(topology, queue)
 
 
 @app.command()
@@ -222,7 +222,7 @@ def autoscale(
     replicas.max); out at once, in only after the backlog stayed low for the
     scale-in cooldown. Every decision is logged (autoscale.decision).
     """
-    from workers.scaling.autoscaler import Autoscaler, Decision  # noqa: PLC0415
+    from ops.scaling.autoscaler import Autoscaler, Decision  # noqa: PLC0415
 
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)

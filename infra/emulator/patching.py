@@ -20,13 +20,15 @@ from dataclasses import dataclass
 from types import FunctionType, ModuleType
 from typing import Any, Final
 
+from infra.errors import ConveyorError
+
 AnyFunction = Callable[..., Any]
 Owner = type | ModuleType
 
 _ABSENT: Final = object()  # the owner inherits the attribute rather than defining it
 
 
-class FixDoesNotApplyError(RuntimeError):
+class FixDoesNotApplyError(ConveyorError, RuntimeError):
     """moto's code is not what a fix was written against: re-check the fix, never skip it."""
 
 

@@ -22,19 +22,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from infra.aws.names import LEDGER_TABLE, PAYLOAD_BUCKET, SUCCEEDED_TABLE
 from infra.provision.buckets import (
     ABORT_MULTIPART_DAYS,
     LIFECYCLE_RULE_ID,
     PUBLIC_ACCESS_BLOCK,
     SSE_ALGORITHM,
 )
-from infra.provision.desired import (
-    LEDGER_TABLE,
-    PAYLOAD_BUCKET,
-    SUCCEEDED_TABLE,
-    DesiredBucket,
-    DesiredTable,
-)
+from infra.provision.desired import DesiredBucket, DesiredTable
 from infra.topology import Topology
 
 #: The idempotency guard: has this job succeeded on this queue; it has now.

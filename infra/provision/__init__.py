@@ -5,27 +5,21 @@
 and of the job ledger when a job type enables them, and of the producer API's
 idempotency keys; the claim-check S3 bucket); ``apply`` does it and returns what
 it changed (an empty plan when all is up to date); ``destroy`` deletes what the
-topology declares. ``queue_url``, ``dlq_url`` and ``topic_arn`` look resources up for the
-producers and workers without creating anything.
+topology declares. Looking resources up without creating anything is
+:mod:`infra.aws.lookup`'s.
 """
 
 from infra.provision.apply import apply, destroy, plan, plan_destroy
 from infra.provision.desired import DesiredState, desired_state
-from infra.provision.errors import ProvisionError
-from infra.provision.lookup import dlq_url, queue_url, topic_arn
 from infra.provision.plan import Change, Plan
 
 __all__ = [
     "Change",
     "DesiredState",
     "Plan",
-    "ProvisionError",
     "apply",
     "desired_state",
     "destroy",
-    "dlq_url",
     "plan",
     "plan_destroy",
-    "queue_url",
-    "topic_arn",
 ]

@@ -12,22 +12,21 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from infra import aws
+from infra.aws.errors import (
+    QUEUE_MISSING_CODES,
+    SNS_MISSING_CODES,
+    TABLE_MISSING_CODES,
+    aws_errors,
+    error_code,
+)
+from infra.aws.lookup import Depth, queue_url_or_none
 from infra.provision.buckets import ActualBucket, read_bucket
 from infra.provision.desired import DesiredState
-from infra.provision.errors import aws_errors, error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
-
-#: SQS answers a missing queue with the query-compatible code, or the JSON one.
-QUEUE_MISSING = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
-#: SNS answers a missing topic or subscription with NotFound.
-SNS_MISSING = frozenset({"NotFound", "NotFoundException", "ResourceNotFound"})
-#: DynamoDB answers a missing table with ResourceNotFoundException; moto (5.2.5) answers
-#: DescribeTimeToLive with "ResourceNotFound" instead.
-TABLE_MISSING = frozenset({"ResourceNotFoundException", "ResourceNotFound"})
 
 
 @dataclass(frozen=True)
@@ -42,18 +41,7 @@ class ActualQueue:
     @property
     def message_count(self) -> int:
         """Visible + in flight + delayed messages (approximate)."""
-        keys = (
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        )
-        total = 0
-        for key in keys:
-            try:
-                total += int(self.attributes.get(key, 0))
-            except ValueError:
-                continue
-        return total
+        return Depth.from_attributes(self.attributes).total
 
 
 @dataclass(frozen=True)
@@ -116,17 +104,6 @@ class ActualState:
     other_flavours: set[str] = field(default_factory=set)
 
 
-def queue_url_or_none(sqs: SQSClient, name: str) -> str | None:
-    """The URL of queue ``name``, or ``None`` if it does not exist."""
-    with aws_errors(f"looking up queue {name}"):
-        try:
-            return sqs.get_queue_url(QueueName=name)["QueueUrl"]
-        except ClientError as exc:
-            if error_code(exc) in QUEUE_MISSING:
-                return None
-            raise
-
-
 def read_queue(sqs: SQSClient, name: str) -> ActualQueue | None:
     """The queue called ``name`` with all its attributes and tags, or ``None``."""
     url = queue_url_or_none(sqs, name)
@@ -140,7 +117,7 @@ def read_queue(sqs: SQSClient, name: str) -> ActualQueue | None:
             )
             tags = sqs.list_queue_tags(QueueUrl=url).get("Tags", {})
         except ClientError as exc:
-            if error_code(exc) in QUEUE_MISSING:  # deleted while we looked
+            if error_code(exc) in QUEUE_MISSING_CODES:  # deleted while we looked
                 return None
             raise
     return ActualQueue(
@@ -153,7 +130,7 @@ def _topic_attributes(sns: SNSClient, name: str, arn: str) -> dict[str, str] | N
         try:
             return dict(sns.get_topic_attributes(TopicArn=arn).get("Attributes", {}))
         except ClientError as exc:
-            if error_code(exc) in SNS_MISSING:
+            if error_code(exc) in SNS_MISSING_CODES:
                 return None
             raise
 
@@ -176,7 +153,7 @@ def read_topic(
             pages = sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=arn)
             listed = [s for page in pages for s in page.get("Subscriptions", [])]
         except ClientError as exc:
-            if error_code(exc) in SNS_MISSING:
+            if error_code(exc) in SNS_MISSING_CODES:
                 return None
             raise
     for item in listed:
@@ -191,7 +168,7 @@ def read_topic(
                 try:
                     found = sns.get_subscription_attributes(SubscriptionArn=sub.arn)
                 except ClientError as exc:
-                    if error_code(exc) in SNS_MISSING:  # unsubscribed while we looked
+                    if error_code(exc) in SNS_MISSING_CODES:  # unsubscribed while we looked
                         continue
                     raise
             sub = ActualSubscription(
@@ -219,7 +196,7 @@ def read_table(ddb: DynamoDBClient, name: str) -> ActualTable | None:
             )
             tags = {t["Key"]: t["Value"] for page in pages for t in page.get("Tags", [])}
         except ClientError as exc:
-            if error_code(exc) in TABLE_MISSING:  # also: deleted while we looked
+            if error_code(exc) in TABLE_MISSING_CODES:  # also: deleted while we looked
                 return None
             raise
     types = {a["AttributeName"]: a["AttributeType"] for a in table.get("AttributeDefinitions", [])}

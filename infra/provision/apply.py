@@ -7,18 +7,30 @@ for apply/destroy, runs them in order, stopping at the first AWS error with a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import aws
-from infra.provision.actual import QUEUE_MISSING, SNS_MISSING, TABLE_MISSING, read_actual
+from infra.aws.errors import (
+    QUEUE_MISSING_CODES,
+    SNS_MISSING_CODES,
+    TABLE_MISSING_CODES,
+    aws_errors,
+    describe_aws_error,
+    error_code,
+)
+from infra.aws.names import MAX_BUCKET_NAME_LEN
+from infra.errors import AwsError, ProvisionError
+from infra.provision.actual import read_actual
 from infra.provision.buckets import (
     BUCKET_OPERATIONS,
     describe_bucket_operation,
     run_bucket_operation,
 )
-from infra.provision.desired import MAX_BUCKET_NAME_LEN, DesiredState, desired_state
+from infra.provision.desired import DesiredState, desired_state
 from infra.provision.diff import (
     CreateQueue,
     CreateTopic,
@@ -36,7 +48,6 @@ from infra.provision.diff import (
     apply_steps,
     destroy_steps,
 )
-from infra.provision.errors import ProvisionError, aws_errors, describe_aws_error, error_code
 from infra.provision.plan import Change, Plan
 from infra.provision.tables import (
     TABLE_OPERATIONS,
@@ -156,7 +167,7 @@ class _Runner:
                 try:
                     self.sqs.delete_queue(QueueUrl=self.url(name))
                 except ClientError as exc:
-                    if error_code(exc) not in QUEUE_MISSING:
+                    if error_code(exc) not in QUEUE_MISSING_CODES:
                         raise
                 self.urls.pop(name, None)
             case CreateTopic(name=name, attributes=attributes, tags=tags):
@@ -194,7 +205,7 @@ class _Runner:
                 try:
                     self.sns.unsubscribe(SubscriptionArn=arn)
                 except ClientError as exc:
-                    if error_code(exc) not in SNS_MISSING:
+                    if error_code(exc) not in SNS_MISSING_CODES:
                         raise
 
     def _wait_active(self, name: str) -> None:
@@ -234,7 +245,7 @@ class _Runner:
                 try:
                     self.ddb.delete_table(TableName=name)
                 except ClientError as exc:
-                    if error_code(exc) not in TABLE_MISSING:
+                    if error_code(exc) not in TABLE_MISSING_CODES:
                         raise
 
 
@@ -248,8 +259,8 @@ def _execute(steps: list[Step], urls: dict[str, str]) -> Plan:
         try:
             for op in step.operations:
                 runner.run(op)
-        except ProvisionError as exc:
-            raise ProvisionError(exc.message, applied=done) from exc.__cause__
+        except AwsError as exc:
+            raise ProvisionError(str(exc), applied=done) from exc.__cause__
         if step.change is not None:
             done.append(step.change)
     return Plan(done)
@@ -259,8 +270,25 @@ def _plan_of(steps: list[Step]) -> Plan:
     return Plan([s.change for s in steps if s.change is not None])
 
 
+@contextmanager
+def _provisioning() -> Iterator[None]:
+    # Reads go through infra.aws's lookups, which raise AwsError; what provisioning
+    # raises is a ProvisionError (the CLI reports what was applied before it).
+    try:
+        yield
+    except ProvisionError:
+        raise
+    except AwsError as exc:
+        raise ProvisionError(str(exc)) from exc.__cause__
+
+
 def plan(topology: Topology) -> Plan:
     """What :func:`apply` would change now (reads AWS, changes nothing)."""
+    with _provisioning():
+        return _plan(topology)
+
+
+def _plan(topology: Topology) -> Plan:
     desired = current_desired_state(topology)
     return _plan_of(apply_steps(desired, read_actual(desired)))
 
@@ -271,6 +299,11 @@ def apply(topology: Topology) -> Plan:
     Idempotent: when nothing differs, the returned plan is empty (it may still
     carry notes, e.g. subscriptions Conveyor leaves alone).
     """
+    with _provisioning():
+        return _apply(topology)
+
+
+def _apply(topology: Topology) -> Plan:
     desired = current_desired_state(topology)
     actual = read_actual(desired)
     urls = {name: q.url for name, q in actual.queues.items()}
@@ -279,6 +312,11 @@ def apply(topology: Topology) -> Plan:
 
 def plan_destroy(topology: Topology) -> Plan:
     """What :func:`destroy` would delete now (reads AWS, changes nothing)."""
+    with _provisioning():
+        return _plan_destroy(topology)
+
+
+def _plan_destroy(topology: Topology) -> Plan:
     desired = current_desired_state(topology)
     return _plan_of(destroy_steps(desired, read_actual(desired)))
 
@@ -288,6 +326,11 @@ def destroy(topology: Topology) -> Plan:
 
     Idempotent: what does not exist is skipped; a second destroy returns an empty plan.
     """
+    with _provisioning():
+        return _destroy(topology)
+
+
+def _destroy(topology: Topology) -> Plan:
     desired = current_desired_state(topology)
     actual = read_actual(desired)
     urls = {name: q.url for name, q in actual.queues.items()}

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
+from infra.aws.errors import aws_errors, error_code
+from infra.errors import ProvisionError
 from infra.provision.compare import tag_diffs
 from infra.provision.desired import DesiredBucket
-from infra.provision.errors import ProvisionError, aws_errors, error_code
 from infra.provision.plan import Change
 
 if TYPE_CHECKING:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from infra.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -19,7 +21,7 @@ class Problem:
         )
 
 
-class TopologyError(ValueError):
+class TopologyError(ConfigError, ValueError):
     """queues.yaml is unreadable or inconsistent; every problem found is listed."""
 
     def __init__(self, source: str, problems: list[Problem]) -> None:

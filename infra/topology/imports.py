@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import importlib
+import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from infra.topology.errors import Problem, TopologyError
 from infra.topology.model import Topology
+
+
+def add_search_path(directory: Path) -> None:
+    """Let the modules next to queues.yaml (handlers, payload models) be imported.
+
+    Appended, not prepended, so an installed package of the same name still wins;
+    the same as running ``python -m`` from that directory, without shadowing.
+    """
+    entry = str(directory.resolve())
+    if entry not in sys.path:
+        sys.path.append(entry)
 
 
 def import_object(path: str) -> Any:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from infra.topology.checks import check_topology
 from infra.topology.errors import Problem, TopologyError
+from infra.topology.imports import add_search_path
 from infra.topology.model import Topology
 
 
@@ -150,4 +151,7 @@ def load_topology(path: str | os.PathLike[str], *, environment: str | None = Non
     except (OSError, UnicodeDecodeError) as exc:
         raise TopologyError(source, [Problem("", f"cannot read the file: {exc}")]) from None
     env = environment or os.environ.get("CONVEYOR_ENVIRONMENT") or None
-    return parse_topology(text, source=source, environment=env)
+    topology = parse_topology(text, source=source, environment=env)
+    # Handler and payload modules named in the file may live beside it (sample_jobs/).
+    add_search_path(Path(path).parent)
+    return topology

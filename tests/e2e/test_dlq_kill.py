@@ -20,10 +20,10 @@ from typing import IO, TYPE_CHECKING
 import pytest
 
 from infra import aws, provision
+from infra.failure import REDRIVE_COUNT
 from infra.topology import load_topology
 from tests import REPO
 from tests.dlq_jobs import dead_letter
-from workers.dlq import REDRIVE_COUNT
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

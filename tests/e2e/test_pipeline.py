@@ -19,11 +19,11 @@ import pytest
 from conveyor.system import LocalSystem, local_system
 from infra import aws
 from infra.envelope import encode, make_envelope
+from infra.failure import Failure
 from infra.topology import Topology, load_topology
 from tests import REPO
 from tests.conftest import AwsEnv
 from tests.polling import eventually
-from workers.failure import Failure
 
 pytestmark = pytest.mark.e2e
 

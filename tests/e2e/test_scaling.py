@@ -19,12 +19,12 @@ from infra import aws
 from infra.envelope import encode, make_envelope
 from infra.provision import apply
 from infra.topology import Topology, load_topology
+from ops.scaling.backends.local import LocalBackend
+from ops.scaling.model import PoolState
+from ops.scaling.store import read_status
 from tests import REPO
 from tests.conftest import AwsEnv
 from tests.polling import eventually
-from workers.scaling.backends.local import LocalBackend
-from workers.scaling.model import PoolState
-from workers.scaling.store import read_status
 
 pytestmark = pytest.mark.e2e
 

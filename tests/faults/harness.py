@@ -28,12 +28,12 @@ from typing import Any
 
 from conveyor.system import free_port, wait_for_http
 from infra import aws
+from infra.aws.names import sns_arn
 from infra.envelope import Envelope, encode, make_envelope
-from infra.provision.desired import sns_arn
+from infra.failure import Failure
 from infra.topology import Topology
 from tests import REPO
 from tests.polling import eventually
-from workers.failure import Failure
 
 TOPOLOGY = REPO / "tests" / "faults" / "faults.yaml"
 

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infra.envelope import Envelope, EnvelopeError, decode, encode, make_envelope
+from infra.failure import REASONS
 from tests.faults.harness import size
-from workers.failure import REASONS
 
 FUZZ = settings(
     max_examples=size(150, 2000),

@@ -18,11 +18,11 @@ from typer.testing import CliRunner, Result
 from conveyor.cli.dlq import app
 from infra import aws, provision
 from infra.envelope import decode, encode
+from infra.failure import FAILURE_ATTRIBUTE, REDRIVE_COUNT, REDRIVEN_AT
 from infra.topology import Topology, load_topology
+from ops.dlq import NATIVE_REDRIVE_REASON, Scan
 from tests import REPO
 from tests.dlq_jobs import dead_letter
-from workers.dlq import NATIVE_REDRIVE_REASON, REDRIVE_COUNT, REDRIVEN_AT, Scan
-from workers.failure import FAILURE_ATTRIBUTE
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

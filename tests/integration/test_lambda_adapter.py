@@ -24,12 +24,12 @@ from structlog.testing import capture_logs
 
 from infra import aws, provision
 from infra.envelope import encode, make_envelope
+from infra.failure import Failure
 from infra.topology import Topology, load_topology
 from tests import REPO
 from tests.polling import eventually
 from workers import lambda_handler
 from workers.backoff import backoff_delay_s
-from workers.failure import Failure
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

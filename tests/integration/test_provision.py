@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from conveyor.cli.infra import app
 from infra import aws, provision
-from infra.provision import ProvisionError
+from infra.aws import lookup
+from infra.errors import MissingResourceError
 from infra.topology import Topology, load_topology, parse_topology
 from workers.idempotency import REMEMBER_S, DynamoSuccessStore
 
@@ -117,9 +118,9 @@ def test_apply_creates_everything_and_a_second_apply_changes_nothing(
 
     account, region = aws.account_id(), aws.region_name()
     for queue in QUEUES:
-        url = provision.queue_url(topology, queue)
+        url = lookup.queue_url(topology, queue)
         attrs = _attributes(url)
-        dlq_attrs = _attributes(provision.dlq_url(topology, queue))
+        dlq_attrs = _attributes(lookup.dlq_url(topology, queue))
         assert json.loads(attrs["RedrivePolicy"]) == {
             "deadLetterTargetArn": dlq_attrs["QueueArn"],
             "maxReceiveCount": topology.max_receive_count(queue),
@@ -131,12 +132,12 @@ def test_apply_creates_everything_and_a_second_apply_changes_nothing(
         policy = json.loads(attrs["Policy"])
         topics = [topology.queues[queue].subscriptions[0].topic]
         assert policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"] == [
-            provision.topic_arn(topology, t) for t in topics
+            lookup.topic_arn(topology, t) for t in topics
         ]
         tags = _sqs().list_queue_tags(QueueUrl=url)["Tags"]
         assert tags["conveyor:environment"] == topology.environment
 
-    orders = provision.topic_arn(topology, "orders")
+    orders = lookup.topic_arn(topology, "orders")
     assert orders == f"arn:aws:sns:{region}:{account}:{topology.topic_name('orders')}"
     filters = {}
     for sub in _subscriptions(orders):
@@ -149,7 +150,7 @@ def test_apply_creates_everything_and_a_second_apply_changes_nothing(
         topology.queue_name("billing"): {"type": ["invoice.render", "order.placed"]},
         topology.queue_name("notifications"): {"type": ["email.send", "order.placed"]},
     }
-    [media_sub] = _subscriptions(provision.topic_arn(topology, "media"))
+    [media_sub] = _subscriptions(lookup.topic_arn(topology, "media"))
     media_attrs = _sns().get_subscription_attributes(SubscriptionArn=media_sub["SubscriptionArn"])
     assert "FilterPolicy" not in media_attrs["Attributes"]
 
@@ -160,7 +161,7 @@ def test_apply_creates_everything_and_a_second_apply_changes_nothing(
 
 
 def test_out_of_band_change_is_planned_and_fixed(applied: Topology) -> None:
-    url = provision.queue_url(applied, "billing")
+    url = lookup.queue_url(applied, "billing")
     # Re-send the policy with the change: moto's SetQueueAttributes drops a queue policy
     # it is not given (AWS keeps it), and this test changes exactly one attribute.
     policy = _attributes(url)["Policy"]
@@ -185,7 +186,7 @@ def test_out_of_band_change_is_planned_and_fixed(applied: Topology) -> None:
 
 
 def test_missing_policy_and_redrive_are_restored(applied: Topology) -> None:
-    url = provision.queue_url(applied, "notifications")
+    url = lookup.queue_url(applied, "notifications")
     before = _attributes(url)
     # Empty values remove the policy and the redrive.
     _sqs().set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": "", "Policy": ""})
@@ -203,8 +204,8 @@ def test_unexpected_subscription_is_removed_and_foreign_one_left_alone(
     applied: Topology,
 ) -> None:
     sqs, sns = _sqs(), _sns()
-    orders = provision.topic_arn(applied, "orders")
-    images_arn = _attributes(provision.queue_url(applied, "images"))["QueueArn"]
+    orders = lookup.topic_arn(applied, "orders")
+    images_arn = _attributes(lookup.queue_url(applied, "images"))["QueueArn"]
     foreign_url = sqs.create_queue(QueueName=f"foreign-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     foreign_arn = _attributes(foreign_url)["QueueArn"]
     try:
@@ -261,14 +262,14 @@ def _event(job_type: str) -> str:
 
 def test_published_jobs_reach_exactly_the_subscribed_queues(applied: Topology) -> None:
     sns = _sns()
-    orders = provision.topic_arn(applied, "orders")
-    media = provision.topic_arn(applied, "media")
+    orders = lookup.topic_arn(applied, "orders")
+    media = lookup.topic_arn(applied, "media")
     sns.publish(TopicArn=orders, Message=_event("email.send"))
     sns.publish(TopicArn=orders, Message=_event("order.placed"))
     sns.publish(TopicArn=media, Message=_event("image.resize"))
 
     def types(queue: str, expected: int) -> list[str]:
-        messages = _drain(provision.queue_url(applied, queue), expected)
+        messages = _drain(lookup.queue_url(applied, queue), expected)
         # Raw delivery: the body is the published CloudEvents document itself.
         assert all(m["specversion"] == "1.0" for m in messages)
         return sorted(m["type"] for m in messages)
@@ -287,10 +288,10 @@ def test_destroy_removes_everything_and_is_idempotent(applied: Topology) -> None
     assert result.changes == preview.changes
     for queue in QUEUES:
         assert not _exists(applied, queue)
-        with pytest.raises(ProvisionError, match="does not exist"):
-            provision.dlq_url(applied, queue)
+        with pytest.raises(MissingResourceError, match="does not exist"):
+            lookup.dlq_url(applied, queue)
     for topic in applied.topics:
-        assert not _topic_exists(provision.topic_arn(applied, topic))
+        assert not _topic_exists(lookup.topic_arn(applied, topic))
 
     again = provision.destroy(applied)
     assert again.is_empty
@@ -299,13 +300,13 @@ def test_destroy_removes_everything_and_is_idempotent(applied: Topology) -> None
 
 
 def test_lookups_never_create(topology: Topology) -> None:
-    with pytest.raises(ProvisionError, match=r"does not exist: run `conveyor infra apply`"):
-        provision.queue_url(topology, "billing")
-    arn = provision.topic_arn(topology, "orders")
+    with pytest.raises(MissingResourceError, match=r"does not exist: run `conveyor infra apply`"):
+        lookup.queue_url(topology, "billing")
+    arn = lookup.topic_arn(topology, "orders")
     assert not _topic_exists(arn)
     assert not _exists(topology, "billing")
-    with pytest.raises(ProvisionError, match="unknown queue 'nope'"):
-        provision.queue_url(topology, "nope")
+    with pytest.raises(MissingResourceError, match="unknown queue 'nope'"):
+        lookup.queue_url(topology, "nope")
 
 
 FIFO_YAML = """
@@ -339,11 +340,11 @@ def test_fifo_topology_and_a_fifo_flip(aws_env: AwsEnv) -> None:
     assert {c.kind for c in notes} == {"topic", "queue", "dlq"}
     assert all("FIFO cannot change" in c.details["message"] for c in notes)
 
-    url = provision.queue_url(fifo, "entries")
+    url = lookup.queue_url(fifo, "entries")
     attrs = _attributes(url)
     assert attrs["FifoQueue"] == "true"
     assert attrs["ContentBasedDeduplication"] == "false"
-    topic = _sns().get_topic_attributes(TopicArn=provision.topic_arn(fifo, "ledger"))
+    topic = _sns().get_topic_attributes(TopicArn=lookup.topic_arn(fifo, "ledger"))
     assert str(topic["Attributes"]["FifoTopic"]).lower() == "true"
 
     # The notes stay, but nothing loops: a second apply changes nothing.

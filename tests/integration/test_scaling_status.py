@@ -15,9 +15,9 @@ from infra import aws
 from infra.envelope import encode, make_envelope
 from infra.provision import apply
 from infra.topology import Topology, load_topology
+from ops.scaling.store import DesiredStore, state_dir_for
 from tests import REPO
 from tests.conftest import AwsEnv
-from workers.scaling.store import DesiredStore, state_dir_for
 
 pytestmark = pytest.mark.integration
 

@@ -26,8 +26,8 @@ from pydantic import BaseModel
 from structlog.testing import capture_logs
 
 from infra import aws
+from infra.aws.names import payload_bucket_name
 from infra.envelope import MAX_MESSAGE_BYTES, decode
-from infra.provision.desired import payload_bucket_name
 from infra.topology import Topology, TopologyError, load_topology, parse_topology
 from producers.app import create_app, valid_traceparent
 from producers.enqueue import fingerprint

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from infra.topology.model import Autoscale, Pool, Replicas
-from workers.scaling.autoscaler import PoolPolicy
-from workers.scaling.backlog import Backlog
+from ops.scaling.autoscaler import PoolPolicy
+from ops.scaling.backlog import Backlog
 
 POOL = Pool(
     queues=["work"],

@@ -27,8 +27,8 @@ from infra.claim_check import (
 )
 from infra.envelope import Envelope, decode, encode, make_envelope
 from infra.topology import Topology, load_topology
+from ops.dlq.redrive import stamp_redrive
 from tests import REPO
-from workers.dlq.redrive import stamp_redrive
 from workers.hooks import Job, Proceed
 from workers.outcome import Outcome
 from workers.runner import JobRunner

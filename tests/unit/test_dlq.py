@@ -8,15 +8,13 @@ from typing import Any
 
 import pytest
 
+from infra.aws.lookup import Depth
 from infra.envelope import decode, encode, make_envelope
+from infra.failure import FAILURE_ATTRIBUTE, REDRIVE_COUNT, REDRIVEN_AT, Failure
 from infra.topology import load_topology
-from tests import REPO
-from workers.dlq import (
+from ops.dlq import (
     NATIVE_REDRIVE_REASON,
-    REDRIVE_COUNT,
-    REDRIVEN_AT,
     DeadJob,
-    Depth,
     DlqError,
     DlqSummary,
     JobFilter,
@@ -29,9 +27,9 @@ from workers.dlq import (
     resolve_target,
     stamp_redrive,
 )
-from workers.dlq.peek import hold_seconds
-from workers.dlq.redrive import MAX_BATCH_BYTES, chunk_entries, resend_attributes, send_entry
-from workers.failure import FAILURE_ATTRIBUTE, Failure
+from ops.dlq.peek import hold_seconds
+from ops.dlq.redrive import MAX_BATCH_BYTES, chunk_entries, resend_attributes, send_entry
+from tests import REPO
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 

@@ -12,9 +12,11 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,7 +68,9 @@ def test_multi_stage_non_root_one_entry_point() -> None:
     assert "HEALTHCHECK" in runtime
     # The runtime stage copies the built environment, not the sources.
     copies = [args for word, args in _runtime_stage() if word == "COPY"]
-    assert all("--from=build" in c or c.split()[0] == "queues.yaml" for c in copies), copies
+    # The sample topology and its handlers sit beside each other, outside the wheel.
+    sample = ("queues.yaml", "sample_jobs")
+    assert all("--from=build" in c or c.split()[0] in sample for c in copies), copies
 
 
 def test_dockerignore_keeps_the_context_small() -> None:
@@ -149,6 +153,11 @@ def test_wheel_installs_like_the_dockerfile_and_runs(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     (wheel,) = wheels.glob("conveyor-*.whl")
+    # Only Conveyor's own packages: the sample handlers and the tests are not installed.
+    with zipfile.ZipFile(wheel) as archive:
+        top = {name.split("/", 1)[0] for name in archive.namelist()}
+    assert {"conveyor", "infra", "producers", "workers", "ops"} <= top
+    assert not top & {"sample_jobs", "tests", "benchmarks", "docs"}, top
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     subprocess.run(
@@ -169,3 +178,18 @@ def test_wheel_installs_like_the_dockerfile_and_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     for command in ("api", "worker", "infra", "dlq", "emulator"):
         assert command in result.stdout
+    # As in the image: the handlers beside queues.yaml import, from any working directory.
+    image_app = tmp_path / "app"
+    image_app.mkdir()
+    shutil.copy(REPO / "queues.yaml", image_app / "queues.yaml")
+    shutil.copytree(REPO / "sample_jobs", image_app / "sample_jobs")
+    checked = subprocess.run(
+        [str(venv / "bin" / "conveyor"), "check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "CONVEYOR_QUEUES_FILE": str(image_app / "queues.yaml")},
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -37,7 +37,9 @@ def test_quickstart_commands_run_as_written(tmp_path: Path) -> None:
         ["conveyor", "infra", "export"],
         ["conveyor", "infra", "export"],
     ]
+    # The repository's sample: queues.yaml and the handler modules beside it.
     shutil.copy(REPO / "queues.yaml", tmp_path / "queues.yaml")
+    shutil.copytree(REPO / "sample_jobs", tmp_path / "sample_jobs")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CONVEYOR_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     for command in commands:

@@ -10,6 +10,7 @@ from moto import mock_aws
 from structlog.testing import capture_logs
 
 from infra import aws
+from infra.failure import Failure
 from infra.ledger import (
     Ledger,
     LedgerUnavailableError,
@@ -19,7 +20,6 @@ from infra.ledger import (
     overall_state,
 )
 from infra.topology import parse_topology
-from workers.failure import Failure
 from workers.hooks import BackgroundWriter, Inline, Job, LedgerHook
 from workers.idempotency import LAMBDA_ENVIRONMENT_VARIABLE, job_hooks
 from workers.outcome import Outcome

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from infra.errors import ProvisionError
 from infra.provision.actual import ActualState
 from infra.provision.apply import current_desired_state
 from infra.provision.buckets import (
@@ -24,7 +25,6 @@ from infra.provision.buckets import (
 )
 from infra.provision.desired import DesiredBucket, desired_state
 from infra.provision.diff import DestroyStage, Stage, apply_steps, destroy_steps
-from infra.provision.errors import ProvisionError
 from infra.topology import Topology, parse_topology
 
 ACCOUNT = "123456789012"

@@ -8,15 +8,8 @@ from typing import Any
 
 import pytest
 
-from infra.provision.desired import (
-    DesiredQueue,
-    DesiredState,
-    desired_state,
-    partition_of,
-    seconds,
-    sns_arn,
-    sqs_arn,
-)
+from infra.aws.names import partition_of, sns_arn, sqs_arn
+from infra.provision.desired import DesiredQueue, DesiredState, desired_state, seconds
 from infra.topology import Topology, load_topology, parse_topology
 
 REPO = Path(__file__).resolve().parents[2]

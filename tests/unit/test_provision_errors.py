@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 
 from conveyor.cli.infra import app
 from infra import aws, provision
-from infra.provision import Change, ProvisionError
+from infra.aws import lookup
+from infra.errors import AwsError, ProvisionError
+from infra.provision import Change
 from infra.provision.apply import _execute, _Runner
 from infra.provision.diff import CreateQueue, CreateTopic, Operation, Step
 from infra.topology import Topology, load_topology
@@ -57,8 +59,8 @@ def test_sts_failure_is_reported_as_such(
     topology: Topology, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("CONVEYOR_AWS_ACCOUNT_ID")
-    with pytest.raises(ProvisionError, match=r"^finding the AWS account \(sts:GetCallerIdentity\)"):
-        provision.topic_arn(topology, "orders")
+    with pytest.raises(AwsError, match=r"^finding the AWS account \(sts:GetCallerIdentity\)"):
+        lookup.topic_arn(topology, "orders")
 
 
 def test_cli_prints_one_line_and_exits_1(unreachable: None) -> None:

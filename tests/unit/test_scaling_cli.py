@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conveyor.cli import app
+from ops.scaling.store import DesiredStore
 from tests import REPO
-from workers.scaling.store import DesiredStore
 
 runner = CliRunner()
 TOPOLOGY = REPO / "tests" / "fixtures" / "scaling.yaml"

@@ -8,10 +8,10 @@ import pytest
 
 from infra.export import cloudformation_template, kubernetes_manifests
 from infra.topology import TopologyError, load_topology
+from ops.scaling.errors import ScalingError
+from ops.scaling.store import DesiredStore, read_status, state_dir_for
+from ops.scaling.supervisor import RestartBackoff, Supervisor
 from tests import REPO
-from workers.scaling.errors import ScalingError
-from workers.scaling.store import DesiredStore, read_status, state_dir_for
-from workers.scaling.supervisor import RestartBackoff, Supervisor
 
 SCALING = REPO / "tests" / "fixtures" / "scaling.yaml"
 

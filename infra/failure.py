@@ -1,0 +1,89 @@
+"""The failure record of a dead-lettered message, and the redrive stamps (the wire contract).
+
+The DLQ message body is the original body, byte for byte (so a redrive sends back
+exactly what was published, even when it was not valid JSON); the failure travels
+in one String message attribute, :data:`FAILURE_ATTRIBUTE`, as JSON. One attribute
+leaves room under SQS's limit of 10, and String (not Binary) because moto fails
+on Binary attributes delivered through SNS.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+FAILURE_ATTRIBUTE = "conveyor.failure"
+#: CloudEvents extension attributes a redrive records in the envelope: how often the
+#: job was redriven (it starts a fresh attempt budget) and when, last.
+REDRIVE_COUNT = "conveyorredrivecount"
+REDRIVEN_AT = "conveyorredrivenat"
+FAILURE_VERSION = 1
+#: Bounds that keep the attribute far below SQS's message size limit.
+MAX_ERROR_MESSAGE_CHARS = 2_000
+MAX_TRACEBACK_CHARS = 4_000
+
+#: Why a job was dead-lettered.
+REASONS = (
+    "attempts_exhausted",  # every attempt failed
+    "permanent_error",  # the handler raised PermanentError
+    "invalid_payload",  # the payload failed the job type's model
+    "unknown_job_type",  # no such job type in queues.yaml
+    "no_handler",  # the job type has no handler on this queue
+    "invalid_json",  # envelope decoding failures, see infra.envelope.decode
+    "not_an_envelope",
+    "unsupported_version",
+    "invalid_envelope",
+    "unsupported_dataref",  # a claim-checked payload this worker cannot fetch
+)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _tail(text: str, limit: int) -> str:
+    # The end of a traceback (the raising frame and the error) matters most.
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why and when a job failed for good."""
+
+    reason: str
+    error_type: str
+    error_message: str
+    attempts: int
+    max_attempts: int
+    queue: str
+    worker: str
+    #: When SQS first handed the message out (ApproximateFirstReceiveTimestamp), ISO 8601.
+    first_attempt_at: str | None
+    last_failure_at: str
+    job_id: str | None = None
+    job_type: str | None = None
+    traceback: str = ""
+    version: int = FAILURE_VERSION
+
+    def to_attribute(self) -> dict[str, dict[str, str]]:
+        """The SQS MessageAttributes entry that carries this record."""
+        record = asdict(self)
+        record["error_message"] = _clip(self.error_message, MAX_ERROR_MESSAGE_CHARS)
+        record["traceback"] = _tail(self.traceback, MAX_TRACEBACK_CHARS)
+        return {
+            FAILURE_ATTRIBUTE: {
+                "DataType": "String",
+                "StringValue": json.dumps(record, separators=(",", ":")),
+            }
+        }
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> Failure | None:
+        """The record on a received DLQ message, or None if it has none (native redrive)."""
+        attr = (message.get("MessageAttributes") or {}).get(FAILURE_ATTRIBUTE)
+        if not attr or "StringValue" not in attr:
+            return None
+        record = json.loads(attr["StringValue"])
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in record.items() if k in known})

@@ -1,0 +1,104 @@
+"""The ``local`` backend: desired replicas in the state directory, nodes run by the supervisor."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from infra.topology import Topology
+from ops.scaling.model import NodeInfo, PoolState
+from ops.scaling.store import DesiredStore, read_status, state_dir_for
+
+#: A node's /metrics must answer within this, or its job counts are shown as unknown.
+SCRAPE_TIMEOUT_S = 1.0
+
+
+class LocalBackend:
+    """Worker nodes on this machine, supervised by ``conveyor workers up`` or ``conveyor up``."""
+
+    name = "local"
+
+    def __init__(
+        self, topology: Topology, *, state_dir: Path | None = None, with_jobs: bool = True
+    ) -> None:
+        self.topology = topology
+        self.state_dir = state_dir or state_dir_for(topology)
+        self.store = DesiredStore(self.state_dir)
+        self.with_jobs = with_jobs
+
+    def supervised(self) -> bool:
+        """A supervisor is running for this state directory now."""
+        status = read_status(self.state_dir)
+        return status is not None and status.alive()
+
+    def set_desired(self, desired: Mapping[str, int]) -> None:
+        """Store the new desired replicas; the supervisor applies them within a second."""
+        self.store.update(desired)
+
+    def pools(self, pools: list[str] | None = None) -> dict[str, PoolState]:
+        """Desired replicas from the store; nodes from the supervisor's status."""
+        stored = self.store.read()
+        status = read_status(self.state_dir)
+        alive = status is not None and status.alive()
+        note = (
+            None
+            if alive
+            else (
+                f"no supervisor is running for {self.state_dir.name}"
+                " (start one: conveyor workers up, or conveyor up)"
+            )
+        )
+        found: dict[str, PoolState] = {}
+        for pool in pools or list(self.topology.pools):
+            desired = stored.get(pool, self.topology.pools[pool].replicas.min)
+            reported: dict[str, Any] = (status.pools.get(pool) or {}) if status and alive else {}
+            nodes = [
+                self._node(n, status.host if status else None) for n in reported.get("nodes", [])
+            ]
+            found[pool] = PoolState(
+                pool,
+                desired=desired,
+                running=sum(1 for n in nodes if n.state == "running"),
+                nodes=nodes,
+                restarts=reported.get("restarts") if alive else None,
+                note=note,
+            )
+        return found
+
+    def _node(self, raw: dict[str, Any], host: str | None) -> NodeInfo:
+        succeeded = failed = None
+        if self.with_jobs and raw.get("health_port"):
+            counts = scrape_job_counts(f"http://127.0.0.1:{raw['health_port']}/metrics")
+            if counts is not None:
+                succeeded, failed = counts
+        return NodeInfo(
+            id=str(raw["id"]),
+            state=str(raw.get("state", "running")),
+            host=host,
+            pid=int(raw["pid"]),
+            started_at=float(raw["started_at"]),
+            jobs_succeeded=succeeded,
+            jobs_failed=failed,
+        )
+
+
+def scrape_job_counts(url: str) -> tuple[int, int] | None:
+    """(succeeded, failed) job attempts from a node's Prometheus page; None if unreachable."""
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    try:
+        response = httpx.get(url, timeout=SCRAPE_TIMEOUT_S)
+    except httpx.HTTPError:
+        return None  # still starting, or gone: the count is unknown, not zero
+    if response.status_code != 200:
+        return None
+    totals = {"conveyor_jobs_succeeded": 0.0, "conveyor_jobs_failed": 0.0}
+    for family in text_string_to_metric_families(response.text):
+        if family.name in totals:
+            totals[family.name] += sum(
+                s.value for s in family.samples if s.name == f"{family.name}_total"
+            )
+    return int(totals["conveyor_jobs_succeeded"]), int(totals["conveyor_jobs_failed"])

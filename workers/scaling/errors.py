@@ -1,9 +1,0 @@
-"""The one error scaling commands raise."""
-
-from __future__ import annotations
-
-from workers.errors import CommandError
-
-
-class ScalingError(CommandError):
-    """A scaling command cannot go on (see :class:`workers.errors.CommandError`)."""
