@@ -13,7 +13,9 @@
     ├── ApiError             the producer API answered with an error (the Python client)
     └── JobSignal            what a handler raises: RetryLater, PermanentError
 
-Exit codes of the CLI are decided from this tree in one place, :func:`exit_code`.
+Exit codes of the CLI are decided from this tree in one place, :func:`exit_code`: an
+error whose ``usage`` is true is a mistake in what was asked (exit 2), any other a
+failure of what was attempted (exit 1).
 """
 
 from __future__ import annotations
@@ -25,16 +27,21 @@ if TYPE_CHECKING:
 
 #: Exit codes of the ``conveyor`` CLI: a failure of what was attempted, a mistake in
 #: what was asked (bad arguments, an unknown name, an invalid file).
-EXIT_FAILURE = 1
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
 class ConveyorError(Exception):
     """Every error Conveyor raises derives from this; ``str(exc)`` is one readable line."""
 
+    #: A mistake in what was asked rather than a failure of what was attempted.
+    usage: bool = False
+
 
 class ConfigError(ConveyorError):
     """Configuration that cannot be used (a file, a key, a setting): the user must fix it."""
+
+    usage = True
 
 
 class AwsError(ConveyorError):
@@ -76,8 +83,4 @@ class JobSignal(ConveyorError):  # noqa: N818 - a signal to the runner, not an e
 
 def exit_code(exc: BaseException) -> int:
     """The CLI's exit code for ``exc``: 2 for a usage or configuration mistake, else 1."""
-    if isinstance(exc, CommandError):
-        return EXIT_USAGE if exc.usage else EXIT_FAILURE
-    if isinstance(exc, ConfigError):
-        return EXIT_USAGE
-    return EXIT_FAILURE
+    return EXIT_USAGE if isinstance(exc, ConveyorError) and exc.usage else EXIT_FAILED

@@ -143,6 +143,8 @@ class ApiError(ConveyorError):
         self.retry_after_s = retry_after_s
         #: The decoded JSON answer, e.g. FastAPI's list of field errors for a 422.
         self.body = body
+        # A request that cannot succeed as sent (4xx but 429) is the caller's mistake.
+        self.usage = status_code is not None and 400 <= status_code < 500 and status_code != 429
         super().__init__(f"{status_code}: {detail}" if status_code is not None else detail)
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from conveyor.cli import api, dlq, infra, jobs, run, status, system, workers
+from infra.errors import ConveyorError, exit_code
 
 app = typer.Typer(
     name="conveyor",
@@ -26,5 +29,10 @@ status.register(app)
 
 
 def main() -> None:
-    """The console script."""
-    app()
+    """The console script: any Conveyor error a command did not handle is one line, and
+    its exit code comes from the error tree (:func:`infra.errors.exit_code`)."""
+    try:
+        app()
+    except ConveyorError as exc:
+        typer.echo(f"conveyor: {exc}", err=True)
+        sys.exit(exit_code(exc))

@@ -11,7 +11,8 @@ import typer
 from pydantic import ValidationError
 
 from conveyor.cli import common
-from conveyor.cli.batch import describe, enqueue_file, exit_code
+from conveyor.cli.batch import describe, enqueue_file
+from infra.errors import exit_code
 from infra.logs import configure_logging, get_logger
 from infra.settings import load_settings
 from infra.topology import Topology, TopologyError, check_imports, payload_model

@@ -38,12 +38,6 @@ def describe(exc: EnqueueError) -> str:
     return f"enqueue failed: {exc.status_code}: {exc.detail}{retry}"
 
 
-def exit_code(exc: EnqueueError) -> int:
-    """2 for a request that cannot succeed as sent (4xx but 429), else 1."""
-    usage = exc.status_code is not None and 400 <= exc.status_code < 500
-    return common.EXIT_USAGE if usage and exc.status_code != 429 else common.EXIT_FAILED
-
-
 def parse_line(text: str) -> dict[str, Any] | str:
     """The job of one line, or why it is not one."""
     try:

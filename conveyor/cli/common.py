@@ -7,12 +7,11 @@ from typing import NoReturn
 
 import typer
 
+from infra.errors import EXIT_FAILED, EXIT_USAGE
 from infra.settings import load_settings
 from infra.topology import Topology, TopologyError, load_topology
 
-#: Exit codes: 0 success, 1 partial failure / operation failed, 2 usage or configuration error.
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+__all__ = ["EXIT_FAILED", "EXIT_USAGE", "confirm", "fail", "load"]
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:

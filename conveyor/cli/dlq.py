@@ -27,8 +27,9 @@ import typer
 
 from conveyor.cli import common
 from infra import aws
+from infra.aws.lookup import queue_depth
 from infra.durations import parse_duration_s
-from infra.errors import AwsError
+from infra.errors import ConveyorError, exit_code
 from infra.topology import Topology
 from ops import dlq as dlq_ops
 from ops.dlq import DeadLetterQueue, DlqError, JobFilter, Peek, RedriveResult, render
@@ -94,10 +95,8 @@ def _errors() -> Iterator[None]:
     """DlqError and AwsError as one line and the right exit code."""
     try:
         yield
-    except DlqError as exc:
-        common.fail(exc.message, common.EXIT_USAGE if exc.usage else common.EXIT_FAILED)
-    except AwsError as exc:
-        common.fail(str(exc), common.EXIT_FAILED)
+    except ConveyorError as exc:  # DlqError, AwsError …
+        common.fail(str(exc), exit_code(exc))
 
 
 def _note(text: str) -> None:
@@ -464,7 +463,7 @@ def _native(
             " --limit or --dry-run",
             usage=True,
         )
-    depth = dlq_ops.queue_depth(sqs, url)
+    depth = queue_depth(sqs, url)
     if depth.total == 0:
         typer.echo(f"nothing to redrive: {dlq.name} is empty")
         return
@@ -580,7 +579,7 @@ def purge(
     hold_s = _hold_s(visibility_timeout)
     with _errors():
         sqs, dlq, url = _open(topology, queue)
-        depth = dlq_ops.queue_depth(sqs, url)
+        depth = queue_depth(sqs, url)
     if depth.total == 0:
         typer.echo(f"nothing to purge: {dlq.name} is empty")
         return
@@ -593,7 +592,7 @@ def purge(
     )
     with _errors():
         result = dlq_ops.purge(sqs, url, hold_s=hold_s)
-        left = dlq_ops.queue_depth(sqs, url)
+        left = queue_depth(sqs, url)
     typer.echo(f"deleted {result.deleted} messages from {dlq.name}")
     if left.total:
         _note(f"~{left.total} messages remain ({left.in_flight} in flight, or newly arrived)")

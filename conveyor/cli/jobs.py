@@ -11,7 +11,8 @@ from rich.table import Table
 
 from conveyor.cli import common
 from conveyor.cli.api import ApiKeyOption, ApiUrl, TimeoutS, api_client
-from conveyor.cli.batch import describe, exit_code
+from conveyor.cli.batch import describe
+from infra.errors import exit_code
 from producers.client import EnqueueError, JobStatus
 
 app = typer.Typer(help="Jobs: show one's status.", no_args_is_help=True)
