@@ -223,7 +223,7 @@ Notes:
 - Wall-clock figures (jobs/s, latency) are bounded by the emulator, which shares the
   cores with the clients, and by whatever else runs on the machine: compare them only
   within one run.
-- Vanilla Celery runs kombu's SQS transport with DESIGN.md's DLQ-friendly settings
+- Vanilla Celery runs kombu's SQS transport with DLQ-friendly settings
   (late acks, prefetch 1 per process), kombu's 10 s long poll, and a 0.1 s polling
   interval: with kombu's default of 1 s a node whose prefetch slots are full waits
   1 s before it may poll again (~2-3 jobs/s at concurrency 2).

@@ -1,17 +1,10 @@
 """The producer side: the HTTP API that validates and publishes jobs, and its client.
 
-Modules: :mod:`producers.app` (the FastAPI app and the single-job routes),
-:mod:`producers.batch` (``POST /v1/jobs``), :mod:`producers.enqueue` (the pipeline:
-idempotency claim, claim check, publish, ledger), :mod:`producers.publisher` (SNS
-Publish/PublishBatch and error mapping), :mod:`producers.idempotency` (keys in
-DynamoDB), :mod:`producers.auth` / :mod:`producers.guard` / :mod:`producers.ratelimit`
-(API keys, 401/403/429), :mod:`producers.metrics` (``/metrics``),
-:mod:`producers.limits` (request body limit), :mod:`producers.config` (settings),
-:mod:`producers.status` (``GET /v1/jobs/{id}``), :mod:`producers.serve` (uvicorn),
-:mod:`producers.client` (the Python client).
-
-Names are imported lazily, so that ``from producers.client import Client``
-does not pull in FastAPI and boto3.
+The API (:mod:`producers.app`) runs each job through one pipeline
+(:mod:`producers.enqueue`: idempotency claim, claim check, publish, ledger) behind
+API keys and rate limits; :mod:`producers.client` is its Python client. Names are
+imported lazily, so that ``from producers.client import Client`` does not pull in
+FastAPI and boto3.
 """
 
 from __future__ import annotations

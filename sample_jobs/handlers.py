@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 import time
 
+from conveyor import JobContext, PermanentError, RetryLater
 from sample_jobs.payloads import OrderPlaced, RenderInvoice, ResizeImage, SendEmail, Thumbnail
-from workers.api import JobContext, PermanentError, RetryLater
 
 #: Simulated work per job, small so the demo is quick.
 WORK_S = 0.05

@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from conveyor import JobContext
 from infra.envelope import Envelope, encode, make_envelope
 from infra.failure import Failure
 from tests.jobs import Note, _record
-from workers.api import JobContext
 from workers.dead_letter import dead_letter_request
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from workers.api import JobContext, PermanentError
+from conveyor import JobContext, PermanentError
 
 
 class Note(BaseModel):

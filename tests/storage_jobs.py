@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from workers.api import JobContext
+from conveyor import JobContext
 
 #: How long a gated handler waits for its gate before giving up (a test failed).
 GATE_TIMEOUT_S = 60.0

@@ -44,7 +44,6 @@ class Lease:
     #: When to stop extending (monotonic): max runtime, or SQS's 12 h ceiling.
     deadline: float
     extended_at: float = 0.0
-    extensions: int = 0
     #: The job type's limit, applied from :meth:`begin` (None: SQS's ceiling only).
     max_runtime_s: float | None = None
     started_at: float | None = None
@@ -148,5 +147,4 @@ class Heartbeat:
         for i, lease in enumerate(leases):
             if str(i) not in failed:
                 lease.extended_at = now
-                lease.extensions += 1
         return len(leases) - len(failed)

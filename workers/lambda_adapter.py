@@ -1,53 +1,11 @@
-"""Running Conveyor jobs in AWS Lambda: ``workers.lambda_handler`` for an SQS event source.
+"""Running Conveyor jobs in AWS Lambda: ``lambda_handler`` for an SQS event source.
 
-The same registered handlers run through the same :class:`~workers.runner.JobRunner`
-as in a Celery worker, and their outcomes are applied the same way — only the
-delete is left to Lambda:
-
-* **succeeded** — not reported; Lambda deletes the message.
-* **retry** — the message's visibility timeout is changed to the backoff delay
-  (ChangeMessageVisibility, never a re-published copy, so ``ApproximateReceiveCount``
-  stays the attempt number) and the message is reported in ``batchItemFailures``,
-  so Lambda leaves it in the queue. If the visibility change fails it is still
-  reported, and reappears after the visibility timeout instead.
-* **dead letter** — the original body and the failure record are written to the
-  queue's DLQ (:func:`workers.dead_letter.dead_letter_request`, as the workers do),
-  and the message is not reported, so Lambda deletes it. If the DLQ write fails it
-  is reported: nothing is lost, and the queue's RedrivePolicy remains the backstop.
-* A record from a queue that ``queues.yaml`` does not declare, or one whose
-  processing crashed, is reported and logged, never dropped.
-* **FIFO queues**: once a record of a message group is reported, the later records
-  of that group in the batch are not run but reported too, so the group keeps its
-  order (other groups carry on). They are made visible again at once: SQS does not
-  hand them out before the failed record, which waits out its backoff first.
-
-Deployment
-----------
-* Handler: ``workers.lambda_handler``. Package the project with ``queues.yaml`` and
-  the modules of its payload models and handlers.
-* Environment: ``CONVEYOR_QUEUES_FILE`` (the topology; read once per cold start,
-  when every handler and payload model is imported and checked), optionally
-  ``CONVEYOR_ENVIRONMENT``, ``CONVEYOR_LOG_FORMAT`` and ``CONVEYOR_LOG_LEVEL``. AWS
-  endpoint, region and credentials come from Lambda's standard environment.
-* Event source mapping: one per queue (its ``eventSourceARN`` selects the declared
-  queue by its AWS name), with ``FunctionResponseTypes: [ReportBatchItemFailures]``
-  — without it Lambda ignores ``batchItemFailures`` and deletes the whole batch
-  whenever the function returns.
-* The queue's visibility timeout should be at least six times the function timeout
-  (AWS's advice: Lambda may retry a throttled batch within it), and the function
-  timeout should fit a whole batch of the slowest job type.
-* The queue's RedrivePolicy (``conveyor infra apply`` sets ``maxReceiveCount`` above
-  the attempt budget) is the backstop for batches whose invocation crashed or
-  timed out: their messages reappear after the visibility timeout, successes
-  included, so handlers must be idempotent as everywhere else.
-* Permissions: besides what the mapping needs (``sqs:ReceiveMessage``,
-  ``DeleteMessage``, ``GetQueueAttributes``), ``sqs:GetQueueUrl`` and
-  ``sqs:ChangeMessageVisibility`` on the queue, ``sqs:GetQueueUrl`` and
-  ``sqs:SendMessage`` on its DLQ.
-
-A FIFO record that is skipped behind a failure of its group was still received, so
-its receive count — its attempt number — goes up without it running; budgets for
-FIFO queues should allow for that.
+The registered handlers run through the same :class:`~workers.runner.JobRunner` as
+in a Celery worker, and outcomes are applied the same way, except the delete: a
+success is left for Lambda to delete, a retry (visibility changed to the backoff
+delay) is reported in ``batchItemFailures``, a dead letter is written to the DLQ and
+left for Lambda to delete. Whatever cannot be settled is reported, never dropped;
+a FIFO group stops at its first reported record. Deployment: docs/lambda.md.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ This is the one place that turns what happened into what must happen to the
 message — delete it, retry it after a backoff, or dead-letter it with a reason.
 It performs no SQS calls itself: the transport applies the :class:`Outcome` in the
 consumer process (see :mod:`workers.transport`), where deletes, visibility changes
-and DLQ writes can share clients and, later, batches. It never raises for a job's
+and DLQ writes share clients and batches. It never raises for a job's
 failure, so Celery's own failure handling only ever sees genuine worker faults.
 """
 

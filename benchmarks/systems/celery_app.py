@@ -5,9 +5,10 @@ imported by its producer. Everything comes from the environment the driver sets:
 ``BENCH_CELERY_BROKER`` (``sqs://key:secret@127.0.0.1:PORT``, the endpoint is taken
 from it), ``BENCH_CELERY_QUEUE`` and ``BENCH_CELERY_QUEUE_URL`` (a queue the driver
 created with the same attributes as Conveyor's: visibility timeout, RedrivePolicy).
-The settings are the DLQ-friendly ones DESIGN.md lists — late acks, prefetch 1 per
-process — and kombu's defaults otherwise (10 s long poll), except a 0.1 s polling
-interval (see below).
+The settings are the DLQ-friendly ones — late acks and reject on worker lost, so a
+message is deleted only after its job ran and one whose worker died comes back (and
+reaches the DLQ through the RedrivePolicy), prefetch 1 per process — and kombu's
+defaults otherwise (10 s long poll), except a 0.1 s polling interval (see below).
 """
 
 from __future__ import annotations

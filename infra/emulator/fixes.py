@@ -1,25 +1,14 @@
 """Small, named fixes to moto's SQS backend, applied inside the embedded emulator only.
 
-moto 5.2.5's SQS backend (``moto/sqs/models.py``), as shipped, is not good enough
-for a job system (DESIGN.md, "The embedded emulator"; figures measured here):
+moto's SQS backend (``moto/sqs/models.py``, the release :data:`MOTO_VERSION`) races
+(a delete rebuilds the message list without the lock an append holds; receives
+take no lock), does O(backlog) work per message (attribute reads that scan every
+queued message, a slow datetime clock, deletes that scan the queue twice) and
+keeps every message and every deleted receipt handle alive. Each fix below
+removes one of those; docs/emulator.md has the figures measured against moto as
+shipped.
 
-* it races: ``Queue.delete_message`` rebuilds ``Queue._messages`` without the
-  queue's ``_messages_lock`` while ``Queue.add_message`` appends under it (a
-  delete assigns a list rebuilt from what it read, dropping whatever was appended
-  meanwhile: whole SendMessageBatches were lost), and
-  ``SQSBackend.receive_message`` takes no lock (two receivers can both take a
-  message they both saw visible);
-* it is O(backlog) per message: reading one queue attribute through
-  ``Queue.attributes`` builds them all, and three of them check every queued
-  message's visibility and delay through a datetime-based ``unix_time``. Every
-  send did that once and every received message three times (the retention
-  check): 2.9 s for one ReceiveMessage(10) at 5,000 queued. Every delete scanned
-  all queued messages twice (6 ms per message at 10,000);
-* it leaks ~1.7 KB per message: every ``Message`` and every copy of one made on
-  receive is appended to ``Message.instances_tracked`` (for moto's dashboard) until
-  ``/moto-api/reset``, and every deleted receipt handle is kept forever.
-
-Each fix below is one function registered in :data:`FIXES` and applied by
+Each fix is one function registered in :data:`FIXES` and applied by
 :func:`apply_fixes` (see :mod:`infra.emulator.patching` for how patches compose).
 Nothing is patched on import: only the emulator (:mod:`infra.emulator.server`)
 calls :func:`apply_fixes`, in its own process. Behaviour is otherwise moto's:
@@ -181,7 +170,7 @@ def fast_clock() -> list[Patch]:
     """Give the SQS backend a clock read with ``time.time()``.
 
     moto's ``unix_time()`` builds ``utcnow()`` and ``utcfromtimestamp(0)`` datetimes
-    and subtracts them (~4 us here, ~100 times ``time.time()``), and the SQS backend
+    and subtracts them (many times the cost of ``time.time()``), and the SQS backend
     reads the clock for each queued message it looks at (``Message.visible`` and
     ``Message.delayed``): every scan of a deep queue paid that per message. Same
     value, seconds since the epoch. Only ``moto.sqs.models``' names are rebound.
@@ -313,7 +302,7 @@ def stop_tracking_messages() -> list[Patch]:
     ``instances_tracked`` list, which only ``/moto-api/reset`` empties, so that
     ``/moto-api/data.json`` can list it; ``receive_message`` deep-copies each
     message it returns, which creates (and records) another. That kept every
-    message ever sent and every copy alive: most of the ~1.7 KB retained per
+    message ever sent and every copy alive: most of the memory retained per
     message. Replacing ``Message.__new__`` (not the list, which a reset replaces)
     keeps them out; the dashboard lists no SQS messages any more.
     """

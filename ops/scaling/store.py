@@ -65,13 +65,6 @@ class DesiredStore:
         pools = found.get("pools", {}) if isinstance(found, dict) else {}
         return {str(k): int(v) for k, v in pools.items() if isinstance(v, int)}
 
-    def mtime_ns(self) -> int:
-        """When the desired state last changed (0: never), to notice changes cheaply."""
-        try:
-            return self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            return 0
-
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.state_dir.mkdir(parents=True, exist_ok=True)

@@ -29,11 +29,6 @@ class LocalBackend:
         self.store = DesiredStore(self.state_dir)
         self.with_jobs = with_jobs
 
-    def supervised(self) -> bool:
-        """A supervisor is running for this state directory now."""
-        status = read_status(self.state_dir)
-        return status is not None and status.alive()
-
     def set_desired(self, desired: Mapping[str, int]) -> None:
         """Store the new desired replicas; the supervisor applies them within a second."""
         self.store.update(desired)
