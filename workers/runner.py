@@ -25,14 +25,15 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, ValidationError
 
+from infra.backoff import backoff_delay_s
 from infra.claim_check import ClaimCheck, ClaimCheckError, PayloadUnavailableError, claim_check_for
 from infra.envelope import Envelope, EnvelopeError, decode
 from infra.errors import ConveyorError
 from infra.failure import REDRIVE_COUNT, Failure
+from infra.limits import MAX_VISIBILITY_TIMEOUT_S
 from infra.topology import Topology, import_object, payload_model
-from infra.topology.model import MAX_VISIBILITY_TIMEOUT_S, RetryPolicy
+from infra.topology.model import RetryPolicy
 from workers.api import Handler, JobContext, PermanentError, RetryLater
-from workers.backoff import backoff_delay_s
 from workers.hooks import DEFAULT_HOOKS, Hook, Job
 from workers.outcome import Outcome, OutcomeKind
 
