@@ -26,8 +26,9 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from infra import aws
 from infra.aws.names import sns_arn
-from infra.envelope import MAX_MESSAGE_BYTES, Envelope, encode
+from infra.envelope import Envelope, encode
 from infra.errors import AwsError
+from infra.limits import SNS_MAX_MESSAGE_BYTES
 from infra.topology import Topology
 
 if TYPE_CHECKING:
@@ -213,10 +214,10 @@ class Publisher:
     def _encode(self, index: int, item: Outgoing) -> _Entry:
         body = encode(item.envelope)
         size = len(body.encode("utf-8"))
-        if size > MAX_MESSAGE_BYTES:
+        if size > SNS_MAX_MESSAGE_BYTES:
             raise PublishError(
                 f"the job's envelope is {size} bytes, above SNS's limit of"
-                f" {MAX_MESSAGE_BYTES} bytes (send a smaller payload, or a reference to it)",
+                f" {SNS_MAX_MESSAGE_BYTES} bytes (send a smaller payload, or a reference to it)",
                 status_code=413,
                 retry_after_s=None,
             )
@@ -370,7 +371,7 @@ def _chunks(entries: list[_Entry]) -> list[list[_Entry]]:
     size = 0
     for entry in entries:
         if current and (
-            len(current) == MAX_BATCH_ENTRIES or size + entry.size_bytes > MAX_MESSAGE_BYTES
+            len(current) == MAX_BATCH_ENTRIES or size + entry.size_bytes > SNS_MAX_MESSAGE_BYTES
         ):
             chunks.append(current)
             current, size = [], 0

@@ -27,6 +27,7 @@ import typer
 
 from conveyor.cli import common
 from infra import aws
+from infra.aws.lookup import queue_depth
 from infra.durations import parse_duration_s
 from infra.errors import AwsError
 from infra.topology import Topology
@@ -464,7 +465,7 @@ def _native(
             " --limit or --dry-run",
             usage=True,
         )
-    depth = dlq_ops.queue_depth(sqs, url)
+    depth = queue_depth(sqs, url)
     if depth.total == 0:
         typer.echo(f"nothing to redrive: {dlq.name} is empty")
         return
@@ -580,7 +581,7 @@ def purge(
     hold_s = _hold_s(visibility_timeout)
     with _errors():
         sqs, dlq, url = _open(topology, queue)
-        depth = dlq_ops.queue_depth(sqs, url)
+        depth = queue_depth(sqs, url)
     if depth.total == 0:
         typer.echo(f"nothing to purge: {dlq.name} is empty")
         return
@@ -593,7 +594,7 @@ def purge(
     )
     with _errors():
         result = dlq_ops.purge(sqs, url, hold_s=hold_s)
-        left = dlq_ops.queue_depth(sqs, url)
+        left = queue_depth(sqs, url)
     typer.echo(f"deleted {result.deleted} messages from {dlq.name}")
     if left.total:
         _note(f"~{left.total} messages remain ({left.in_flight} in flight, or newly arrived)")
