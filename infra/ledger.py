@@ -44,7 +44,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field, ValidationError
 
 from infra import aws
-from infra.aws.errors import describe_aws_error, error_code
+from infra.aws.errors import (
+    describe_aws_error,
+    error_code,
+    is_condition_failed,
+    is_table_missing,
+)
 from infra.aws.names import TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE, ledger_table_name
 from infra.backoff import exponential_delay_s
 from infra.errors import AwsError
@@ -378,7 +383,7 @@ class Ledger:
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
+            if is_condition_failed(exc):
                 log.debug(
                     "ledger.stale_update_ignored",
                     job_id=update.job_id,
@@ -475,7 +480,7 @@ class Ledger:
                 if attempt < UNPROCESSED_RETRIES:
                     time.sleep(exponential_delay_s(attempt + 1, base_s=UNPROCESSED_PAUSE_S))
         except ClientError as exc:
-            if error_code(exc) == "ResourceNotFoundException":
+            if is_table_missing(exc):
                 raise LedgerUnavailableError(
                     f"the job ledger's table {self.table_name} does not exist:"
                     " run `conveyor infra apply`"
