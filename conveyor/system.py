@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ import httpx
 from infra import aws
 from infra.emulator import EmulatorProcess
 from infra.logs import get_logger
+from infra.net import free_port
 from infra.provision import apply
 from infra.topology import Topology
 from ops.scaling.autoscaler import Autoscaler
@@ -39,13 +39,6 @@ log = get_logger("conveyor.system")
 
 #: How long a stopping worker may take to finish the jobs in hand.
 STOP_GRACE_S = 30.0
-
-
-def free_port() -> int:
-    """A currently free loopback port (the usual small race is acceptable locally)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_http(

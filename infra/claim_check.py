@@ -21,7 +21,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import aws
-from infra.aws.errors import describe_aws_error, error_code
+from infra.aws.errors import S3_MISSING_CODES, describe_aws_error, error_code
 from infra.aws.names import payload_bucket_name, payload_bucket_prefix
 from infra.envelope import Envelope, encode
 from infra.errors import AwsError
@@ -30,10 +30,6 @@ from infra.topology import Topology
 log = structlog.stdlib.get_logger("conveyor.claim_check")
 
 SCHEME = "s3://"
-#: S3 answers these when the object (or the whole bucket) is not there. Without
-#: s3:ListBucket on the bucket, real S3 answers 403 AccessDenied instead of 404 for a
-#: missing key: the exported worker roles get ListBucket so that "missing" stays visible.
-_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
 
 
 class ClaimCheckError(AwsError):
@@ -160,7 +156,8 @@ class ClaimCheck:
             found = aws.client("s3").get_object(Bucket=bucket, Key=key)
             raw = found["Body"].read()
         except ClientError as exc:
-            if error_code(exc) in _MISSING_CODES:
+            # S3_MISSING_CODES: real S3 says 403 for a missing key without s3:ListBucket.
+            if error_code(exc) in S3_MISSING_CODES:
                 raise PayloadUnavailableError(
                     "payload_missing",
                     f"the payload at {envelope.dataref} does not exist (expired after"

@@ -24,12 +24,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from infra.errors import ConveyorError
+from infra.validation import errors_line
 
 #: The envelope version this code writes and the highest it reads.
 ENVELOPE_VERSION = 1
-#: SNS's limit on a published message (SQS allows more, SNS is the narrower pipe).
-MAX_MESSAGE_BYTES = 256 * 1024
-
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
@@ -141,7 +139,5 @@ def decode(body: str | bytes) -> Envelope:
     try:
         return Envelope.model_validate(doc)
     except ValidationError as exc:
-        fields = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'envelope'}: {e['msg']}" for e in exc.errors()
-        )
+        fields = errors_line(exc, whole="envelope")
         raise EnvelopeError("invalid_envelope", f"invalid envelope: {fields}") from None

@@ -44,8 +44,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field, ValidationError
 
 from infra import aws
-from infra.aws.errors import describe_aws_error, error_code
+from infra.aws.errors import (
+    describe_aws_error,
+    error_code,
+    is_condition_failed,
+    is_table_missing,
+)
 from infra.aws.names import TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE, ledger_table_name
+from infra.backoff import exponential_delay_s
 from infra.errors import AwsError
 from infra.topology import Topology
 
@@ -66,7 +72,8 @@ BATCH_WRITE_MAX = 25
 BATCH_GET_MAX = 100
 #: BatchWriteItem calls of one record_queued in flight at once.
 QUEUED_WRITERS = 4
-#: Unprocessed items (throttling) are sent again this many times, with a short pause.
+#: Unprocessed items (throttling) are sent again this many times, after a short pause
+#: that doubles each time.
 UNPROCESSED_RETRIES = 3
 UNPROCESSED_PAUSE_S = 0.05
 #: Longer job ids are not envelopes' (which are at most 128 characters): never recorded.
@@ -286,7 +293,7 @@ class Ledger:
                 if not pending:
                     return
                 if attempt < UNPROCESSED_RETRIES:
-                    time.sleep(UNPROCESSED_PAUSE_S * 2**attempt)
+                    time.sleep(exponential_delay_s(attempt + 1, base_s=UNPROCESSED_PAUSE_S))
         except (BotoCoreError, ClientError) as exc:
             log.warning(
                 "ledger.record_failed",
@@ -376,7 +383,7 @@ class Ledger:
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
+            if is_condition_failed(exc):
                 log.debug(
                     "ledger.stale_update_ignored",
                     job_id=update.job_id,
@@ -471,9 +478,9 @@ class Ledger:
                 if not request:
                     return found
                 if attempt < UNPROCESSED_RETRIES:
-                    time.sleep(UNPROCESSED_PAUSE_S * 2**attempt)
+                    time.sleep(exponential_delay_s(attempt + 1, base_s=UNPROCESSED_PAUSE_S))
         except ClientError as exc:
-            if error_code(exc) == "ResourceNotFoundException":
+            if is_table_missing(exc):
                 raise LedgerUnavailableError(
                     f"the job ledger's table {self.table_name} does not exist:"
                     " run `conveyor infra apply`"

@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infra.errors import ConfigError
+from infra.validation import errors_line
 
 #: Every generated key starts with this, so a leaked one is easy to recognise.
 KEY_PREFIX = "cvy_"
@@ -92,10 +93,7 @@ def parse_keys(text: str, *, source: str, job_types: Iterable[str] | None = None
     try:
         parsed = _KeysDocument.model_validate(doc if doc is not None else {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']}" for e in exc.errors()
-        )
-        raise KeysError(f"{source}: {problems}") from None
+        raise KeysError(f"{source}: {errors_line(exc, whole='document')}") from None
     known = set(job_types) if job_types is not None else None
     names: set[str] = set()
     keys = []

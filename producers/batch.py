@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from infra.logs import get_logger
+from infra.validation import errors_line
 from producers.auth import ApiKey
 from producers.enqueue import Enqueuer, Job, Outcome, message_group_id
 from producers.guard import Guard
@@ -143,14 +144,6 @@ def render(outcomes: list[Outcome]) -> tuple[int, BatchResult]:
     return overall_status(outcomes), body
 
 
-def field_errors(exc: ValidationError) -> str:
-    """A payload's validation errors on one line: ``data.width_px: Input should be …``."""
-    return "; ".join(
-        f"data.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"]
-        for e in exc.errors()
-    )
-
-
 def add_batch_route(
     app: FastAPI,
     enqueuer: Enqueuer,
@@ -185,7 +178,9 @@ def add_batch_route(
         try:
             data = model.model_validate(item.data).model_dump(mode="json")
         except ValidationError as exc:
-            return Outcome(index, 422, item.type, "invalid", error=field_errors(exc))
+            # One line: ``data.width_px: Input should be …``.
+            error = errors_line(exc, prefix="data.")
+            return Outcome(index, 422, item.type, "invalid", error=error)
         item_key = item.idempotency_key
         if item_key is None and header_key is not None:
             item_key = f"{header_key}#{index}"

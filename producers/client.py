@@ -25,7 +25,6 @@ anything else :class:`EnqueueError` with the status and the API's reason.
 
 from __future__ import annotations
 
-import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,6 +35,7 @@ from urllib.parse import quote
 
 import httpx
 
+from infra.backoff import exponential_delay_s
 from infra.errors import ConveyorError
 
 #: The most jobs the API takes in one request.
@@ -64,8 +64,9 @@ class Retry:
         """The wait before try ``attempt + 1`` (``attempt`` counts from 1)."""
         if retry_after_s is not None:
             return min(self.cap_s, retry_after_s)
-        backoff = min(self.cap_s, self.base_s * 2.0 ** (attempt - 1))
-        return float(backoff / 2 + random.uniform(0, backoff / 2))  # noqa: S311 - jitter
+        return float(
+            exponential_delay_s(attempt, base_s=self.base_s, cap_s=self.cap_s, jitter="equal")
+        )
 
 
 #: Never retry (tests, or callers with their own policy).

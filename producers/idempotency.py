@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from botocore.exceptions import ClientError
 
 from infra import aws
+from infra.aws.errors import is_condition_failed, is_table_missing
 from infra.errors import AwsError
 from infra.logs import get_logger
 from producers.publisher import RETRY_AFTER_NOT_PROVISIONED_S, classify
@@ -157,7 +158,7 @@ class IdempotencyStore:
                 )
                 return Claim("new", pk, job_id, job_type, fingerprint, expires_at)
             except ClientError as exc:
-                if _code(exc) != "ConditionalCheckFailedException":
+                if not is_condition_failed(exc):
                     raise self._unavailable(exc) from exc
             except Exception as exc:
                 raise self._unavailable(exc) from exc
@@ -208,7 +209,7 @@ class IdempotencyStore:
                 },
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if is_condition_failed(exc):
                 return Claim("in_progress", pk, job_id, job_type, stored, expires_at, 1)
             raise self._unavailable(exc) from exc
         except Exception as exc:
@@ -217,7 +218,7 @@ class IdempotencyStore:
         return Claim("new", pk, job_id, job_type, stored, expires_at)
 
     def _unavailable(self, exc: Exception) -> IdempotencyUnavailableError:
-        if isinstance(exc, ClientError) and _code(exc) == "ResourceNotFoundException":
+        if is_table_missing(exc):
             return IdempotencyUnavailableError(
                 f"the idempotency table '{self.table_name}' does not exist:"
                 " run `conveyor infra apply`",
@@ -291,7 +292,3 @@ class IdempotencyStore:
             )
         except Exception as exc:  # noqa: BLE001 - the lease expiry releases it anyway
             log.warning("idempotency key not released", job_id=claim.job_id, error=repr(exc))
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))

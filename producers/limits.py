@@ -12,10 +12,11 @@ from __future__ import annotations
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from infra.limits import SNS_MAX_MESSAGE_BYTES
 from infra.topology import Topology
 
 #: SNS's message limit (the limit when nothing else is known).
-DEFAULT_MAX_BODY_BYTES = 256 * 1024
+DEFAULT_MAX_BODY_BYTES = SNS_MAX_MESSAGE_BYTES
 #: Room above the largest payload for the JSON around it (a batch's framing, keys).
 BODY_FRAMING_BYTES = 256 * 1024
 

@@ -25,9 +25,11 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from infra import aws
+from infra.aws.errors import THROTTLING_CODES, error_code, http_status, is_not_found, is_throttled
 from infra.aws.names import sns_arn
-from infra.envelope import MAX_MESSAGE_BYTES, Envelope, encode
+from infra.envelope import Envelope, encode
 from infra.errors import AwsError
+from infra.limits import SNS_MAX_MESSAGE_BYTES
 from infra.topology import Topology
 
 if TYPE_CHECKING:
@@ -38,20 +40,6 @@ RETRY_AFTER_UNAVAILABLE_S = 5
 RETRY_AFTER_THROTTLED_S = 1
 RETRY_AFTER_NOT_PROVISIONED_S = 30
 
-#: Error codes AWS uses for "slow down" across services and SDK generations.
-_THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "ProvisionedThroughputExceededException",
-        "SlowDown",
-    }
-)
 #: PublishBatch takes at most this many entries per call.
 MAX_BATCH_ENTRIES = 10
 #: Fail fast when SNS is unreachable or frozen: a caller waits for an answer, and an
@@ -61,9 +49,6 @@ SNS_CONNECT_TIMEOUT_S = 2.0
 SNS_READ_TIMEOUT_S = 10.0
 #: PublishBatch calls in flight at once for one request.
 DEFAULT_PUBLISH_THREADS = 8
-
-#: SNS answers ``NotFound`` for a topic that does not exist (moto too).
-_NOT_FOUND_CODES = frozenset({"NotFound", "NotFoundException", "ResourceNotFoundException"})
 
 
 class PublishError(AwsError):
@@ -120,13 +105,12 @@ class _Entry:
 def _client_error(exc: ClientError, *, what: str) -> PublishError:
     # The response names the AWS error code only: AWS messages can carry ARNs and
     # account ids, which belong in our logs (the cause is logged), not in answers.
-    code = str(exc.response.get("Error", {}).get("Code", "")) or "unknown"
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    if code in _THROTTLING_CODES or status == 429:
+    code = error_code(exc) or "unknown"
+    if is_throttled(exc):
         return PublishError(
             f"{what} is throttling requests ({code})", retry_after_s=RETRY_AFTER_THROTTLED_S
         )
-    if status >= 500:
+    if http_status(exc) >= 500:
         return PublishError(f"{what} failed with a server error ({code})")
     return PublishError(f"{what} refused the request ({code})")
 
@@ -201,8 +185,8 @@ class Publisher:
         return found
 
     def _sns_error(self, exc: Exception, topic: str) -> PublishError:
-        code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
-        if code in _NOT_FOUND_CODES:
+        # SNS answers NotFound for a topic that does not exist (moto too).
+        if is_not_found(exc):
             return PublishError(
                 f"topic '{self.topology.topic_name(topic)}' does not exist:"
                 " run `conveyor infra apply`",
@@ -213,10 +197,10 @@ class Publisher:
     def _encode(self, index: int, item: Outgoing) -> _Entry:
         body = encode(item.envelope)
         size = len(body.encode("utf-8"))
-        if size > MAX_MESSAGE_BYTES:
+        if size > SNS_MAX_MESSAGE_BYTES:
             raise PublishError(
                 f"the job's envelope is {size} bytes, above SNS's limit of"
-                f" {MAX_MESSAGE_BYTES} bytes (send a smaller payload, or a reference to it)",
+                f" {SNS_MAX_MESSAGE_BYTES} bytes (send a smaller payload, or a reference to it)",
                 status_code=413,
                 retry_after_s=None,
             )
@@ -339,7 +323,7 @@ class Publisher:
                 code = str(failed.get("Code") or "unknown")
                 retry = (
                     RETRY_AFTER_THROTTLED_S
-                    if code in _THROTTLING_CODES
+                    if code in THROTTLING_CODES
                     else RETRY_AFTER_UNAVAILABLE_S
                 )
                 out[entry.index] = PublishError(
@@ -370,7 +354,7 @@ def _chunks(entries: list[_Entry]) -> list[list[_Entry]]:
     size = 0
     for entry in entries:
         if current and (
-            len(current) == MAX_BATCH_ENTRIES or size + entry.size_bytes > MAX_MESSAGE_BYTES
+            len(current) == MAX_BATCH_ENTRIES or size + entry.size_bytes > SNS_MAX_MESSAGE_BYTES
         ):
             chunks.append(current)
             current, size = [], 0

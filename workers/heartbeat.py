@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.topology.model import MAX_VISIBILITY_TIMEOUT_S
+from infra.limits import MAX_VISIBILITY_TIMEOUT_S
 
 log = structlog.stdlib.get_logger("conveyor.worker")
 

@@ -25,14 +25,16 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, ValidationError
 
+from infra.backoff import backoff_delay_s
 from infra.claim_check import ClaimCheck, ClaimCheckError, PayloadUnavailableError, claim_check_for
 from infra.envelope import Envelope, EnvelopeError, decode
 from infra.errors import ConveyorError
 from infra.failure import REDRIVE_COUNT, Failure
+from infra.limits import MAX_VISIBILITY_TIMEOUT_S
 from infra.topology import Topology, import_object, payload_model
-from infra.topology.model import MAX_VISIBILITY_TIMEOUT_S, RetryPolicy
+from infra.topology.model import RetryPolicy
+from infra.validation import errors_line
 from workers.api import Handler, JobContext, PermanentError, RetryLater
-from workers.backoff import backoff_delay_s
 from workers.hooks import DEFAULT_HOOKS, Hook, Job
 from workers.outcome import Outcome, OutcomeKind
 
@@ -75,10 +77,7 @@ class InvalidPayloadError(ConveyorError, ValueError):
     def of(cls, exc: ValidationError) -> InvalidPayloadError:
         # pydantic's own message quotes the input (input_value=…), which would put the
         # payload into worker logs and failure records; the DLQ body still has it.
-        fields = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}"
-            for e in exc.errors(include_input=False, include_url=False)
-        )
+        fields = errors_line(exc, whole="payload")
         return cls(f"the payload does not match {exc.title}: {fields}")
 
 

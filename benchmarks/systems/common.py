@@ -8,6 +8,8 @@ from pathlib import Path
 
 import boto3
 
+from infra.aws.lookup import queue_arn
+
 #: Same attributes as Conveyor's provisioned queue (benchmarks/queues.yaml): a 30 s
 #: visibility timeout, a DLQ after 4 receives (3 attempts + 1), a 20 s receive wait.
 VISIBILITY_TIMEOUT_S = 30
@@ -34,9 +36,7 @@ def create_queue(name: str) -> str:
     """Create ``name`` and its DLQ with Conveyor's queue attributes; the queue URL."""
     client = boto3.client("sqs")
     dlq_url = client.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
+    dlq_arn = queue_arn(client, dlq_url)
     url: str = client.create_queue(
         QueueName=name,
         Attributes={

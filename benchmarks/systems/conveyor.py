@@ -10,8 +10,9 @@ import httpx
 
 from benchmarks.procs import Proc, counted, spawn
 from benchmarks.systems.common import RunContext
-from conveyor.system import free_port, wait_for_http
+from conveyor.system import wait_for_http
 from infra import aws
+from infra.net import free_port
 from infra.provision import apply
 from infra.topology import load_topology
 

@@ -10,6 +10,7 @@ import boto3
 
 from benchmarks.procs import Proc, counted, spawn
 from benchmarks.systems.common import RunContext, create_queue
+from infra.aws.lookup import queue_arn
 
 NAME = "raw"
 
@@ -18,9 +19,7 @@ def setup(run: RunContext) -> dict[str, Any]:
     """A topic and a queue subscribed to it with raw delivery (Conveyor's path, minus Conveyor)."""
     url = create_queue(f"{run.prefix}-raw")
     sqs, sns = boto3.client("sqs"), boto3.client("sns")
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    arn = queue_arn(sqs, url)
     topic = sns.create_topic(Name=f"{run.prefix}-raw")["TopicArn"]
     sns.subscribe(
         TopicArn=topic,

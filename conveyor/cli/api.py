@@ -16,6 +16,7 @@ from infra.errors import exit_code
 from infra.logs import configure_logging, get_logger
 from infra.settings import load_settings
 from infra.topology import Topology, TopologyError, check_imports, payload_model
+from infra.validation import errors_line
 from producers.auth import ApiKey, KeysError, generate_key, hash_key, load_keys
 from producers.client import NO_RETRY, Client, EnqueueError, Retry
 from producers.config import ApiSettings
@@ -129,10 +130,7 @@ def api(
     try:
         api_settings = ApiSettings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"CONVEYOR_API_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in exc.errors()
-        )
+        problems = errors_line(exc, prefix="CONVEYOR_API_", sep="_", upper=True)
         common.fail(problems, common.EXIT_USAGE)
     keys = _keys(api_settings, topology)
     configure_logging(settings.log_format, settings.log_level)

@@ -35,12 +35,15 @@ SNS_MISSING_CODES = frozenset({"NotFound", "NotFoundException", "ResourceNotFoun
 #: DynamoDB answers a missing table with ResourceNotFoundException; moto (5.2.5) answers
 #: DescribeTimeToLive with "ResourceNotFound" instead.
 TABLE_MISSING_CODES = frozenset({"ResourceNotFoundException", "ResourceNotFound"})
+#: S3 answers these when the object (or the whole bucket) is not there. Without
+#: s3:ListBucket on the bucket, real S3 answers 403 AccessDenied instead of 404 for a
+#: missing key: the exported worker roles get ListBucket so that "missing" stays visible.
+S3_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
 #: Any "no such resource", whatever the service.
-NOT_FOUND_CODES = (
-    QUEUE_MISSING_CODES
-    | SNS_MISSING_CODES
-    | TABLE_MISSING_CODES
-    | {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
+NOT_FOUND_CODES = QUEUE_MISSING_CODES | SNS_MISSING_CODES | TABLE_MISSING_CODES | S3_MISSING_CODES
+#: ECS answers a missing cluster or service (or one being deleted) with these.
+ECS_MISSING_CODES = frozenset(
+    {"ClusterNotFoundException", "ServiceNotFoundException", "ServiceNotActiveException"}
 )
 #: The credentials are not allowed to do this.
 ACCESS_DENIED_CODES = frozenset(
@@ -54,6 +57,18 @@ ACCESS_DENIED_CODES = frozenset(
 )
 #: A DynamoDB condition expression did not hold (an expected outcome, not a failure).
 CONDITION_FAILED = "ConditionalCheckFailedException"
+#: How endpoints without an API answer a call of it (moto 5.2.5: a bare HTTP 500,
+#: code "500"; AWS's own 500s carry a code, InternalError).
+UNSUPPORTED_OPERATION_CODES = frozenset(
+    {
+        "InvalidAction",
+        "UnsupportedOperation",
+        "UnknownOperationException",
+        "NotImplemented",
+        "500",
+        "501",
+    }
+)
 
 
 def error_code(exc: BaseException) -> str:
@@ -78,6 +93,21 @@ def is_throttled(exc: BaseException) -> bool:
 def is_not_found(exc: BaseException) -> bool:
     """The resource the request named does not exist."""
     return error_code(exc) in NOT_FOUND_CODES
+
+
+def is_table_missing(exc: BaseException) -> bool:
+    """The DynamoDB table the request named does not exist."""
+    return error_code(exc) in TABLE_MISSING_CODES
+
+
+def is_condition_failed(exc: BaseException) -> bool:
+    """A DynamoDB condition expression did not hold."""
+    return error_code(exc) == CONDITION_FAILED
+
+
+def is_unsupported_operation(exc: BaseException) -> bool:
+    """The endpoint does not implement the API that was called (an emulator, mostly)."""
+    return error_code(exc) in UNSUPPORTED_OPERATION_CODES
 
 
 def is_access_denied(exc: BaseException) -> bool:

@@ -22,8 +22,9 @@ from infra.aws.errors import (
     describe_aws_error,
     error_code,
 )
+from infra.aws.lookup import queue_url_or_none
 from infra.aws.names import MAX_BUCKET_NAME_LEN
-from infra.errors import AwsError, ProvisionError
+from infra.errors import AwsError, MissingResourceError, ProvisionError
 from infra.provision.actual import read_actual
 from infra.provision.buckets import (
     BUCKET_OPERATIONS,
@@ -132,10 +133,21 @@ class _Runner:
         # Asked for only when a table is declared.
         return aws.client("dynamodb")
 
-    def url(self, name: str) -> str:
+    def url(self, name: str) -> str | None:
+        """The URL of queue ``name`` (known, else looked up); None if it does not exist."""
         if name not in self.urls:
-            self.urls[name] = self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            found = queue_url_or_none(self.sqs, name)
+            if found is None:
+                return None
+            self.urls[name] = found
         return self.urls[name]
+
+    def existing_url(self, name: str) -> str:
+        """The URL of queue ``name``; MissingResourceError if it was deleted since it was read."""
+        url = self.url(name)
+        if url is None:
+            raise MissingResourceError(f"queue {name} does not exist")
+        return url
 
     def run(self, op: Operation) -> None:
         try:
@@ -148,6 +160,10 @@ class _Runner:
                 self._run(op)
         except (ClientError, BotoCoreError) as exc:
             raise ProvisionError(f"{_describe(op)}: {describe_aws_error(exc)}") from exc
+        except ProvisionError:
+            raise
+        except AwsError as exc:  # from a queue URL lookup, which names what it was doing
+            raise ProvisionError(f"{_describe(op)}: {exc}") from exc.__cause__
 
     def _run(self, op: Operation) -> None:  # noqa: PLR0912 - one case per operation
         # The stubs type attribute names as Literals; ours are checked by the diff.
@@ -159,16 +175,18 @@ class _Runner:
                 self.urls[name] = result["QueueUrl"]
             case SetQueueAttributes(name=name, attributes=attributes):
                 self.sqs.set_queue_attributes(
-                    QueueUrl=self.url(name), Attributes=cast("Any", attributes)
+                    QueueUrl=self.existing_url(name), Attributes=cast("Any", attributes)
                 )
             case TagQueue(name=name, tags=tags):
-                self.sqs.tag_queue(QueueUrl=self.url(name), Tags=tags)
+                self.sqs.tag_queue(QueueUrl=self.existing_url(name), Tags=tags)
             case DeleteQueue(name=name):
-                try:
-                    self.sqs.delete_queue(QueueUrl=self.url(name))
-                except ClientError as exc:
-                    if error_code(exc) not in QUEUE_MISSING_CODES:
-                        raise
+                url = self.url(name)
+                if url is not None:  # already gone: nothing to delete
+                    try:
+                        self.sqs.delete_queue(QueueUrl=url)
+                    except ClientError as exc:
+                        if error_code(exc) not in QUEUE_MISSING_CODES:
+                            raise
                 self.urls.pop(name, None)
             case CreateTopic(name=name, attributes=attributes, tags=tags):
                 self.sns.create_topic(

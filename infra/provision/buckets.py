@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
-from infra.aws.errors import aws_errors, error_code
+from infra.aws.errors import S3_MISSING_CODES, aws_errors, error_code
 from infra.errors import ProvisionError
 from infra.provision.compare import tag_diffs
 from infra.provision.desired import DesiredBucket
@@ -47,8 +47,6 @@ COUNT_LIMIT = 1000
 BUCKET_WAIT: WaiterConfigTypeDef = {"Delay": 1, "MaxAttempts": 60}
 #: DeleteObjects takes at most 1,000 keys per call.
 DELETE_BATCH = 1000
-
-_MISSING = frozenset({"404", "NoSuchBucket", "NotFound"})
 
 
 def lifecycle_rule(expiry_days: int) -> dict[str, Any]:
@@ -104,7 +102,7 @@ def read_bucket(s3: S3Client, name: str) -> ActualBucket | None:
             s3.head_bucket(Bucket=name)
         except ClientError as exc:
             code = error_code(exc)
-            if code in _MISSING:
+            if code in S3_MISSING_CODES:
                 return None
             if code in ("403", "AccessDenied"):
                 # Bucket names are global: 403 is an existing bucket these credentials
@@ -413,5 +411,5 @@ def run_bucket_operation(s3: S3Client, op: BucketOperation) -> None:
             try:
                 s3.delete_bucket(Bucket=name)
             except ClientError as exc:
-                if error_code(exc) not in _MISSING:
+                if error_code(exc) not in S3_MISSING_CODES:
                     raise

@@ -17,22 +17,23 @@ from pydantic import (
     model_validator,
 )
 
+from infra.backoff import Jitter
 from infra.durations import format_duration_s, parse_duration_s
+from infra.limits import (
+    MAX_DELAY_S,
+    MAX_RECEIVE_COUNT,
+    MAX_RETENTION_S,
+    MAX_VISIBILITY_TIMEOUT_S,
+    MIN_RETENTION_S,
+    SNS_MAX_MESSAGE_BYTES,
+)
 
-#: SNS's limit on one published message; the claim-check threshold must stay below it.
-SNS_MAX_MESSAGE_BYTES = 256 * 1024
-#: Room left under the SNS limit by the default claim-check threshold (message
+#: Room left under SNS_MAX_MESSAGE_BYTES by the default claim-check threshold (message
 #: attributes and the rounding of other producers' encoders).
 CLAIM_CHECK_MARGIN_BYTES = 1024
 #: The largest payload the producer API may accept at all (through S3).
 MAX_PAYLOAD_BYTES = 100 * 1024 * 1024
 
-# AWS limits that bound the durations below (seconds).
-MAX_VISIBILITY_TIMEOUT_S = 12 * 3600
-MIN_RETENTION_S = 60
-MAX_RETENTION_S = 14 * 86400
-MAX_DELAY_S = 900
-MAX_RECEIVE_COUNT = 1000
 #: SQS queue names, including ``.fifo``, are at most 80 characters.
 MAX_QUEUE_NAME_LEN = 80
 #: Slack between a queue's attempt budget and its native redrive: a message can be
@@ -74,7 +75,6 @@ JobTypeName = Annotated[
 ImportPath = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", max_length=200)
 ]
-Jitter = Literal["none", "full", "equal"]
 
 
 class _Strict(BaseModel):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.aws.errors import describe_aws_error, error_code
+from infra.aws.errors import describe_aws_error, is_unsupported_operation
 from infra.aws.lookup import queue_arn
 from ops.dlq.queues import DlqError
 
@@ -26,17 +26,6 @@ if TYPE_CHECKING:
 
 #: SQS's ceiling for MaxNumberOfMessagesPerSecond.
 MAX_NATIVE_RATE = 500
-#: How endpoints without the API answer it (moto 5.2.5: a bare HTTP 500, code "500").
-_UNSUPPORTED = frozenset(
-    {
-        "InvalidAction",
-        "UnsupportedOperation",
-        "UnknownOperationException",
-        "NotImplemented",
-        "500",
-        "501",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -68,8 +57,9 @@ def start_native_move(
     try:
         response = sqs.start_message_move_task(**request)
     except ClientError as exc:
-        # AWS's own 500s carry a code (InternalError); a bare status is an emulator's.
-        if error_code(exc) in _UNSUPPORTED:
+        # AWS's own 500s carry a code (InternalError); a bare status is an emulator's
+        # (moto 5.2.5 does not implement StartMessageMoveTask).
+        if is_unsupported_operation(exc):
             raise DlqError(
                 "this endpoint does not support StartMessageMoveTask (the embedded"
                 " emulator does not): run the redrive without --native"

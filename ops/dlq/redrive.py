@@ -33,6 +33,7 @@ from infra.aws.errors import describe_aws_error
 from infra.envelope import EnvelopeError, decode
 from infra.errors import AwsError
 from infra.failure import FAILURE_ATTRIBUTE, REDRIVE_COUNT, REDRIVEN_AT
+from infra.limits import SQS_MAX_BATCH_BYTES
 from ops.dlq.jobs import DeadJob
 from ops.dlq.peek import BATCH_MAX, DEFAULT_HOLD_S, Scan
 from ops.dlq.queues import DlqError, TargetQueue
@@ -40,8 +41,6 @@ from ops.dlq.queues import DlqError, TargetQueue
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-#: SendMessageBatch refuses batches whose bodies and attributes exceed 256 KiB in all.
-MAX_BATCH_BYTES = 256 * 1024
 #: How long a rate-limited pause may last before the held messages' hold is renewed.
 PAUSE_SLICE_S = 1.0
 
@@ -106,12 +105,12 @@ def _entry_bytes(entry: dict[str, Any]) -> int:
 
 
 def chunk_entries(entries: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    """``entries`` in batches of at most ``size`` entries and :data:`MAX_BATCH_BYTES`."""
+    """``entries`` in batches of at most ``size`` entries and :data:`SQS_MAX_BATCH_BYTES`."""
     chunk: list[dict[str, Any]] = []
     chunk_bytes = 0
     for entry in entries:
         entry_bytes = _entry_bytes(entry)
-        if chunk and (len(chunk) >= size or chunk_bytes + entry_bytes > MAX_BATCH_BYTES):
+        if chunk and (len(chunk) >= size or chunk_bytes + entry_bytes > SQS_MAX_BATCH_BYTES):
             yield chunk
             chunk, chunk_bytes = [], 0
         chunk.append(entry)

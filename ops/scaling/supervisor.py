@@ -25,7 +25,6 @@ import fcntl
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,7 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from infra.backoff import exponential_delay_s
 from infra.logs import get_logger
+from infra.net import free_port
 from infra.topology import Topology
 from ops.scaling.errors import ScalingError
 from ops.scaling.store import DesiredStore, read_status, status_path, write_json_atomic
@@ -58,8 +59,8 @@ class RestartBackoff:
     max_s: float = 30.0
 
     def delay_s(self, crashes: int) -> float:
-        """``base_s * 2**(crashes - 1)``, capped at ``max_s``."""
-        return float(min(self.max_s, self.base_s * 2 ** max(0, crashes - 1)))
+        """``base_s * 2**(crashes - 1)``, capped at ``max_s`` (no jitter)."""
+        return float(exponential_delay_s(max(1, crashes), base_s=self.base_s, cap_s=self.max_s))
 
 
 def _is_worker_node(pid: int, pool: str) -> bool:
@@ -69,13 +70,6 @@ def _is_worker_node(pid: int, pool: str) -> bool:
     except OSError:
         return False  # gone (or no /proc: then we cannot tell, and leave it alone)
     return b"conveyor" in argv and b"worker" in argv and pool.encode() in argv
-
-
-def free_port() -> int:
-    """A currently free loopback port (a node binds it a moment later: a small race)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -23,13 +23,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from infra import aws, provision
+from infra.backoff import backoff_delay_s
 from infra.envelope import encode, make_envelope
 from infra.failure import Failure
 from infra.topology import Topology, load_topology
 from tests import REPO
 from tests.polling import eventually
 from workers import lambda_handler
-from workers.backoff import backoff_delay_s
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

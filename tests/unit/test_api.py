@@ -27,7 +27,8 @@ from structlog.testing import capture_logs
 
 from infra import aws
 from infra.aws.names import payload_bucket_name
-from infra.envelope import MAX_MESSAGE_BYTES, decode
+from infra.envelope import decode
+from infra.limits import SNS_MAX_MESSAGE_BYTES
 from infra.topology import Topology, TopologyError, load_topology, parse_topology
 from producers.app import create_app, valid_traceparent
 from producers.enqueue import fingerprint
@@ -293,7 +294,7 @@ def test_payload_above_the_sns_limit_travels_through_s3(
     bucket = payload_bucket_name(blob_topology, aws.account_id(), aws.region_name())
     aws.client("s3").create_bucket(Bucket=bucket)
     client = TestClient(create_app(blob_topology))
-    blob = "x" * (MAX_MESSAGE_BYTES + 10)
+    blob = "x" * (SNS_MAX_MESSAGE_BYTES + 10)
     response = client.post("/v1/jobs/blob.store", json={"blob": blob})
     assert response.status_code == 202, response.text
     [message] = drain(urls["bulk"])
@@ -309,7 +310,7 @@ def test_payload_s3_refuses_is_503_and_not_published(
 ) -> None:
     urls = provision(blob_topology)  # no bucket
     client = TestClient(create_app(blob_topology))
-    response = client.post("/v1/jobs/blob.store", json={"blob": "x" * (MAX_MESSAGE_BYTES + 10)})
+    response = client.post("/v1/jobs/blob.store", json={"blob": "x" * (SNS_MAX_MESSAGE_BYTES + 10)})
     assert response.status_code == 503
     assert "the payload could not be stored" in response.json()["detail"]
     assert int(response.headers["retry-after"]) > 0

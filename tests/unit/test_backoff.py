@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from infra.backoff import backoff_delay_s
 from infra.topology import Backoff
-from workers.backoff import backoff_delay_s
 
 
 def test_exponential_schedule_without_jitter_doubles_then_caps() -> None:

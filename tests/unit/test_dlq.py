@@ -11,6 +11,7 @@ import pytest
 from infra.aws.lookup import Depth
 from infra.envelope import decode, encode, make_envelope
 from infra.failure import FAILURE_ATTRIBUTE, REDRIVE_COUNT, REDRIVEN_AT, Failure
+from infra.limits import SQS_MAX_BATCH_BYTES
 from infra.topology import load_topology
 from ops.dlq import (
     NATIVE_REDRIVE_REASON,
@@ -28,7 +29,7 @@ from ops.dlq import (
     stamp_redrive,
 )
 from ops.dlq.peek import hold_seconds
-from ops.dlq.redrive import MAX_BATCH_BYTES, chunk_entries, resend_attributes, send_entry
+from ops.dlq.redrive import chunk_entries, resend_attributes, send_entry
 from tests import REPO
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
@@ -322,7 +323,7 @@ def test_batches_hold_at_most_the_size_and_the_byte_limit() -> None:
     small = [{"Id": str(i), "MessageBody": "x"} for i in range(23)]
     assert [len(c) for c in chunk_entries(small, 10)] == [10, 10, 3]
     assert [len(c) for c in chunk_entries(small, 5)] == [5, 5, 5, 5, 3]
-    big = [{"Id": str(i), "MessageBody": "x" * (MAX_BATCH_BYTES // 3)} for i in range(5)]
+    big = [{"Id": str(i), "MessageBody": "x" * (SQS_MAX_BATCH_BYTES // 3)} for i in range(5)]
     assert [len(c) for c in chunk_entries(big, 10)] == [3, 2]
     assert list(chunk_entries([], 10)) == []
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import aws
-from infra.aws.errors import describe_aws_error, error_code
+from infra.aws.errors import ECS_MISSING_CODES, describe_aws_error, error_code
 from infra.topology import Topology
 from ops.scaling.errors import ScalingError
 from ops.scaling.model import NodeInfo, PoolState
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 CLUSTER_ENV = "CONVEYOR_ECS_CLUSTER"
 #: DescribeServices and DescribeTasks take at most this many names per call.
 DESCRIBE_MAX = 10
-_MISSING = {"ClusterNotFoundException", "ServiceNotFoundException", "ServiceNotActiveException"}
 
 
 class EcsBackend:
@@ -57,7 +56,7 @@ class EcsBackend:
             yield
         except ClientError as exc:
             hint = ""
-            if error_code(exc) in _MISSING:
+            if error_code(exc) in ECS_MISSING_CODES:
                 hint = (
                     " (deploy the CloudFormation export: conveyor infra export cloudformation;"
                     f" or name the cluster with {CLUSTER_ENV})"
