@@ -157,7 +157,7 @@ def _node_worker_class(app: Any, stopper: _Stopper) -> Any:
     """``app``'s Celery worker class with the node's signal handling and pool flush."""
 
     @compat.overrides
-    class NodeWorker(app.Worker):  # type: ignore[name-defined,misc]
+    class NodeWorker(app.Worker):  # type: ignore[misc]
         def install_platform_tweaks(self, worker: Any) -> None:
             super().install_platform_tweaks(worker)
             platforms.signals["SIGTERM"] = stopper
