@@ -29,6 +29,7 @@ from celery.worker import state
 from infra import aws
 from infra.logs import get_logger
 from infra.topology import Topology, check_imports
+from workers import compat
 from workers.app import create_app
 from workers.health import serve_health
 from workers.liveness import LIVENESS
@@ -36,6 +37,20 @@ from workers.metrics import prepare_multiprocess_dir, render
 from workers.transport import messages_held, stop_delivering
 
 log = get_logger("conveyor.worker")
+
+# The Celery and billiard internals the shutdown below relies on (NodeWorker's
+# overrides are checked by @compat.overrides).
+compat.require(
+    "celery.worker.state.should_stop",
+    "celery.concurrency.prefork:TaskPool.flush",
+    "celery.concurrency.prefork:TaskPool._pool",
+    "celery.concurrency.asynpool:AsynPool.flush",
+    "celery.concurrency.asynpool:AsynPool._active_writers",
+    "billiard.pool:Pool._cache",
+    "billiard.pool:ApplyResult._accepted",
+    "billiard.pool:ApplyResult._write_to",
+    "billiard.pool:ApplyResult._writer",
+)
 
 #: Exit code of a node that stopped because its receive loop stalled.
 EXIT_UNHEALTHY = 3
@@ -103,7 +118,7 @@ def _keep_jobs_in_hand(task_pool: Any, stopper: _Stopper) -> None:
     a warm shutdown, keep those jobs: their results come back while the pool drains
     and their outcome is applied (delete, backoff, dead letter). Jobs never written
     (still in the pool's outbound buffer) are dropped as before: they never ran, and
-    their messages are made visible again. Relies on billiard/Celery 5.x internals.
+    their messages are made visible again. Relies on the hooks required above.
     """
     flush = getattr(task_pool, "flush", None)
     if flush is None or getattr(flush, "keeps_jobs_in_hand", False):
@@ -136,6 +151,23 @@ def _job_writer(job: Any) -> Any:
     """The generator writing ``job`` to its process, None once it is written."""
     ref = getattr(job, "_writer", None)
     return ref() if ref is not None else None
+
+
+def _node_worker_class(app: Any, stopper: _Stopper) -> Any:
+    """``app``'s Celery worker class with the node's signal handling and pool flush."""
+
+    @compat.overrides
+    class NodeWorker(app.Worker):  # type: ignore[misc]
+        def install_platform_tweaks(self, worker: Any) -> None:
+            super().install_platform_tweaks(worker)
+            platforms.signals["SIGTERM"] = stopper
+            platforms.signals["SIGINT"] = stopper
+
+        def on_consumer_ready(self, consumer: Any) -> None:
+            super().on_consumer_ready(consumer)
+            _keep_jobs_in_hand(consumer.pool, stopper)
+
+    return NodeWorker
 
 
 def _watchdog(timeout_s: float, stopper: _Stopper) -> None:
@@ -176,18 +208,7 @@ def run_node(
         worker_pool=spec.worker_pool,
     )
     stopper = _Stopper(shutdown_grace_s)
-
-    class NodeWorker(app.Worker):  # type: ignore[name-defined,misc]
-        def install_platform_tweaks(self, worker: Any) -> None:
-            super().install_platform_tweaks(worker)
-            platforms.signals["SIGTERM"] = stopper
-            platforms.signals["SIGINT"] = stopper
-
-        def on_consumer_ready(self, consumer: Any) -> None:
-            super().on_consumer_ready(consumer)
-            _keep_jobs_in_hand(consumer.pool, stopper)
-
-    worker = NodeWorker(
+    worker = _node_worker_class(app, stopper)(
         hostname=f"{pool}@{socket.gethostname()}-{os.getpid()}",
         queues=[topology.queue_name(q) for q in spec.queues],
         loglevel=loglevel,

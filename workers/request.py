@@ -15,8 +15,11 @@ from celery.worker.request import Request
 from celery.worker.state import task_ready
 
 from infra.errors import JobSignal
+from workers import compat
 from workers.outcome import Outcome
 from workers.transport import OUTCOME_KEY, job_started
+
+compat.require("celery.worker.state.task_ready", "billiard.einfo:ExceptionWithTraceback.exc")
 
 
 class OutcomeSignal(JobSignal):
@@ -30,6 +33,7 @@ class OutcomeSignal(JobSignal):
         return f"{self.outcome.kind}: {self.outcome.error_type}: {self.outcome.error}"
 
 
+@compat.overrides
 class JobRequest(Request):
     """A Celery request whose expected outcomes go to the transport, not to failure handling."""
 

@@ -1,4 +1,4 @@
-"""Conveyor's extension of kombu's SQS transport (kombu 5.7.x; these hooks are private).
+"""Conveyor's extension of kombu's SQS transport (its private hooks: :mod:`workers.compat`).
 
 What it changes, and why:
 
@@ -46,6 +46,7 @@ from kombu.transport import SQS, virtual
 from vine import promise
 
 from infra import aws
+from workers import compat
 from workers.batching import SqsBatcher
 from workers.dead_letter import dead_letter_request
 from workers.heartbeat import Heartbeat, new_lease
@@ -54,6 +55,19 @@ from workers.outcome import Outcome
 from workers.runner import receive_count
 
 log = structlog.stdlib.get_logger("conveyor.worker")
+
+# What the channel below calls or reads of kombu's internals (its overrides are
+# checked by @compat.overrides).
+compat.require(
+    "kombu.transport.SQS:Channel._get_bulk_async",
+    "kombu.transport.SQS:Channel.hub",
+    "kombu.transport.virtual:Channel._active_queues",
+    "kombu.transport.virtual:Transport._callbacks",
+    "kombu.transport.virtual:QoS.can_consume",
+    "kombu.transport.virtual:QoS.get",
+    "kombu.transport.virtual:Channel.basic_ack",
+    "kombu.transport.SQS:QoS.reject",
+)
 
 #: The task that dead-letters whatever is not a job this queue can run.
 UNDELIVERABLE_TASK = "conveyor.undeliverable"
@@ -170,6 +184,7 @@ def job_started(message: Any) -> None:
         channel._heartbeat.start(message.delivery_tag)
 
 
+@compat.overrides
 class Channel(SQS.Channel):
     """kombu's SQS channel with Conveyor's job mapping and outcome handling."""
 
@@ -491,6 +506,7 @@ class Channel(SQS.Channel):
         return True
 
 
+@compat.overrides
 class Transport(SQS.Transport):
     """kombu's SQS transport with :class:`Channel`; select it with ``broker_transport``."""
 
