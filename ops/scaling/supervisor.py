@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from infra.logs import get_logger
+from infra.settings import child_environment
 from infra.topology import Topology
 from ops.scaling.errors import ScalingError
 from ops.scaling.store import DesiredStore, read_status, status_path, write_json_atomic
@@ -129,7 +130,7 @@ class Supervisor:
         self.topology = topology
         self.state_dir = state_dir
         self.store = DesiredStore(state_dir)
-        self.env = dict(env if env is not None else os.environ)
+        self.env = dict(env) if env is not None else child_environment()
         self.pools = list(pools if pools is not None else topology.pools)
         self.log_dir = log_dir
         self.grace_s = grace_s
