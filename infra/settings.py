@@ -166,7 +166,7 @@ class ClientSettings(Section):
     """The CLI's client of the producer API (``conveyor enqueue``, ``conveyor jobs``)."""
 
     api_url: str = "http://127.0.0.1:8000"
-    """Where the CLI and the demo find the producer API; ``--api-url`` overrides it."""
+    """Where the CLI finds the producer API; ``--api-url`` overrides it."""
     client_api_key: str | None = Field(default=None, repr=False)
     """The API key the CLI sends (``Authorization: Bearer``); ``--api-key`` overrides it.
     Not to be confused with ``CONVEYOR_API_KEYS``, the server's document of hashed keys."""
