@@ -50,22 +50,27 @@ RetryForS = Annotated[
 ]
 
 
+#: Warnings already printed by :func:`api_client` (as Python's "default" action, once each).
+_WARNED: set[str] = set()
+
+
 def api_client(
     api_url: str | None, api_key: str | None, timeout_s: float, retry_for_s: float = 30.0
 ) -> Client:
     """A client for the API named by the options, or by CONVEYOR_API_URL / CONVEYOR_CLIENT_API_KEY.
 
     The deprecated CONVEYOR_API_KEY still works in place of the latter, with a warning
-    on stderr: Python hides a DeprecationWarning outside ``__main__``, and stdout is
-    the answer scripts read (a job id), so the CLI prints the warning's text itself.
+    on stderr, once per process: Python hides a DeprecationWarning outside ``__main__``,
+    and stdout is the answer scripts read (a job id), so the CLI prints its text itself.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DeprecationWarning)
         settings = load_settings().client
     key = api_key or settings.client_api_key
     if not api_key:  # the environment's key is the one used: its warnings matter
-        for warning in caught:
-            typer.echo(f"conveyor: warning: {warning.message}", err=True)
+        for message in {str(warning.message) for warning in caught} - _WARNED:
+            _WARNED.add(message)
+            typer.echo(f"conveyor: warning: {message}", err=True)
     retry = Retry(max_wait_s=retry_for_s) if retry_for_s > 0 else NO_RETRY
     return Client(api_url or settings.api_url, key, timeout_s=timeout_s, retry=retry)
 

@@ -272,6 +272,7 @@ def enqueue_recording_the_key(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, lis
             super().__init__(*args, transport=httpx.MockTransport(answer), **kwargs)
 
     monkeypatch.setattr(cli_api, "Client", Recorded)
+    monkeypatch.setattr(cli_api, "_WARNED", set())  # a fresh process, as far as warnings go
     result = CliRunner().invoke(app, ["enqueue", "demo.job", "--data", "{}"])
     assert result.exit_code == 0, result.output
     return result, sent
@@ -292,6 +293,10 @@ def test_the_cli_warns_on_stderr_when_the_old_name_gives_the_key(
     assert sent == ["Bearer cvy_old"]
     assert result.stdout == "job-1\n"  # what scripts read stays clean
     assert result.stderr == f"conveyor: warning: {ClientSettings.DEPRECATED_KEY_WARNING}\n"
+    # Once per process, as Python's own warnings: a second call is quiet.
+    again = CliRunner().invoke(app, ["enqueue", "demo.job", "--data", "{}"])
+    assert (again.exit_code, again.stdout, again.stderr) == (0, "job-1\n", "")
+    assert sent == ["Bearer cvy_old", "Bearer cvy_old"]
 
 
 def test_the_cli_option_overrides_both_without_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
