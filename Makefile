@@ -34,8 +34,9 @@ test: $(STAMP)  ## the test suite (unit, integration against a real moto server,
 faults: $(STAMP)  ## the fault suite at full size (~15 min): kill -9, SIGTERM, outage, poison, duplicates, load, fuzzing
 	CONVEYOR_FAULTS=full $(BIN)/pytest tests/faults tests/fuzz --timeout=1200 -q
 
-docs: $(STAMP)  ## regenerate docs/cli.md from the CLI's --help (a test fails when it is stale)
+docs: $(STAMP)  ## regenerate docs/cli.md (the CLI's --help) and docs/settings.md (infra/settings.py); tests fail when they are stale
 	$(BIN)/python docs/generate_cli.py
+	$(BIN)/python docs/generate_settings.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -10,7 +10,6 @@ restarted with backoff. ``autoscale=True`` also runs the backlog autoscaler.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from infra.emulator import EmulatorProcess
 from infra.logs import get_logger
 from infra.net import free_port
 from infra.provision import apply
+from infra.settings import child_environment, load_settings, set_environment
 from infra.topology import Topology
 from ops.scaling.autoscaler import Autoscaler
 from ops.scaling.backends.local import LocalBackend
@@ -181,8 +181,7 @@ def local_system(
     ``state_dir`` defaults to ``CONVEYOR_STATE_DIR``, else ``<log_dir>/state`` when
     a log directory is given, else ``.conveyor/state`` (see :mod:`ops.scaling.store`).
     """
-    env = dict(os.environ)
-    env["CONVEYOR_ENVIRONMENT"] = topology.environment
+    env = child_environment(CONVEYOR_ENVIRONMENT=topology.environment)
     emulator: EmulatorProcess | None = None
     try:
         if use_emulator:
@@ -198,7 +197,7 @@ def local_system(
                 AWS_SECRET_ACCESS_KEY=env.get("AWS_SECRET_ACCESS_KEY", "testing"),
                 AWS_DEFAULT_REGION=env.get("AWS_DEFAULT_REGION", aws.DEFAULT_REGION),
             )
-            os.environ.update(
+            set_environment(
                 {
                     k: env[k]
                     for k in (
@@ -214,7 +213,7 @@ def local_system(
         changes = apply(topology)
         log.info("topology.applied", changes=len(changes.changes))
         port = api_port or free_port()
-        if state_dir is None and not os.environ.get("CONVEYOR_STATE_DIR") and log_dir:
+        if state_dir is None and load_settings().scaling.state_dir is None and log_dir:
             state_dir = log_dir / "state"
         system = LocalSystem(
             topology,

@@ -1,44 +1,355 @@
-"""Process settings read from the environment (``CONVEYOR_*``).
+"""Every ``CONVEYOR_*`` environment variable, in one settings object, by section.
 
-AWS settings are deliberately *not* duplicated here: boto3 already honours
-``AWS_ENDPOINT_URL`` (and the per-service ``AWS_ENDPOINT_URL_SQS`` …),
-``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_PROFILE``, credentials and
-``AWS_MAX_ATTEMPTS``/``AWS_RETRY_MODE``; :mod:`infra.aws` lets it.
+``load_settings()`` returns a :class:`Settings`; each section (``settings.api``,
+``settings.worker`` …) is a pydantic-settings class read from the environment
+when first used, so a bad value in one section does not break a command that
+never reads it. A field's variable is its section's prefix plus the field name,
+upper-cased (``ApiSettings.rate_per_s`` is ``CONVEYOR_API_RATE_PER_S``); the
+field's docstring is its documentation (``docs/settings.md`` is generated from
+them by ``docs/generate_settings.py``). An invalid value raises
+:class:`SettingsError`, which names the variable.
+
+This is also the one module that touches ``os.environ``: variables other tools
+own (``AWS_*`` for boto3, ``KUBECONFIG``, ``PROMETHEUS_MULTIPROC_DIR`` …) are
+read through the small functions at the end, and child processes get their
+environment from :func:`child_environment`. AWS settings are deliberately *not*
+duplicated as fields: boto3 already honours ``AWS_ENDPOINT_URL``, the region,
+profile, credentials and ``AWS_MAX_ATTEMPTS``/``AWS_RETRY_MODE``.
+
+Cheap to import (pydantic-settings and the error root only): the API and the
+workers load it.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
+from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal, Self
 
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.errors import ConfigError
 
-class Settings(BaseSettings):
-    """Conveyor's own settings; every field maps to ``CONVEYOR_<FIELD>``."""
+# -- defaults shared with the code that uses them ----------------------------------------
+# Here rather than beside their users in producers/, so that infra never imports producers.
 
-    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
+#: How long an idempotency key (and the job id it names) is remembered by default: 24 hours.
+DEFAULT_RETENTION_S = 24 * 3600.0
+#: How long a claim protects a key whose request has not settled it (it is
+#: publishing, or crashed): longer than a publish can take with the API's timeouts.
+DEFAULT_LEASE_S = 30.0
+#: Fail fast when SNS is unreachable or frozen: a caller waits for an answer, and an
+#: unpublished job must become a 503 quickly, not a hung request. Retries stay what
+#: AWS_MAX_ATTEMPTS / AWS_RETRY_MODE say (botocore's standard mode otherwise).
+SNS_CONNECT_TIMEOUT_S = 2.0
+SNS_READ_TIMEOUT_S = 10.0
+#: PublishBatch calls in flight at once for one request.
+DEFAULT_PUBLISH_THREADS = 8
 
-    #: The topology file, the single source of truth for topics, queues and job types.
+
+class SettingsError(ConfigError, ValueError):
+    """A variable holds a value its setting cannot take; ``str()`` names every such variable.
+
+    A ValueError too, as pydantic's ValidationError (which it replaces) was.
+    """
+
+
+class Section(BaseSettings):
+    """One group of settings: every field is ``<env_prefix><FIELD>`` in the environment."""
+
+    # extra="ignore": other CONVEYOR_* variables belong to other sections.
+    # use_attribute_docstrings: a field's docstring is its description (and its docs).
+    model_config = SettingsConfigDict(
+        env_prefix="CONVEYOR_", extra="ignore", use_attribute_docstrings=True
+    )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(_describe(type(self), exc)) from None
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment variable of ``field`` (KeyError if there is no such field)."""
+        if field not in cls.model_fields:
+            raise KeyError(f"{cls.__name__} has no field {field!r}")
+        return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def _describe(section: type[Section], exc: ValidationError) -> str:
+    # The input is left out on purpose: some of these variables hold secrets (API keys).
+    problems = []
+    for error in exc.errors():
+        loc = error["loc"]
+        field = str(loc[0]) if loc else ""
+        name = section.env_name(field) if field in section.model_fields else section.__name__
+        problems.append(f"{name}: {error['msg']}")
+    return "; ".join(problems)
+
+
+class TopologySettings(Section):
+    """Which topology every command, the API and the workers load."""
+
     queues_file: Path = Path("queues.yaml")
-    #: Overrides ``environment`` in queues.yaml (e.g. one namespace per test run).
+    """The topology file, the single source of truth for topics, queues and job types."""
     environment: str | None = None
-    #: ``console`` for people, ``json`` for machines; ``auto`` picks by whether stderr is a TTY.
-    log_format: Literal["auto", "console", "json"] = "auto"
-    log_level: str = "INFO"
-    #: Workers send buffered deletes/visibility changes after at most this long
-    #: (a batch of 10 goes at once, and everything goes at shutdown).
+    """Overrides ``environment`` in queues.yaml (e.g. one namespace per test run): every
+    resource is named ``<project>-<environment>-<name>``."""
+
+
+class LoggingSettings(Section):
+    """How every process logs (structlog, to stderr)."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_LOG_")
+
+    format: Literal["auto", "console", "json"] = "auto"
+    """``console`` for people, ``json`` for machines; ``auto`` picks by whether stderr is
+    a TTY."""
+    level: str = "INFO"
+    """The least severe level logged (a logging level name)."""
+
+
+class WorkerSettings(Section):
+    """A worker node (``conveyor worker``, ``conveyor workers up``)."""
+
     ack_flush_interval_s: float = 1.0
-    #: A stopping worker lets running jobs finish this long, then cancels them.
+    """Workers send buffered deletes/visibility changes after at most this long (a batch
+    of 10 goes at once, and everything goes at shutdown)."""
     worker_shutdown_grace_s: float = 30.0
-    #: A worker whose receive loop has not completed a turn this long exits non-zero.
+    """A stopping worker lets running jobs finish this long, then cancels them."""
     worker_liveness_timeout_s: float = 120.0
-    #: Port of a worker's /healthz and /metrics (unset: not served).
+    """A worker whose receive loop has not completed a turn this long exits non-zero."""
     worker_health_port: int | None = None
-    #: Where the CLI and the demo find the producer API.
+    """Port of a worker's /healthz and /metrics (unset: not served); ``--health-port``
+    overrides it."""
+
+
+class ApiSettings(Section):
+    """The producer HTTP API (``conveyor api``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_API_")
+
+    auth: Literal["keys", "none"] = "keys"
+    """``keys``: every request needs a configured key; ``none``: no authentication
+    (logged as a warning at start)."""
+    keys_file: Path | None = None
+    """The YAML/JSON document of hashed keys the server accepts (see producers.auth)."""
+    keys: str | None = Field(default=None, repr=False)
+    """The same document inline (e.g. from a secret in the environment)."""
+    rate_per_s: float = Field(default=200.0, gt=0)
+    """Default per-key rate limit, in jobs per second."""
+    burst: float = Field(default=1000.0, ge=1)
+    """Default per-key bucket size, in jobs."""
+    idempotency_retention_s: float = Field(default=DEFAULT_RETENTION_S, gt=0)
+    """How long an idempotency key names its job."""
+    idempotency_lease_s: float = Field(default=DEFAULT_LEASE_S, gt=0)
+    """How long a claimed key protects an unsettled request (see producers.idempotency)."""
+    publish_threads: int = Field(default=DEFAULT_PUBLISH_THREADS, ge=1, le=64)
+    """PublishBatch calls in flight at once per request."""
+    aws_connect_timeout_s: float = Field(default=SNS_CONNECT_TIMEOUT_S, gt=0, le=60)
+    """Connect timeout of the API's SNS and DynamoDB calls: short, so that an unreachable
+    AWS becomes a 503 quickly instead of a hung request. Attempts stay what
+    AWS_MAX_ATTEMPTS says (botocore's standard retry mode: 3)."""
+    aws_read_timeout_s: float = Field(default=SNS_READ_TIMEOUT_S, gt=0, le=120)
+    """Read timeout of the API's SNS and DynamoDB calls (see the connect timeout)."""
+    max_body_bytes: int | None = Field(default=None, ge=1)
+    """Largest request body accepted (413 above it; unset: ``payloads.max_bytes`` of
+    queues.yaml + 256 KiB). Read by ``conveyor api --max-body-bytes``."""
+
+
+class ClientSettings(Section):
+    """The CLI's client of the producer API (``conveyor enqueue``, ``conveyor jobs``)."""
+
     api_url: str = "http://127.0.0.1:8000"
+    """Where the CLI finds the producer API; ``--api-url`` overrides it."""
+    client_api_key: str | None = Field(default=None, repr=False)
+    """The API key the CLI sends (``Authorization: Bearer``); ``--api-key`` overrides it.
+    Not to be confused with ``CONVEYOR_API_KEYS``, the server's document of hashed keys."""
+    api_key: str | None = Field(default=None, repr=False)
+    """Deprecated name of ``CONVEYOR_CLIENT_API_KEY`` (one letter from the server's
+    ``CONVEYOR_API_KEYS``): still used, with a DeprecationWarning, when the new name is
+    not set."""
+
+    #: The warning, also printed by the CLI on stderr.
+    DEPRECATED_KEY_WARNING: ClassVar[str] = (
+        "CONVEYOR_API_KEY is deprecated: set CONVEYOR_CLIENT_API_KEY instead"
+        " (CONVEYOR_API_KEYS, with an S, is the server's keys document)"
+    )
+
+    @model_validator(mode="after")
+    def _resolve_key(self) -> Self:
+        # An empty value counts as unset, as it did when the CLI read CONVEYOR_API_KEY itself.
+        if not self.client_api_key:
+            self.client_api_key = None
+            if self.api_key:
+                warnings.warn(self.DEPRECATED_KEY_WARNING, DeprecationWarning, stacklevel=2)
+                self.client_api_key = self.api_key
+        return self
+
+
+class AwsSettings(Section):
+    """AWS beyond what boto3 reads itself (region, endpoint, credentials: ``AWS_*``)."""
+
+    # An empty value counts as unset (these were read with `os.environ.get(...) or ...`).
+    model_config = SettingsConfigDict(env_ignore_empty=True)
+
+    aws_account_id: str | None = None
+    """The AWS account ARNs are built with; unset: asked of STS once per endpoint and
+    credentials."""
+
+
+class EmulatorSettings(Section):
+    """The embedded AWS emulator (``conveyor emulator``, ``conveyor up``)."""
+
+    model_config = SettingsConfigDict(env_ignore_empty=True)
+
+    emulator_fixes: str = "all"
+    """The fixes applied to moto: ``all``, ``none`` or a comma-separated list of names
+    (checked by infra.emulator.fixes); ``--fixes`` overrides it."""
+
+
+class ScalingSettings(Section):
+    """Worker scaling: where replicas live and how to reach them (``conveyor workers``)."""
+
+    model_config = SettingsConfigDict(env_ignore_empty=True)
+
+    scaling_backend: str = "local"
+    """Where pool replicas live: ``local`` (this machine's supervisor), ``ecs`` or
+    ``kubernetes``. Read by the ``--backend`` option of ``workers`` and ``status``."""
+    state_dir: Path | None = None
+    """Base directory of the local supervisor's state (unset: ``.conveyor/state``, or
+    ``<log dir>/state`` under ``conveyor up``)."""
+    ecs_cluster: str | None = None
+    """The ECS cluster of the worker services (unset: ``<project>-<environment>-workers``,
+    as the CloudFormation export names it)."""
+    k8s_namespace: str | None = None
+    """The Kubernetes namespace of the worker Deployments (unset: the kubeconfig
+    context's, else ``default``)."""
+    k8s_context: str | None = None
+    """The kubeconfig context (unset: the current one)."""
+
+
+class Settings:
+    """Every section; each is read from the environment on first use, then kept."""
+
+    @cached_property
+    def topology(self) -> TopologySettings:
+        return TopologySettings()
+
+    @cached_property
+    def logging(self) -> LoggingSettings:
+        return LoggingSettings()
+
+    @cached_property
+    def worker(self) -> WorkerSettings:
+        return WorkerSettings()
+
+    @cached_property
+    def api(self) -> ApiSettings:
+        return ApiSettings()
+
+    @cached_property
+    def client(self) -> ClientSettings:
+        return ClientSettings()
+
+    @cached_property
+    def aws(self) -> AwsSettings:
+        return AwsSettings()
+
+    @cached_property
+    def emulator(self) -> EmulatorSettings:
+        return EmulatorSettings()
+
+    @cached_property
+    def scaling(self) -> ScalingSettings:
+        return ScalingSettings()
+
+
+#: Every section by its attribute on :class:`Settings`, in the order the docs list them.
+SECTIONS: Mapping[str, type[Section]] = {
+    "topology": TopologySettings,
+    "logging": LoggingSettings,
+    "worker": WorkerSettings,
+    "api": ApiSettings,
+    "client": ClientSettings,
+    "aws": AwsSettings,
+    "emulator": EmulatorSettings,
+    "scaling": ScalingSettings,
+}
 
 
 def load_settings() -> Settings:
-    """Read the settings from the environment now (not cached: tests change it)."""
+    """The settings as the environment says now (not cached: tests change it)."""
     return Settings()
+
+
+# -- the process environment beyond CONVEYOR_* --------------------------------------------
+
+#: Variables other tools own that Conveyor reads or sets, for docs/settings.md.
+OTHER_VARIABLES: Mapping[str, str] = {
+    "AWS_ENDPOINT_URL": "read by boto3; Conveyor also reads it to tell the emulator from"
+    " AWS (`conveyor up`) and to key its cache of account ids",
+    "AWS_ACCESS_KEY_ID": "read by boto3; Conveyor also keys its cache of account ids by it",
+    "AWS_RETRY_MODE": "read by botocore; when unset, Conveyor's clients use the `standard` mode",
+    "AWS_LAMBDA_FUNCTION_NAME": "set by AWS Lambda; when present, the Lambda adapter"
+    " configures logging and writes ledger records inline",
+    "KUBECONFIG": "the kubeconfig file of the `kubernetes` scaling backend"
+    " (default `~/.kube/config`)",
+    "KUBERNETES_SERVICE_HOST": "set inside a Kubernetes pod; the `kubernetes` backend then"
+    " falls back to the pod's service account",
+    "PROMETHEUS_MULTIPROC_DIR": "prometheus_client's multiprocess directory; a worker node"
+    " sets it (a fresh temporary directory) unless the supervisor gave it one",
+    "CONVEYOR_NODE_ID": "set by the supervisor for each worker node it starts"
+    " (`<pool>-<n>`); Conveyor does not read it",
+    "CONVEYOR_HEALTHCHECK_URL": "read by the container image's HEALTHCHECK, not by Python",
+}
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """This process's environment plus ``overrides``, for a child process (workers, API …)."""
+    return {**os.environ, **overrides}
+
+
+def set_environment(values: Mapping[str, str]) -> None:
+    """Set variables in this process's environment (boto3 and prometheus_client read them)."""
+    os.environ.update(values)
+
+
+def aws_endpoint_url() -> str | None:
+    """``AWS_ENDPOINT_URL`` (the emulator, when set), None when unset or empty."""
+    return os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def aws_access_key_id() -> str | None:
+    """``AWS_ACCESS_KEY_ID`` as the environment has it (None when unset)."""
+    return os.environ.get("AWS_ACCESS_KEY_ID")
+
+
+def aws_retry_mode_is_set() -> bool:
+    """Whether ``AWS_RETRY_MODE`` is set (then botocore's choice stands, not ours)."""
+    return "AWS_RETRY_MODE" in os.environ
+
+
+def running_in_aws_lambda() -> bool:
+    """Whether this process runs in AWS Lambda (which sets ``AWS_LAMBDA_FUNCTION_NAME``)."""
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+
+
+def kubeconfig_path() -> str:
+    """The kubeconfig file, as kubectl finds it: ``KUBECONFIG``, else ``~/.kube/config``."""
+    return os.path.expanduser(os.environ.get("KUBECONFIG") or "~/.kube/config")
+
+
+def in_kubernetes_cluster() -> bool:
+    """Whether this process runs in a Kubernetes pod (``KUBERNETES_SERVICE_HOST`` is set)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def prometheus_multiproc_dir() -> str | None:
+    """``PROMETHEUS_MULTIPROC_DIR``, None when unset or empty."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None

@@ -25,10 +25,10 @@ from infra.aws.names import IDEMPOTENCY_TABLE
 from infra.claim_check import claim_check_for
 from infra.ledger import ledger_for
 from infra.logs import get_logger
+from infra.settings import ApiSettings
 from infra.topology import Topology, payload_model
 from producers.auth import ApiKey
 from producers.batch import add_batch_route
-from producers.config import ApiSettings
 from producers.enqueue import (
     SOURCE,
     Enqueuer,

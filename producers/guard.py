@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPBearer
 
+from infra.settings import ApiSettings
 from producers.auth import ApiKey, KeyRing, presented_key
-from producers.config import ApiSettings
 from producers.enqueue import Outcome
 from producers.http import error
 from producers.metrics import ApiMetrics

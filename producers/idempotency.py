@@ -42,6 +42,7 @@ from infra import aws
 from infra.aws.errors import is_condition_failed, is_table_missing
 from infra.errors import AwsError
 from infra.logs import get_logger
+from infra.settings import DEFAULT_LEASE_S, DEFAULT_RETENTION_S
 from producers.publisher import RETRY_AFTER_NOT_PROVISIONED_S, classify
 
 if TYPE_CHECKING:
@@ -49,11 +50,6 @@ if TYPE_CHECKING:
 
 log = get_logger("conveyor.api.idempotency")
 
-#: How long a key (and the job id it names) is remembered by default: 24 hours.
-DEFAULT_RETENTION_S = 24 * 3600.0
-#: How long a claim protects a key whose request has not settled it (it is
-#: publishing, or crashed): longer than a publish can take with the API's timeouts.
-DEFAULT_LEASE_S = 30.0
 #: BatchWriteItem takes at most 25 items.
 _WRITE_BATCH = 25
 _THREADS = 8

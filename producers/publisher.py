@@ -30,6 +30,7 @@ from infra.aws.names import sns_arn
 from infra.envelope import Envelope, encode
 from infra.errors import AwsError
 from infra.limits import SNS_MAX_MESSAGE_BYTES
+from infra.settings import DEFAULT_PUBLISH_THREADS, SNS_CONNECT_TIMEOUT_S, SNS_READ_TIMEOUT_S
 from infra.topology import Topology
 
 if TYPE_CHECKING:
@@ -42,13 +43,6 @@ RETRY_AFTER_NOT_PROVISIONED_S = 30
 
 #: PublishBatch takes at most this many entries per call.
 MAX_BATCH_ENTRIES = 10
-#: Fail fast when SNS is unreachable or frozen: a caller waits for an answer, and an
-#: unpublished job must become a 503 quickly, not a hung request. Retries stay what
-#: AWS_MAX_ATTEMPTS / AWS_RETRY_MODE say (botocore's standard mode otherwise).
-SNS_CONNECT_TIMEOUT_S = 2.0
-SNS_READ_TIMEOUT_S = 10.0
-#: PublishBatch calls in flight at once for one request.
-DEFAULT_PUBLISH_THREADS = 8
 
 
 class PublishError(AwsError):

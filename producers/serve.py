@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from infra.settings import ApiSettings
 from infra.topology import Topology
 from producers.app import create_app
 from producers.auth import ApiKey
-from producers.config import ApiSettings
 
 
 def serve(

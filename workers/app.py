@@ -74,7 +74,7 @@ def create_app(
             "predefined_queues": {topology.queue_name(b.queue): {"url": b.url} for b in bindings},
             "conveyor_queues": {topology.queue_name(b.queue): b.to_option() for b in bindings},
             "wait_time_seconds": LONG_POLL_S,
-            "ack_flush_interval_s": load_settings().ack_flush_interval_s,
+            "ack_flush_interval_s": load_settings().worker.ack_flush_interval_s,
             # kombu waits this long after an empty poll; the long poll already waited.
             "polling_interval": 0,
             "fetch_message_attributes": {

@@ -13,7 +13,6 @@ a write that fails is logged (a later duplicate would run again).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ from infra import aws
 from infra.aws.errors import describe_aws_error
 from infra.aws.names import TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE, succeeded_table_name
 from infra.ledger import ledger_for
+from infra.settings import running_in_aws_lambda
 from infra.topology import Topology
 from workers.hooks import DEFAULT_HOOKS, Hook, IdempotencyGuard, Inline, LedgerHook
 
@@ -114,6 +114,7 @@ class DynamoSuccessStore:
 
 
 #: Set in AWS Lambda's runtime: there, ledger writes are made inline (see workers.hooks.Inline).
+#: Read through :func:`infra.settings.running_in_aws_lambda`.
 LAMBDA_ENVIRONMENT_VARIABLE = "AWS_LAMBDA_FUNCTION_NAME"
 
 
@@ -128,7 +129,7 @@ def job_hooks(topology: Topology, queues: list[str]) -> tuple[Hook, ...]:
     if ledger is not None and any(
         ledger.records(jt) for q in queues for jt in topology.job_types_of_queue(q)
     ):
-        inline = os.environ.get(LAMBDA_ENVIRONMENT_VARIABLE)
+        inline = running_in_aws_lambda()
         hooks.append(LedgerHook(ledger, submitter=Inline(ledger.record_run) if inline else None))
     guarded = job_types_to_guard(topology, queues)
     if guarded:

@@ -11,7 +11,6 @@ a FIFO group stops at its first reported record. Deployment: docs/lambda.md.
 from __future__ import annotations
 
 import base64
-import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from infra import aws
 from infra.aws.lookup import dlq_url, queue_url
 from infra.errors import AwsError
 from infra.logs import configure_logging
-from infra.settings import load_settings
+from infra.settings import load_settings, running_in_aws_lambda
 from infra.topology import Topology, check_imports, load_topology
 from workers.batching import SqsBatcher
 from workers.dead_letter import dead_letter_request
@@ -279,10 +278,6 @@ _lock = threading.Lock()
 _adapter: tuple[tuple[str, str | None], LambdaAdapter] | None = None
 
 
-def _running_in_lambda() -> bool:
-    return "AWS_LAMBDA_FUNCTION_NAME" in os.environ
-
-
 def current_adapter() -> LambdaAdapter:
     """The adapter for ``CONVEYOR_QUEUES_FILE``, built on first use (once per cold start).
 
@@ -292,15 +287,16 @@ def current_adapter() -> LambdaAdapter:
     """
     global _adapter  # noqa: PLW0603 - the per-container cache Lambda's model calls for
     settings = load_settings()
-    key = (str(settings.queues_file), settings.environment)
+    where = settings.topology
+    key = (str(where.queues_file), where.environment)
     with _lock:
         if _adapter is None or _adapter[0] != key:
-            if _running_in_lambda() and not structlog.is_configured():
+            if running_in_aws_lambda() and not structlog.is_configured():
                 # We own the process there; elsewhere (tests, a wrapping handler) the
                 # host configures logging.
-                configure_logging(settings.log_format, settings.log_level)
-            topology = load_topology(settings.queues_file, environment=settings.environment)
-            check_imports(topology, source=str(settings.queues_file), handlers=True)
+                configure_logging(settings.logging.format, settings.logging.level)
+            topology = load_topology(where.queues_file, environment=where.environment)
+            check_imports(topology, source=str(where.queues_file), handlers=True)
             _adapter = (key, LambdaAdapter(topology))
             log.info("lambda.ready", queues_file=key[0], queues=sorted(topology.queues))
         return _adapter[1]

@@ -10,10 +10,11 @@ lazily for the same reason (prometheus_client picks its storage at import).
 from __future__ import annotations
 
 import functools
-import os
 import tempfile
 from dataclasses import dataclass
 from typing import Any
+
+from infra.settings import prometheus_multiproc_dir, set_environment
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 _DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
@@ -22,10 +23,10 @@ _LAG_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3
 
 def prepare_multiprocess_dir() -> str:
     """Point prometheus_client at a fresh directory (before any metric exists)."""
-    path = os.environ.get(ENV)
+    path = prometheus_multiproc_dir()
     if not path:
         path = tempfile.mkdtemp(prefix="conveyor-metrics-")
-        os.environ[ENV] = path
+        set_environment({ENV: path})
     return path
 
 
@@ -88,7 +89,7 @@ def render(extra: dict[str, float]) -> tuple[bytes, str]:
             ]
 
     registry = CollectorRegistry()
-    if os.environ.get(ENV):
+    if prometheus_multiproc_dir():
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     registry.register(_NodeGauges())
     return generate_latest(registry), CONTENT_TYPE_LATEST

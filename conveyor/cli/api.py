@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from conveyor.cli import common
 from conveyor.cli.batch import describe, enqueue_file
 from infra.errors import exit_code
 from infra.logs import configure_logging, get_logger
-from infra.settings import load_settings
+from infra.settings import ApiSettings, SettingsError, load_settings
 from infra.topology import Topology, TopologyError, check_imports, payload_model
-from infra.validation import errors_line
 from producers.auth import ApiKey, KeysError, generate_key, hash_key, load_keys
 from producers.client import NO_RETRY, Client, EnqueueError, Retry
-from producers.config import ApiSettings
 
 api_app = typer.Typer(
     help="Serve the producer HTTP API (OpenAPI docs at /docs); `api keys` makes API keys.",
@@ -38,7 +36,9 @@ ApiUrl = Annotated[
 ]
 ApiKeyOption = Annotated[
     str | None,
-    typer.Option("--api-key", help="The API key (default: CONVEYOR_API_KEY).", show_default=False),
+    typer.Option(
+        "--api-key", help="The API key (default: CONVEYOR_CLIENT_API_KEY).", show_default=False
+    ),
 ]
 TimeoutS = Annotated[float, typer.Option(help="Seconds to wait for each answer.", min=0.1)]
 RetryForS = Annotated[
@@ -51,16 +51,29 @@ RetryForS = Annotated[
 ]
 
 
+#: Warnings already printed by :func:`api_client` (as Python's "default" action, once each).
+_WARNED: set[str] = set()
+
+
 def api_client(
     api_url: str | None, api_key: str | None, timeout_s: float, retry_for_s: float = 30.0
 ) -> Client:
-    """A client for the API named by the options, or by CONVEYOR_API_URL / CONVEYOR_API_KEY."""
-    import os  # noqa: PLC0415 - only here: the one place that reads CONVEYOR_API_KEY
+    """A client for the API named by the options, or by CONVEYOR_API_URL / CONVEYOR_CLIENT_API_KEY.
 
-    url = api_url or load_settings().api_url
+    The deprecated CONVEYOR_API_KEY still works in place of the latter, with a warning
+    on stderr, once per process: Python hides a DeprecationWarning outside ``__main__``,
+    and stdout is the answer scripts read (a job id), so the CLI prints its text itself.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecationWarning)
+        settings = load_settings().client
+    key = api_key or settings.client_api_key
+    if not api_key:  # the environment's key is the one used: its warnings matter
+        for message in {str(warning.message) for warning in caught} - _WARNED:
+            _WARNED.add(message)
+            typer.echo(f"conveyor: warning: {message}", err=True)
     retry = Retry(max_wait_s=retry_for_s) if retry_for_s > 0 else NO_RETRY
-    key = api_key or os.environ.get("CONVEYOR_API_KEY") or None
-    return Client(url, key, timeout_s=timeout_s, retry=retry)
+    return Client(api_url or settings.api_url, key, timeout_s=timeout_s, retry=retry)
 
 
 def _keys(settings: ApiSettings, topology: Topology) -> list[ApiKey] | None:
@@ -105,7 +118,7 @@ def api(
         typer.Option(
             help="Largest request body accepted (413 above it; default: payloads.max_bytes"
             " of queues.yaml + 256 KiB).",
-            envvar="CONVEYOR_API_MAX_BODY_BYTES",
+            envvar=ApiSettings.env_name("max_body_bytes"),
             min=1,
             show_default=False,
         ),
@@ -120,20 +133,20 @@ def api(
         return
     topology = common.load()
     settings = load_settings()
+    source = str(settings.topology.queues_file)
     try:
         # The API validates payloads but never runs handlers: only the models must import.
-        check_imports(topology, source=str(settings.queues_file), handlers=False)
+        check_imports(topology, source=source, handlers=False)
     except TopologyError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(common.EXIT_USAGE) from None
-    _check_group_fields(topology, str(settings.queues_file))
+    _check_group_fields(topology, source)
     try:
-        api_settings = ApiSettings()
-    except ValidationError as exc:
-        problems = errors_line(exc, prefix="CONVEYOR_API_", sep="_", upper=True)
-        common.fail(problems, common.EXIT_USAGE)
+        api_settings = settings.api
+    except SettingsError as exc:  # names every bad CONVEYOR_API_* variable
+        common.fail(str(exc), common.EXIT_USAGE)
     keys = _keys(api_settings, topology)
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.logging.format, settings.logging.level)
     log = get_logger("conveyor.api")
     if keys is None:
         log.warning(

@@ -22,7 +22,7 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
 
 def load() -> Topology:
     """The topology from ``CONVEYOR_QUEUES_FILE`` (default ./queues.yaml), or exit 2 with why."""
-    settings = load_settings()
+    settings = load_settings().topology
     try:
         return load_topology(settings.queues_file, environment=settings.environment)
     except TopologyError as exc:

@@ -17,12 +17,12 @@ def check() -> None:
     """Validate queues.yaml, including that every payload model and handler imports."""
     topology = load()
     try:
-        check_imports(topology, source=str(load_settings().queues_file), handlers=True)
+        check_imports(topology, source=str(load_settings().topology.queues_file), handlers=True)
     except TopologyError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(EXIT_USAGE) from None
     typer.echo(
-        f"{load_settings().queues_file}: OK — {len(topology.topics)} topics,"
+        f"{load_settings().topology.queues_file}: OK — {len(topology.topics)} topics,"
         f" {len(topology.queues)} queues, {len(topology.job_types)} job types,"
         f" {len(topology.pools)} pools"
     )
@@ -53,7 +53,8 @@ def worker(
     from workers.node import run_node  # noqa: PLC0415
 
     settings = load_settings()
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.logging.format, settings.logging.level)
+    worker = settings.worker
     topology = load()
     if pool not in topology.pools:
         fail(f"unknown pool '{pool}' (known: {', '.join(topology.pools) or 'none'})", EXIT_USAGE)
@@ -65,10 +66,10 @@ def worker(
             topology,
             pool,
             concurrency=concurrency,
-            loglevel=settings.log_level,
-            health_port=health_port if health_port is not None else settings.worker_health_port,
-            liveness_timeout_s=settings.worker_liveness_timeout_s,
-            shutdown_grace_s=settings.worker_shutdown_grace_s,
+            loglevel=settings.logging.level,
+            health_port=health_port if health_port is not None else worker.worker_health_port,
+            liveness_timeout_s=worker.worker_liveness_timeout_s,
+            shutdown_grace_s=worker.worker_shutdown_grace_s,
         )
     except TopologyError as exc:
         typer.echo(str(exc), err=True)

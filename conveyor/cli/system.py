@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from conveyor.demo import Summary, submit_sample_workload, wait_for_outcomes
 from conveyor.system import local_system
 from infra.errors import ConveyorError
 from infra.logs import configure_logging, get_logger
-from infra.settings import load_settings
+from infra.settings import aws_endpoint_url, load_settings
 from infra.topology import Topology, TopologyError, check_imports
 from ops.scaling.errors import ScalingError
 
@@ -44,14 +43,14 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 def _prepare() -> tuple[Topology, bool]:
     settings = load_settings()
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.logging.format, settings.logging.level)
     topology = load()
     try:
-        check_imports(topology, source=str(settings.queues_file), handlers=True)
+        check_imports(topology, source=str(settings.topology.queues_file), handlers=True)
     except TopologyError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(EXIT_USAGE) from None
-    return topology, not os.environ.get("AWS_ENDPOINT_URL")
+    return topology, aws_endpoint_url() is None
 
 
 def up(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import threading
 import time
@@ -18,7 +17,7 @@ from rich.console import Console
 from conveyor.cli.common import EXIT_FAILED, EXIT_USAGE, fail, load
 from infra.errors import AwsError
 from infra.logs import configure_logging
-from infra.settings import load_settings
+from infra.settings import child_environment, load_settings
 from infra.topology import Topology
 from ops.scaling.backends import BACKEND_ENV, Backend, backend_for
 from ops.scaling.errors import ScalingError
@@ -176,7 +175,7 @@ def up(pools: PoolsOption = None) -> None:
     from ops.scaling.supervisor import Supervisor  # noqa: PLC0415
 
     settings = load_settings()
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.logging.format, settings.logging.level)
     topology = load()
     names = _pools(topology, pools)
     with _errors():
@@ -184,9 +183,9 @@ def up(pools: PoolsOption = None) -> None:
         supervisor = Supervisor(
             topology,
             state_dir_for(topology),
-            env={**os.environ, "CONVEYOR_ENVIRONMENT": topology.environment},
+            env=child_environment(CONVEYOR_ENVIRONMENT=topology.environment),
             pools=names,
-            grace_s=settings.worker_shutdown_grace_s,
+            grace_s=settings.worker.worker_shutdown_grace_s,
         )
         supervisor.acquire()
     typer.echo(
@@ -225,7 +224,7 @@ def autoscale(
     from ops.scaling.autoscaler import Autoscaler, Decision  # noqa: PLC0415
 
     settings = load_settings()
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.logging.format, settings.logging.level)
     topology = load()
     names = _pools(topology, pools)
     backend = _backend(backend_name, topology, with_jobs=False)

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import boto3
 from botocore.config import Config
 
+from infra import settings
+
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -74,7 +76,7 @@ def _config(connect_timeout_s: float | None = None, read_timeout_s: float | None
     # The default read timeout must outlast a 20 s long poll; request/response callers
     # (the producer API) ask for shorter ones so an unreachable AWS fails fast.
     retries: dict[str, Any] = {}
-    if "AWS_RETRY_MODE" not in os.environ:
+    if not settings.aws_retry_mode_is_set():
         retries["mode"] = "standard"
     return Config(
         connect_timeout=5 if connect_timeout_s is None else connect_timeout_s,
@@ -193,10 +195,10 @@ def account_id() -> str:
     Asked of STS once per endpoint and credentials, then cached: ARNs are computed
     from it on hot paths. ``CONVEYOR_AWS_ACCOUNT_ID`` skips the call.
     """
-    explicit = os.environ.get("CONVEYOR_AWS_ACCOUNT_ID")
+    explicit = settings.load_settings().aws.aws_account_id
     if explicit:
         return explicit
-    key = (os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_ACCESS_KEY_ID"))
+    key = (settings.aws_endpoint_url(), settings.aws_access_key_id())
     with _lock:
         cached = _accounts.get(key)
     if cached is None:

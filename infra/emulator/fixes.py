@@ -18,7 +18,6 @@ same results, same errors.
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -34,8 +33,9 @@ from infra.emulator.patching import (
     PatchSet,
     edited,
 )
+from infra.settings import EmulatorSettings, load_settings
 
-ENV_VAR: Final = "CONVEYOR_EMULATOR_FIXES"
+ENV_VAR: Final = EmulatorSettings.env_name("emulator_fixes")
 """Environment variable selecting the fixes: ``all`` (default), ``none`` or ``name,name``."""
 
 MOTO_VERSION: Final = "5.2.5"
@@ -434,7 +434,7 @@ def parse_fix_selection(text: str) -> list[str]:
 
 def selected_fixes_from_env() -> list[str]:
     """The fixes ``CONVEYOR_EMULATOR_FIXES`` selects: ``all`` (the default), ``none`` or names."""
-    return parse_fix_selection(os.environ.get(ENV_VAR, "all"))
+    return parse_fix_selection(load_settings().emulator.emulator_fixes)
 
 
 def resolve_fix_selection(fixes: str | Iterable[str] | None) -> list[str]:

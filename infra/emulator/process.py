@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import infra
 from infra.emulator.fixes import resolve_fix_selection
 from infra.emulator.server import ENDPOINT_LINE_PREFIX
+from infra.settings import child_environment
 
 _PROJECT_ROOT: Final = str(Path(infra.__file__).resolve().parent.parent)
 _OUTPUT_TAIL_LINES: Final = 200
@@ -205,7 +206,7 @@ class EmulatorProcess:
         command = [sys.executable, "-m", "infra.emulator", "--port", str(self._port)]
         if self._fixes is not None:
             command += ["--fixes", ",".join(self._fixes) or "none"]
-        env = dict(os.environ)
+        env = child_environment()
         # The child must import this checkout's `infra` whatever its working directory.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PROJECT_ROOT, env.get("PYTHONPATH")]))
         self._process = subprocess.Popen(

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from infra.settings import load_settings
 from infra.topology.checks import check_topology
 from infra.topology.errors import Problem, TopologyError
 from infra.topology.imports import add_search_path
@@ -150,7 +151,7 @@ def load_topology(path: str | os.PathLike[str], *, environment: str | None = Non
         raise TopologyError(source, [Problem("", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TopologyError(source, [Problem("", f"cannot read the file: {exc}")]) from None
-    env = environment or os.environ.get("CONVEYOR_ENVIRONMENT") or None
+    env = environment or load_settings().topology.environment or None
     topology = parse_topology(text, source=source, environment=env)
     # Handler and payload modules named in the file may live beside it (sample_jobs/).
     add_search_path(Path(path).parent)

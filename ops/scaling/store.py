@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from infra.settings import ScalingSettings, load_settings
 from infra.topology import Topology
 
-STATE_DIR_ENV = "CONVEYOR_STATE_DIR"
+STATE_DIR_ENV = ScalingSettings.env_name("state_dir")
 DEFAULT_STATE_DIR = Path(".conveyor") / "state"
 #: A supervisor rewrites its status at least this often; older means it is gone.
 STATUS_STALE_S = 10.0
@@ -30,7 +31,7 @@ STATUS_STALE_S = 10.0
 
 def state_dir_for(topology: Topology, base: Path | None = None) -> Path:
     """The state directory of ``topology``'s project and environment."""
-    root = base or Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
+    root = base or load_settings().scaling.state_dir or DEFAULT_STATE_DIR
     return root / f"{topology.project}-{topology.environment}"
 
 

@@ -37,6 +37,7 @@ from typing import IO, Any
 from infra.backoff import exponential_delay_s
 from infra.logs import get_logger
 from infra.net import free_port
+from infra.settings import child_environment
 from infra.topology import Topology
 from ops.scaling.errors import ScalingError
 from ops.scaling.store import DesiredStore, read_status, status_path, write_json_atomic
@@ -123,7 +124,7 @@ class Supervisor:
         self.topology = topology
         self.state_dir = state_dir
         self.store = DesiredStore(state_dir)
-        self.env = dict(env if env is not None else os.environ)
+        self.env = dict(env) if env is not None else child_environment()
         self.pools = list(pools if pools is not None else topology.pools)
         self.log_dir = log_dir
         self.grace_s = grace_s

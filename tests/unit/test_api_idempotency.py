@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from infra import aws
+from infra.settings import ApiSettings
 from producers.app import create_app
-from producers.config import ApiSettings
 from producers.enqueue import fingerprint
 from producers.idempotency import IdempotencyStore, IdempotencyUnavailableError
 from sample_jobs.payloads import ResizeImage

@@ -18,13 +18,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, Protocol
 
+from infra.settings import ScalingSettings
 from infra.topology import Topology
 from ops.scaling.errors import ScalingError
 from ops.scaling.model import PoolState
 
 BackendName = Literal["local", "ecs", "kubernetes"]
 BACKENDS: tuple[BackendName, ...] = ("local", "ecs", "kubernetes")
-BACKEND_ENV = "CONVEYOR_SCALING_BACKEND"
+BACKEND_ENV = ScalingSettings.env_name("scaling_backend")
 
 
 class Backend(Protocol):

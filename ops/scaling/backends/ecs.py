@@ -12,7 +12,6 @@ own, so ``conveyor workers scale`` is a manual override until its next decision.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import aws
 from infra.aws.errors import ECS_MISSING_CODES, describe_aws_error, error_code
+from infra.settings import ScalingSettings, load_settings
 from infra.topology import Topology
 from ops.scaling.errors import ScalingError
 from ops.scaling.model import NodeInfo, PoolState
@@ -28,7 +28,7 @@ from ops.scaling.model import NodeInfo, PoolState
 if TYPE_CHECKING:
     from mypy_boto3_ecs import ECSClient
 
-CLUSTER_ENV = "CONVEYOR_ECS_CLUSTER"
+CLUSTER_ENV = ScalingSettings.env_name("ecs_cluster")
 #: DescribeServices and DescribeTasks take at most this many names per call.
 DESCRIBE_MAX = 10
 
@@ -40,7 +40,9 @@ class EcsBackend:
 
     def __init__(self, topology: Topology, *, cluster: str | None = None) -> None:
         self.topology = topology
-        self.cluster = cluster or os.environ.get(CLUSTER_ENV) or topology.resource_name("workers")
+        self.cluster = (
+            cluster or load_settings().scaling.ecs_cluster or topology.resource_name("workers")
+        )
 
     def service_name(self, pool: str) -> str:
         """The ECS service of ``pool``, as the CloudFormation export names it."""

@@ -14,18 +14,23 @@ Uses the official client (``pip install 'conveyor[kubernetes]'``).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from infra.export.kubernetes import k8s_name
+from infra.settings import (
+    ScalingSettings,
+    in_kubernetes_cluster,
+    kubeconfig_path,
+    load_settings,
+)
 from infra.topology import Topology
 from ops.scaling.errors import ScalingError
 from ops.scaling.model import NodeInfo, PoolState
 
-NAMESPACE_ENV = "CONVEYOR_K8S_NAMESPACE"
-CONTEXT_ENV = "CONVEYOR_K8S_CONTEXT"
+NAMESPACE_ENV = ScalingSettings.env_name("k8s_namespace")
+CONTEXT_ENV = ScalingSettings.env_name("k8s_context")
 NO_CLUSTER = (
     "no Kubernetes cluster is configured: set KUBECONFIG (or write ~/.kube/config),"
     f" choose a context with {CONTEXT_ENV}, or run inside a cluster"
@@ -50,14 +55,15 @@ def _client_modules() -> Any:
 
 def _kubeconfig_path() -> str:
     # The client reads KUBECONFIG once, at import: read it now, as kubectl would.
-    return os.path.expanduser(os.environ.get("KUBECONFIG") or "~/.kube/config")
+    return kubeconfig_path()
 
 
 def connect(context: str | None = None) -> tuple[Any, str]:
     """An ``ApiClient`` for the configured cluster and its default namespace; ScalingError."""
     kubernetes = _client_modules()
     config = kubernetes.config
-    context = context or os.environ.get(CONTEXT_ENV) or None
+    scaling = load_settings().scaling
+    context = context or scaling.k8s_context
     configuration = kubernetes.client.Configuration()
     try:
         config.load_kube_config(
@@ -68,7 +74,7 @@ def connect(context: str | None = None) -> tuple[Any, str]:
             active = next((c for c in contexts if c.get("name") == context), active)
         namespace = (active or {}).get("context", {}).get("namespace") or "default"
     except (config.ConfigException, FileNotFoundError) as exc:
-        if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        if not in_kubernetes_cluster():
             if context is not None:
                 raise ScalingError(f"kubeconfig context '{context}': {exc}", usage=True) from None
             raise ScalingError(NO_CLUSTER, usage=True) from None
@@ -84,7 +90,7 @@ def connect(context: str | None = None) -> tuple[Any, str]:
     # A CLI must fail, not retry, when the API server is unreachable (set before the
     # ApiClient builds its connection pool, which reads it).
     configuration.retries = 0
-    return kubernetes.client.ApiClient(configuration), os.environ.get(NAMESPACE_ENV) or namespace
+    return kubernetes.client.ApiClient(configuration), scaling.k8s_namespace or namespace
 
 
 class KubernetesBackend:
