@@ -66,7 +66,7 @@ def test_clients_reach_the_emulator_it_serves() -> None:
 def test_only_the_emulator_runs_the_emulator_image() -> None:
     """moto is installed in the Dockerfile's `emulator` target only: the others run production."""
     stages = re.findall(r"^FROM \S+ AS (\S+)$", (REPO / "Dockerfile").read_text(), re.MULTILINE)
-    for name, service in SERVICES.items():
+    for service in SERVICES.values():
         target = service["build"]["target"]
         assert target in stages
         assert target == ("emulator" if service["command"][0] == "emulator" else "production")
