@@ -1,6 +1,12 @@
-# One image for every role: `conveyor api`, `conveyor worker --pool NAME`, `conveyor infra apply`, …
-# Builds a wheel, installs it into a virtual environment pinned by constraints.txt (as the README
-# does), and copies only that environment into a slim runtime stage that runs as non-root.
+# Two images from one file:
+# - the default (last) target, `production`: every role on AWS — `conveyor api`,
+#   `conveyor worker --pool NAME`, `conveyor infra apply`, … — WITHOUT the emulator extra (no moto,
+#   Flask, docker SDK, cfn-lint…): `docker build -t conveyor .`
+# - `emulator`: the embedded AWS emulator for Docker Compose and local runs, with the extra:
+#   `docker build --target emulator -t conveyor-emulator .`
+# Each builds the wheel, installs it into a virtual environment pinned by constraints.txt (as the
+# README does), and copies only that environment into a slim runtime stage that runs as non-root.
+# tests/unit/test_docker.py repeats both installs from the RUN lines below.
 
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -11,14 +17,32 @@ COPY infra ./infra
 COPY producers ./producers
 COPY workers ./workers
 COPY ops ./ops
-# The emulator extra lets `conveyor up` and `conveyor emulator` run self-contained; drop it
-# (here and in tests/unit/test_docker.py, which installs the wheel the same way) for AWS-only images.
 RUN python -m pip wheel --no-deps -w /wheels . \
  && python -m venv /opt/conveyor \
  && set -- /wheels/conveyor-*.whl \
- && /opt/conveyor/bin/pip install -c constraints.txt "$1[emulator]"
+ && /opt/conveyor/bin/pip install -c constraints.txt "$1"
 
-FROM python:3.11-slim
+FROM build AS build-emulator
+RUN python -m venv /opt/emulator \
+ && set -- /wheels/conveyor-*.whl \
+ && /opt/emulator/bin/pip install -c constraints.txt "$1[emulator]"
+
+FROM python:3.11-slim AS emulator
+RUN useradd --create-home --uid 10001 conveyor
+# The virtual environment is copied to the path it was created at: its scripts name it.
+COPY --from=build-emulator /opt/emulator /opt/emulator
+ENV PATH=/opt/emulator/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+USER 10001
+EXPOSE 5000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import socket; socket.create_connection(('127.0.0.1', 5000), timeout=3).close()"]
+ENTRYPOINT ["conveyor"]
+# In a container the emulator must listen beyond loopback for the other containers.
+CMD ["emulator", "--host", "0.0.0.0", "--port", "5000"]
+
+FROM python:3.11-slim AS production
 RUN useradd --create-home --uid 10001 conveyor
 COPY --from=build /opt/conveyor /opt/conveyor
 WORKDIR /app
@@ -26,11 +50,15 @@ WORKDIR /app
 # from the directory of queues.yaml, so a user's image replaces these two lines with its own.
 COPY queues.yaml ./
 COPY sample_jobs ./sample_jobs
+# CONVEYOR_WORKER_HEALTH_HOST: a worker's /healthz (--health-port) listens on every interface, so
+# that probes from outside the container (Kubernetes, `docker run -p`) reach it; the ECS task
+# definition sets it back to 127.0.0.1, its health check runs inside the container.
 ENV PATH=/opt/conveyor/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     CONVEYOR_LOG_FORMAT=json \
     CONVEYOR_QUEUES_FILE=/app/queues.yaml \
+    CONVEYOR_WORKER_HEALTH_HOST=0.0.0.0 \
     CONVEYOR_HEALTHCHECK_URL=""
 USER 10001
 EXPOSE 8000

@@ -11,6 +11,9 @@ CloudFormation intrinsics, so the template and the provisioner cannot drift:
   idempotency guard's and the job ledger's when a job type enables them, the
   producer API's idempotency keys), the claim-check S3 bucket (SSE-S3, public
   access blocked, objects expiring);
+- the hardening of :mod:`infra.export.cfn_hardening`: topic policies (only the
+  API role and the topic's ``publishers`` publish), TLS-only policies, ``Retain``
+  on DLQs, tables and the bucket, a security group per ECS service;
 - IAM roles with least-privilege inline policies: one for the producer API, one
   per worker pool (trusted by ECS tasks and by EKS Pod Identity); the storage
   resources and their statements are built in :mod:`infra.export.cfn_storage`;
@@ -31,6 +34,12 @@ import json
 import math
 from typing import Any
 
+from infra.export.cfn_hardening import (
+    RETAIN,
+    bucket_policy_resource,
+    security_group_resource,
+    topic_policy_resource,
+)
 from infra.export.cfn_storage import (
     api_storage_statements,
     bucket_resource,
@@ -38,7 +47,13 @@ from infra.export.cfn_storage import (
     worker_storage_statements,
 )
 from infra.export.names import LogicalIds, backlog_target
-from infra.provision.desired import DesiredQueue, DesiredState, desired_state
+from infra.provision.desired import (
+    TAG_ENVIRONMENT,
+    TAG_PROJECT,
+    DesiredQueue,
+    DesiredState,
+    desired_state,
+)
 from infra.topology import Topology
 
 #: Placeholders the desired state is computed with; they become ``Fn::Sub`` variables.
@@ -53,6 +68,9 @@ _ARN_PREFIX_SUB = "arn:${AWS::Partition}:"
 OLDEST_MESSAGE_ALARM_S = 900
 #: The worker's /healthz port inside its container.
 WORKER_HEALTH_PORT = 8001
+#: ECS checks health inside the container: /healthz need not listen beyond loopback
+#: (the image's default is 0.0.0.0, for probes from outside the container).
+WORKER_HEALTH_HOST = "127.0.0.1"
 #: Fargate task size of a worker node.
 WORKER_CPU = "512"
 WORKER_MEMORY = "1024"
@@ -203,6 +221,9 @@ class _Builder:
             props[key] = _attribute(key, value, refs)
         props["Tags"] = _tags(queue.tags)
         self.resources[logical] = {"Type": "AWS::SQS::Queue", "Properties": props}
+        if queue.kind == "dlq":
+            # Dead-lettered jobs wait there for a person: they outlive the stack.
+            self.resources[logical] |= RETAIN
 
     def queues(self) -> None:
         for dlq in self.state.dlqs:
@@ -243,6 +264,7 @@ class _Builder:
             self.table_ids[table.key] = logical
             self.refs[table.arn] = _get_att(logical)
             self.resources[logical] = table_resource(table, _sub(table.name), _tags(table.tags))
+            self.resources[logical] |= RETAIN
 
     def bucket(self) -> None:
         for bucket in self.state.buckets:
@@ -250,6 +272,8 @@ class _Builder:
             self.bucket_id = logical
             tags = _tags(bucket.tags)
             self.resources[logical] = bucket_resource(bucket, self.topology.project, tags)
+            self.resources[logical] |= RETAIN
+            self.resources[self.ids("BucketPolicy", bucket.key)] = bucket_policy_resource(logical)
             self.outputs["PayloadBucketName"] = {"Value": {"Ref": logical}}
 
     # -- IAM -----------------------------------------------------------------------------
@@ -272,6 +296,13 @@ class _Builder:
             "conveyor-api",
         )
         self.outputs["ApiRoleArn"] = {"Value": _get_att("ApiRole")}
+
+    def topic_policies(self) -> None:
+        """Per topic: the API role and the topic's listed publishers publish, nobody else."""
+        for key, topic in self.topology.topics.items():
+            self.resources[self.ids("TopicPolicy", key)] = topic_policy_resource(
+                {"Ref": self.topic_ids[key]}, _get_att("ApiRole"), list(topic.publishers)
+            )
 
     def worker_role(self, pool: str) -> str:
         queues = self.topology.pools[pool].queues
@@ -341,7 +372,7 @@ class _Builder:
         spec = self.topology.pools[pool]
         health = (
             "import sys, urllib.request; sys.exit(urllib.request.urlopen("
-            f"'http://127.0.0.1:{WORKER_HEALTH_PORT}/healthz', timeout=3).status != 200)"
+            f"'http://{WORKER_HEALTH_HOST}:{WORKER_HEALTH_PORT}/healthz', timeout=3).status != 200)"
         )
         task = self.ids("TaskDefinition", pool)
         self.resources[task] = {
@@ -369,6 +400,7 @@ class _Builder:
                         "Environment": [
                             {"Name": "CONVEYOR_ENVIRONMENT", "Value": {"Ref": "EnvironmentName"}},
                             {"Name": "AWS_REGION", "Value": {"Ref": "AWS::Region"}},
+                            {"Name": "CONVEYOR_WORKER_HEALTH_HOST", "Value": WORKER_HEALTH_HOST},
                         ],
                         "StopTimeout": WORKER_STOP_TIMEOUT_S,
                         "HealthCheck": {
@@ -390,6 +422,9 @@ class _Builder:
                 ],
             },
         }
+        group = self.ids("SecurityGroup", pool)
+        tags = {TAG_PROJECT: self.topology.project, TAG_ENVIRONMENT: ENV_PLACEHOLDER}
+        self.resources[group] = security_group_resource(pool, _tags(tags))
         service = self.ids("Service", pool)
         self.resources[service] = {
             "Type": "AWS::ECS::Service",
@@ -402,6 +437,7 @@ class _Builder:
                 "NetworkConfiguration": {
                     "AwsvpcConfiguration": {
                         "Subnets": {"Ref": "Subnets"},
+                        "SecurityGroups": [_get_att(group, "GroupId")],
                         "AssignPublicIp": "DISABLED",
                     }
                 },
@@ -527,6 +563,7 @@ def cloudformation_template(topology: Topology) -> dict[str, Any]:
     b.tables()
     b.bucket()
     b.api_role()
+    b.topic_policies()
     if topology.pools:
         b.cluster()
     for pool in topology.pools:
@@ -551,12 +588,16 @@ def cloudformation_template(topology: Topology) -> dict[str, Any]:
             "Type": "List<AWS::EC2::Subnet::Id>",
             "Description": "Subnets of the worker tasks (private, with a route to AWS APIs).",
         },
+        "VpcId": {
+            "Type": "AWS::EC2::VPC::Id",
+            "Description": "The VPC of the Subnets: the worker tasks' security groups live in it.",
+        },
     }
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": (
             f"Conveyor {topology.project}: topics, queues, DLQs, tables, payload bucket, IAM,"
-            " ECS workers, alarms"
+            " topic and TLS policies, ECS workers, security groups, alarms"
             " (generated by `conveyor infra export cloudformation`; do not edit)."
         ),
         "Parameters": parameters,

@@ -194,6 +194,8 @@ def kubernetes_manifests(
             "args": ["worker", "--pool", pool, "--health-port", str(WORKER_HEALTH_PORT)],
             "ports": [{"name": "health", "containerPort": WORKER_HEALTH_PORT}],
             "envFrom": _env_from(),
+            # The kubelet probes the pod IP: /healthz must listen beyond loopback.
+            "env": [{"name": "CONVEYOR_WORKER_HEALTH_HOST", "value": "0.0.0.0"}],  # noqa: S104
             "livenessProbe": _probe("/healthz", "health", 20),
             "securityContext": _security_context(),
         }

@@ -36,6 +36,7 @@ RECEIVE_WAIT_S = 20
 TAG_PROJECT = "conveyor:project"
 TAG_ENVIRONMENT = "conveyor:environment"
 POLICY_SID = "ConveyorTopicsSendMessage"
+TLS_SID = "ConveyorDenyInsecureTransport"
 
 
 def seconds(value: float) -> str:
@@ -174,8 +175,20 @@ class DesiredState:
         return name.startswith(self.prefix) or any(q.name == name for q in self.all_queues)
 
 
+def deny_insecure_transport(actions: str, resource: Any) -> dict[str, Any]:
+    """A statement refusing ``actions`` on ``resource`` to any request not made over TLS."""
+    return {
+        "Sid": TLS_SID,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": actions,
+        "Resource": resource,
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
 def queue_policy(queue_arn: str, topic_arns: list[str]) -> dict[str, Any]:
-    """A policy that lets only ``topic_arns`` (through SNS) send to the queue."""
+    """A policy that lets only ``topic_arns`` (through SNS) send to the queue, over TLS only."""
     return {
         "Version": "2012-10-17",
         "Id": f"{queue_arn}/conveyor",
@@ -187,7 +200,8 @@ def queue_policy(queue_arn: str, topic_arns: list[str]) -> dict[str, Any]:
                 "Action": "sqs:SendMessage",
                 "Resource": queue_arn,
                 "Condition": {"ArnEquals": {"aws:SourceArn": sorted(topic_arns)}},
-            }
+            },
+            deny_insecure_transport("sqs:*", queue_arn),
         ],
     }
 

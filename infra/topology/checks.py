@@ -5,6 +5,7 @@ Each check returns problems rather than raising, so one run reports all of them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 
 from pydantic import ValidationError
@@ -267,6 +268,29 @@ def _message_groups_on_fifo_topics(t: Topology) -> Iterator[Problem]:
             )
 
 
+#: An IAM principal a topic policy can name: an account (``root``), a role or a user.
+#: Wildcards are not principals; assumed-role sessions are named by their role.
+PUBLISHER_ARN = re.compile(
+    r"^arn:aws(-cn|-us-gov)?:iam::\d{12}:(root|(role|user)(/[\w+=,.@-]+)*/[\w+=,.@-]{1,128})$"
+)
+
+
+def _publishers_are_principals(t: Topology) -> Iterator[Problem]:
+    for name, topic in t.topics.items():
+        seen: set[str] = set()
+        for i, arn in enumerate(topic.publishers):
+            path = f"topics.{name}.publishers[{i}]"
+            if not PUBLISHER_ARN.fullmatch(arn):
+                yield Problem(
+                    path,
+                    f"'{arn}' is not an IAM principal ARN (arn:aws:iam::<12-digit account>:"
+                    "role/NAME, …:user/NAME or …:root; no wildcards)",
+                )
+            elif arn in seen:
+                yield Problem(path, f"'{arn}' is listed twice")
+            seen.add(arn)
+
+
 CHECKS: tuple[Callable[[Topology], Iterator[Problem]], ...] = (
     _topics_exist,
     _subscriptions_are_sound,
@@ -279,6 +303,7 @@ CHECKS: tuple[Callable[[Topology], Iterator[Problem]], ...] = (
     _payloads_are_sound,
     _ledger_outlasts_queues,
     _message_groups_on_fifo_topics,
+    _publishers_are_principals,
 )
 
 

@@ -149,6 +149,9 @@ class Topic(_Strict):
     #: FIFO topics only: deduplicate on the message body's hash.
     content_based_deduplication: bool = False
     description: str = ""
+    #: IAM principal ARNs, besides the producer API's role, allowed to publish to the topic
+    #: (the CloudFormation export's topic policy; checked by infra.topology.checks).
+    publishers: list[str] = Field(default_factory=list)
 
 
 class Subscription(_Strict):

@@ -36,6 +36,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _create_stack(aws_env: AwsEnv, template: dict[str, Any]) -> None:
     cfn = boto3.client("cloudformation", endpoint_url=aws_env.endpoint_url)
+    # The workers' security groups are created in this VPC (moto checks that it exists).
+    ec2 = boto3.client("ec2", endpoint_url=aws_env.endpoint_url)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     name = f"conveyor-{aws_env.environment}"
     cfn.create_stack(
         StackName=name,
@@ -44,6 +47,7 @@ def _create_stack(aws_env: AwsEnv, template: dict[str, Any]) -> None:
             {"ParameterKey": "Image", "ParameterValue": "conveyor:test"},
             {"ParameterKey": "EnvironmentName", "ParameterValue": aws_env.environment},
             {"ParameterKey": "Subnets", "ParameterValue": "subnet-12345678"},
+            {"ParameterKey": "VpcId", "ParameterValue": vpc},
         ],
         Capabilities=["CAPABILITY_IAM"],
     )

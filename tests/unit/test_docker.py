@@ -3,6 +3,8 @@
 There is no Docker engine here: the image is not built. Instead the install the
 Dockerfile performs (a wheel, installed with constraints.txt and the same extras
 into a fresh virtual environment) is repeated and ``conveyor --help`` run from it.
+The production target installs no extra (no moto); the ``emulator`` target
+installs the ``emulator`` extra.
 """
 
 from __future__ import annotations
@@ -38,6 +40,18 @@ def _instructions(text: str) -> list[tuple[str, str]]:
             word, _, rest = line.strip().partition(" ")
             found.append((word.upper(), rest.strip()))
     return found
+
+
+def _stages() -> dict[str, list[tuple[str, str]]]:
+    """Each stage's instructions (its ``FROM`` first), by the stage's name."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for word, args in _instructions(DOCKERFILE):
+        if word == "FROM":
+            current = []
+            stages[re.split(r"\s+AS\s+", args, flags=re.IGNORECASE)[-1]] = current
+        current.append((word, args))
+    return stages
 
 
 def _runtime_stage() -> list[tuple[str, str]]:
@@ -127,10 +141,14 @@ def test_healthcheck_probes_the_configured_url_and_passes_when_none(health_serve
     assert _run_check("") == 0  # a one-shot CLI role: nothing to probe
 
 
-def _dockerfile_install() -> tuple[str, list[str]]:
-    """The extras and the pip options of the Dockerfile's install of the wheel."""
-    (run,) = [args for word, args in _instructions(DOCKERFILE) if word == "RUN" and "wheel" in args]
-    assert "pip wheel --no-deps -w /wheels ." in run
+def _dockerfile_install(target: str) -> tuple[str, list[str]]:
+    """The extras and the pip options of the install of the wheel the ``target`` image copies."""
+    stages = _stages()
+    builds = [args for word, args in stages["build"] if word == "RUN"]
+    assert any("pip wheel --no-deps -w /wheels ." in run for run in builds)
+    (copy,) = [args for word, args in stages[target] if word == "COPY" and "--from=" in args]
+    source = copy.split()[0].removeprefix("--from=")
+    (run,) = [args for word, args in stages[source] if word == "RUN" and "pip install" in args]
     install = next(part for part in run.split("&&") if "pip install" in part)
     words = shlex.split(install)
     (target,) = [w for w in words if w.startswith("$1")]
@@ -140,10 +158,28 @@ def _dockerfile_install() -> tuple[str, list[str]]:
     return extras.group(1) or "", options
 
 
+def test_production_has_no_extra_and_the_emulator_its_own_target() -> None:
+    stages = _stages()
+    # The default target (the last stage) is production.
+    assert list(stages)[-1] == "production"
+    assert _dockerfile_install("production") == ("", ["-c", "constraints.txt"])
+    assert _dockerfile_install("emulator") == ("[emulator]", ["-c", "constraints.txt"])
+    emulator = dict(stages["emulator"])
+    assert emulator["FROM"].startswith("python:3.11-slim")
+    assert emulator["USER"] not in ("root", "0")
+    command = json.loads(emulator["ENTRYPOINT"]) + json.loads(emulator["CMD"])
+    assert command[:2] == ["conveyor", "emulator"]
+    # Reached from the other containers: it must not bind loopback only.
+    assert command[command.index("--host") + 1] == "0.0.0.0"  # noqa: S104
+    # The production image's worker /healthz is reachable by probes from outside.
+    assert "CONVEYOR_WORKER_HEALTH_HOST=0.0.0.0" in dict(stages["production"])["ENV"]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_wheel_installs_like_the_dockerfile_and_runs(tmp_path: Path) -> None:
-    extras, options = _dockerfile_install()
+    extras, options = _dockerfile_install("production")
+    assert extras == ""
     assert options == ["-c", "constraints.txt"]
     wheels = tmp_path / "wheels"
     subprocess.run(
@@ -178,6 +214,24 @@ def test_wheel_installs_like_the_dockerfile_and_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     for command in ("api", "worker", "infra", "dlq", "emulator"):
         assert command in result.stdout
+    # The production image has no emulator: moto is not installed, and no role needs it.
+    no_moto = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import moto"],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert no_moto.returncode != 0
+    for role in ("api", "worker"):
+        helped = subprocess.run(
+            [str(venv / "bin" / "conveyor"), role, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=tmp_path,
+        )
+        assert helped.returncode == 0, helped.stderr
     # As in the image: the handlers beside queues.yaml import, from any working directory.
     image_app = tmp_path / "app"
     image_app.mkdir()
@@ -193,3 +247,21 @@ def test_wheel_installs_like_the_dockerfile_and_runs(tmp_path: Path) -> None:
         env={**os.environ, "CONVEYOR_QUEUES_FILE": str(image_app / "queues.yaml")},
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    # The emulator target's install: the same wheel with the extra; then the emulator loads.
+    extras, options = _dockerfile_install("emulator")
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", *options, f"{wheel}{extras}"],
+        check=True,
+        timeout=600,
+        cwd=REPO,
+        capture_output=True,
+    )
+    imported = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import moto.server, infra.emulator.server"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert imported.returncode == 0, imported.stderr

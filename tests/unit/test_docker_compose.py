@@ -6,6 +6,7 @@ there must be a worker for every pool of queues.yaml.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,7 +25,7 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 @pytest.mark.parametrize("name", sorted(SERVICES))
 def test_service_command_is_a_conveyor_command(name: str) -> None:
     service = SERVICES[name]
-    assert service["build"] == "."
+    assert service["build"]["context"] == "."
     command = service["command"]
     assert isinstance(command, list)
     # --help is eager: typer parses the options given before it, then prints the help.
@@ -60,3 +61,15 @@ def test_clients_reach_the_emulator_it_serves() -> None:
     for name, service in SERVICES.items():
         if name != "emulator":
             assert service["environment"]["AWS_ENDPOINT_URL"] == f"http://emulator:{port}"
+
+
+def test_only_the_emulator_runs_the_emulator_image() -> None:
+    """moto is installed in the Dockerfile's `emulator` target only: the others run production."""
+    stages = re.findall(r"^FROM \S+ AS (\S+)$", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+    for service in SERVICES.values():
+        target = service["build"]["target"]
+        assert target in stages
+        assert target == ("emulator" if service["command"][0] == "emulator" else "production")
+    # Two targets, two images: one tag for both would let one build overwrite the other.
+    images = {s["build"]["target"]: s["image"] for s in SERVICES.values()}
+    assert len(set(images.values())) == len(images) == 2

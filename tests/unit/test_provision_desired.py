@@ -103,7 +103,15 @@ def test_queue_policy_lets_only_its_subscribed_topics_send(state: DesiredState) 
     assert billing.policy is not None
     policy: dict[str, Any] = json.loads(billing.policy)
     assert policy["Version"] == "2012-10-17"
-    [statement] = policy["Statement"]
+    [statement, tls] = policy["Statement"]
+    assert tls == {
+        "Sid": "ConveyorDenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "sqs:*",
+        "Resource": billing.arn,
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
     assert statement["Effect"] == "Allow"
     assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
