@@ -54,6 +54,7 @@ from producers.status import status_router
 
 __all__ = ["SOURCE", "JobAccepted", "create_app", "valid_traceparent"]
 
+
 class JobAccepted(BaseModel):
     """A job SNS accepted: it is on its way to every queue listed."""
 

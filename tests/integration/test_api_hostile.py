@@ -38,6 +38,7 @@ OPS = "cvy_ops-key-for-hostile-tests-0123456789"
 #: The keyed API's limits: small, so that the tests send little.
 MAX_BODY_BYTES = 64 * 1024
 BODY_TIMEOUT_S = 1.0
+HEADER_TIMEOUT_S = 1.0
 #: How long a test waits for an answer that must come (a deadline, not a pace).
 ANSWER_DEADLINE_S = 20.0
 #: The trickling client's pace: one byte, then this long watching for the answer.
@@ -150,6 +151,7 @@ def api(
         "CONVEYOR_API_KEYS_FILE": str(keys),
         "CONVEYOR_API_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
         "CONVEYOR_API_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
+        "CONVEYOR_API_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
     }
     yield from _start_api(api_env, tmp / "api.log")
 
@@ -241,6 +243,28 @@ def test_a_trickling_body_is_cut_off_with_408(api: ApiProcess) -> None:
     assert answer.status == 408, answer.body
     assert f"within {BODY_TIMEOUT_S:g} s" in answer.json()["detail"]
     assert answer.closed
+
+
+def test_trickling_headers_are_disconnected(api: ApiProcess) -> None:
+    head = _head("/v1/jobs/email.send", {"X-API-Key": ALPHA, "X-Padding": "p" * 200})
+    with _connect(api) as sock:
+        sent = 0
+        deadline = time.monotonic() + ANSWER_DEADLINE_S
+        # One byte per pause; the head is never complete.
+        while sent < len(head) - 1 and time.monotonic() < deadline:
+            try:
+                sock.sendall(head[sent : sent + 1])
+            except ConnectionError:
+                break  # closed while we were sending
+            sent += 1
+            if _answered(sock, TRICKLE_PAUSE_S):
+                break
+        assert sent < len(head) - 1, "the server waited for the whole head"
+        try:
+            got = sock.recv(1024)
+        except ConnectionError:
+            got = b""
+    assert got == b""  # closed, without an answer
 
 
 # -- (d) invalid JSON without a key: 401, not 422 ---------------------------------------------

@@ -24,6 +24,7 @@ from infra.ledger import QueuedJob, ledger_for
 from infra.provision import apply
 from infra.settings import ApiSettings
 from infra.topology import Topology, load_topology
+from producers import serve as serve_module
 from producers.app import create_app
 from producers.auth import ApiKey, KeyRing, KeysError, hash_key, parse_keys
 from producers.gate import SCOPE_KEY, ApiKeyGate
@@ -349,3 +350,19 @@ def test_error_bodies_name_no_table_topic_or_arn(topology: Topology) -> None:
     for answer in answers:
         assert "conveyor infra apply" in answer.json()["detail"], answer.text
         assert not [n for n in names if n in answer.text], answer.text
+
+
+def test_uvicorn_runs_with_the_configured_limits(
+    topology: Topology, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(serve_module.uvicorn, "run", lambda app, **kw: seen.update(kw))
+    settings = ApiSettings(
+        max_concurrency=7, keep_alive_timeout_s=3, max_header_bytes=4096, header_timeout_s=2.5
+    )
+    serve_module.serve(topology, settings=settings)
+    assert seen["limit_concurrency"] == 7
+    assert seen["timeout_keep_alive"] == 3
+    assert seen["h11_max_incomplete_event_size"] == 4096
+    assert issubclass(seen["http"], serve_module.HeaderDeadlineProtocol)
+    assert seen["http"].header_timeout_s == 2.5
