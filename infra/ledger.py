@@ -5,7 +5,8 @@ only (``pk``) and two kinds of item:
 
 - ``job#<job id>``: written by the producer once SNS accepted the job
   (:meth:`Ledger.record_queued`, BatchWriteItem, 25 per call): type, trace id, the
-  queues it fans out to, ``queued_at``.
+  queues it fans out to, ``queued_at``, and the name (never the secret) of the API
+  key that enqueued it (``key_name``: who may read its status).
 - ``run#<queue>#<job id>``: written by the workers of that queue with a
   conditional UpdateItem: state (``running``, ``retrying``, ``succeeded``,
   ``dead-lettered``), attempt, timestamps, next attempt time, dead-letter reason.
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from infra import aws
 from infra.aws.errors import (
@@ -99,6 +100,8 @@ class QueuedJob:
     #: The declared queues the job fans out to.
     queues: Sequence[str]
     trace_id: str | None = None
+    #: The name of the API key that enqueued the job (None: no authentication).
+    key_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,13 @@ class JobRecord(BaseModel):
         None, description="When the producer recorded the job (absent if that write failed)."
     )
     queues: dict[str, QueueStatus] = Field(description="Per declared queue.")
+    # Not part of the answer: who may see it.
+    _key_name: str | None = PrivateAttr(default=None)
+
+    @property
+    def key_name(self) -> str | None:
+        """The name of the API key that enqueued the job (None: not recorded)."""
+        return self._key_name
 
 
 def overall_state(states: Sequence[str]) -> JobState:
@@ -272,6 +282,8 @@ class Ledger:
             }
             if job.trace_id:
                 item["trace_id"] = _s(job.trace_id)
+            if job.key_name:
+                item["key_name"] = _s(job.key_name)
             # One batch may not name a key twice (ValidationException): the last wins.
             requests[job.job_id] = {"PutRequest": {"Item": item}}
         chunks = [list(c) for c in _chunks(list(requests.values()), BATCH_WRITE_MAX)]
@@ -453,7 +465,7 @@ class Ledger:
                 error=_attr(item, "error"),
             )
         any_item = queued if queued is not None else next(iter(runs.values()))
-        return JobRecord(
+        record = JobRecord(
             id=job_id,
             type=_attr(any_item, "job_type") or "",
             state=overall_state([s.state for s in statuses.values()]),
@@ -461,6 +473,9 @@ class Ledger:
             queued_at=_attr(queued, "queued_at") if queued else None,
             queues=dict(sorted(statuses.items())),
         )
+        key_name = _attr(queued, "key_name") if queued else None
+        record._key_name = key_name if isinstance(key_name, str) else None
+        return record
 
     def _batch_get(self, keys: list[str]) -> list[dict[str, Any]]:
         request: dict[str, Any] = {

@@ -160,6 +160,23 @@ class ApiSettings(Section):
     max_body_bytes: int | None = Field(default=None, ge=1)
     """Largest request body accepted (413 above it; unset: ``payloads.max_bytes`` of
     queues.yaml + 256 KiB). Read by ``conveyor api --max-body-bytes``."""
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    """How long a client may take to send a request's body, from the first read of it:
+    a slower body is cut off with 408 (a client trickling bytes cannot hold a request)."""
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """How long a client may take to send a request's headers (from the connection, or
+    the end of the previous response): a slower one is disconnected."""
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    """Largest request line and headers accepted (uvicorn's h11 limit; 400 above it)."""
+    max_concurrency: int = Field(default=256, ge=1)
+    """Connections (or requests in progress) a process takes at once; above it, new
+    requests are answered 503 (uvicorn's ``limit_concurrency``)."""
+    keep_alive_timeout_s: int = Field(default=5, ge=1)
+    """How long an idle keep-alive connection is kept open between requests."""
+    ready_cache_s: float = Field(default=5.0, ge=0)
+    """How long ``/readyz`` reuses a successful check: a ready process calls SNS at most
+    once per topic per this many seconds, however often it is probed (a failed check is
+    shared by the calls waiting for it, then probed again); 0: no cache."""
 
 
 class ClientSettings(Section):

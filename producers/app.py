@@ -19,12 +19,10 @@ from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from infra.aws.names import IDEMPOTENCY_TABLE
 from infra.claim_check import claim_check_for
 from infra.ledger import ledger_for
-from infra.logs import get_logger
 from infra.settings import ApiSettings
 from infra.topology import Topology, payload_model
 from producers.auth import ApiKey
@@ -36,6 +34,7 @@ from producers.enqueue import (
     Outcome,
     message_group_id,
 )
+from producers.gate import ApiKeyGate
 from producers.guard import Guard
 from producers.http import (
     ENQUEUE_ERRORS,
@@ -50,11 +49,10 @@ from producers.idempotency import IdempotencyStore
 from producers.limits import BodySizeLimit, default_max_body_bytes
 from producers.metrics import CONTENT_TYPE, ApiMetrics, exposition
 from producers.publisher import Publisher, PublishError
+from producers.ready import CachedReadiness
 from producers.status import status_router
 
 __all__ = ["SOURCE", "JobAccepted", "create_app", "valid_traceparent"]
-
-log = get_logger("conveyor.api")
 
 
 class JobAccepted(BaseModel):
@@ -84,7 +82,11 @@ def create_app(
     decides, see :mod:`conveyor.cli.api`). Payloads above ``payloads.max_bytes``
     get 413, as do request bodies above ``max_body_bytes`` (default: that plus
     room for a batch's framing). Large payloads go through S3 (the claim check);
-    accepted jobs of types with ``ledger: true`` are recorded as queued. Imports
+    accepted jobs of types with ``ledger: true`` are recorded as queued, with the
+    name of the key that enqueued them (only that key, or an ``admin`` one, reads
+    their status). The API key is checked before the body is read
+    (:mod:`producers.gate`), the body's size and read time are limited before it is
+    parsed (:mod:`producers.limits`). Imports
     every job type's payload model (run ``check_imports`` first for a readable error).
     """
     settings = settings or ApiSettings()
@@ -104,10 +106,17 @@ def create_app(
         description="Enqueue jobs: each job type of queues.yaml has its own route and"
         " schema; POST /v1/jobs takes up to 500 jobs of any types.",
     )
-    app.add_middleware(
-        BodySizeLimit, max_body_bytes=max_body_bytes or default_max_body_bytes(topology)
-    )
     metrics = ApiMetrics(topology.job_types)
+    guard = Guard(keys, settings, metrics)
+    # The last added runs first: the key is checked before the body is read at all.
+    app.add_middleware(
+        BodySizeLimit,
+        max_body_bytes=max_body_bytes or default_max_body_bytes(topology),
+        body_timeout_s=settings.body_timeout_s,
+    )
+    app.add_middleware(
+        ApiKeyGate, ring=guard.ring, on_rejected=lambda: metrics.request_rejected("unauthorized")
+    )
     timeouts = {
         "connect_timeout_s": settings.aws_connect_timeout_s,
         "read_timeout_s": settings.aws_read_timeout_s,
@@ -132,10 +141,10 @@ def create_app(
     app.state.publisher = publisher
     app.state.enqueuer = enqueuer
     models = {name: payload_model(topology, name) for name in topology.job_types}
-    guard = Guard(keys, settings, metrics)
     _add_job_routes(app, enqueuer, guard, models)
     add_batch_route(app, enqueuer, guard, models, metrics)
-    _add_status_routes(app, guard, publisher, status_router(topology))
+    readiness = CachedReadiness(publisher.check_topics, settings.ready_cache_s)
+    _add_status_routes(app, guard, readiness, status_router(topology, guard))
 
     @app.exception_handler(RequestValidationError)
     async def count_invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -166,7 +175,9 @@ def _add_job_routes(
         group = message_group_id(topology, job_type, data, headers.message_group_id)
         job = Job(0, job_type, data, headers.idempotency_key, group)
         trace = valid_traceparent(headers.traceparent)
-        [outcome] = enqueuer.run([job], traceparent=trace, scope=guard.scope(key))
+        [outcome] = enqueuer.run(
+            [job], traceparent=trace, scope=guard.scope(key), key_name=guard.key_name(key)
+        )
         if not outcome.accepted:
             raise error(outcome.status, outcome.error or "not accepted", outcome.retry_after_s)
         assert outcome.job_id is not None
@@ -204,7 +215,9 @@ def _add_job_routes(
         raise HTTPException(404, f"unknown job type '{job_type}' (known: {known})")
 
 
-def _add_status_routes(app: FastAPI, guard: Guard, publisher: Publisher, status: APIRouter) -> None:
+def _add_status_routes(
+    app: FastAPI, guard: Guard, readiness: CachedReadiness, status: APIRouter
+) -> None:
     """``GET /v1/jobs/<id>`` (behind auth), ``/healthz``, ``/readyz``, ``/metrics`` (public)."""
 
     # -- status, health, metrics ------------------------------------------------------------
@@ -218,11 +231,11 @@ def _add_status_routes(app: FastAPI, guard: Guard, publisher: Publisher, status:
 
     @app.get("/readyz", tags=["health"], responses={503: {"model": ErrorDetail}})
     async def readyz() -> dict[str, Any]:
-        """SNS answers and every declared topic exists."""
+        """SNS answers and every declared topic exists (checked at most once per
+        ``CONVEYOR_API_READY_CACHE_S`` per process)."""
         try:
-            topics = await run_in_threadpool(publisher.check_topics)
+            topics = await readiness.check()
         except PublishError as exc:
-            log.warning("not ready", reason=exc.detail, error=repr(exc.__cause__ or exc))
             raise error(503, f"not ready: {exc.detail}", exc.retry_after_s) from None
         return {"status": "ready", "topics": topics}
 

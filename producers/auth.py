@@ -9,6 +9,10 @@ Keys are configured hashed — only the sha256 of each key is stored, in a YAML
         job_types: [order.placed]      # optional: the types this key may enqueue
         rate_per_s: 50                 # optional: jobs/s (default: CONVEYOR_API_RATE_PER_S)
         burst: 100                     # optional: bucket size (default: CONVEYOR_API_BURST)
+        scopes: [admin]                # optional: admin reads every job's status
+
+A job's status (``GET /v1/jobs/<id>``) is shown to the key that enqueued it, and to
+keys with the ``admin`` scope; to any other key it is 404, as if unknown.
 
 Keys are high-entropy random strings (``cvy_`` + 43 characters), so an unsalted
 sha256 is enough; a presented key is hashed and compared with every configured
@@ -24,7 +28,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -34,6 +38,8 @@ from infra.validation import errors_line
 
 #: Every generated key starts with this, so a leaked one is easy to recognise.
 KEY_PREFIX = "cvy_"
+#: The scope that reads every job's status, whoever enqueued it.
+ADMIN_SCOPE = "admin"
 
 
 class KeysError(ConfigError, ValueError):
@@ -48,6 +54,7 @@ class _KeyEntry(BaseModel):
     job_types: list[str] | None = None
     rate_per_s: Annotated[float, Field(gt=0)] | None = None
     burst: Annotated[float, Field(ge=1)] | None = None
+    scopes: list[Literal["admin"]] = Field(default_factory=list)
 
 
 class _KeysDocument(BaseModel):
@@ -65,6 +72,17 @@ class ApiKey:
     job_types: frozenset[str] | None = None
     rate_per_s: float | None = None
     burst: float | None = None
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def admin(self) -> bool:
+        """Whether this key reads every job's status."""
+        return ADMIN_SCOPE in self.scopes
+
+    def may_read(self, owner: str | None) -> bool:
+        """Whether this key sees the status of a job enqueued by the key named ``owner``
+        (None: recorded before jobs named their key, or without authentication)."""
+        return self.admin or (owner is not None and owner == self.name)
 
     def may_enqueue(self, job_type: str) -> bool:
         """Whether this key may enqueue ``job_type``."""
@@ -114,6 +132,7 @@ def parse_keys(text: str, *, source: str, job_types: Iterable[str] | None = None
                 job_types=frozenset(entry.job_types) if entry.job_types is not None else None,
                 rate_per_s=entry.rate_per_s,
                 burst=entry.burst,
+                scopes=frozenset(entry.scopes),
             )
         )
     return keys

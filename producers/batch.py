@@ -224,7 +224,9 @@ def add_batch_route(
             else:
                 jobs.append(checked)
         trace = valid_traceparent(traceparent)
-        for outcome in enqueuer.run(jobs, traceparent=trace, scope=guard.scope(key)):
+        for outcome in enqueuer.run(
+            jobs, traceparent=trace, scope=guard.scope(key), key_name=guard.key_name(key)
+        ):
             outcomes[outcome.index] = outcome
         ordered = [outcomes[i] for i in range(len(request.jobs))]
         status, body = render(ordered)

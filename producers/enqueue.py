@@ -157,8 +157,16 @@ class Enqueuer:
         """Stop the offloading threads."""
         self._pool.shutdown(wait=True)
 
-    def run(self, jobs: Sequence[Job], *, traceparent: str | None, scope: str) -> list[Outcome]:
-        """One outcome per job, in order. ``scope`` namespaces idempotency keys (the API key)."""
+    def run(
+        self,
+        jobs: Sequence[Job],
+        *,
+        traceparent: str | None,
+        scope: str,
+        key_name: str | None = None,
+    ) -> list[Outcome]:
+        """One outcome per job, in order. ``scope`` namespaces idempotency keys (the API key);
+        ``key_name``, the API key's name, is recorded in the ledger (who may read the status)."""
         outcomes: dict[int, Outcome] = {}
         for job in jobs:
             too_large = self._check_size(job)
@@ -173,7 +181,7 @@ class Enqueuer:
             if job.index not in outcomes
         ]
         flying = self._offload(flying, outcomes)
-        self._publish(flying, outcomes)
+        self._publish(flying, outcomes, key_name)
         ordered = [outcomes[job.index] for job in jobs]
         if self.observe is not None:
             for outcome in ordered:
@@ -313,11 +321,12 @@ class Enqueuer:
                 reason="claim check failed",
                 error=str(result),
             )
+            # The error (logged above) may name the bucket or the account: not in the answer.
             outcomes[f.job.index] = _failed(
                 f.job,
                 503,
                 "unavailable",
-                f"job not published: the payload could not be stored ({result})",
+                "job not published: the payload could not be stored (S3 failed; retry later)",
                 RETRY_AFTER_UNAVAILABLE_S,
             )
             if f.claim is not None:
@@ -326,7 +335,9 @@ class Enqueuer:
             self._release(released)
         return kept
 
-    def _publish(self, flying: list[_InFlight], outcomes: dict[int, Outcome]) -> None:
+    def _publish(
+        self, flying: list[_InFlight], outcomes: dict[int, Outcome], key_name: str | None
+    ) -> None:
         if not flying:
             return
         results = self.publisher.publish_many(
@@ -396,6 +407,7 @@ class Enqueuer:
                         f.job.job_type,
                         outcomes[f.job.index].queues,
                         f.envelope.trace_id,
+                        key_name,
                     )
                     for f, _ in accepted
                 ]

@@ -1,5 +1,8 @@
 """The FastAPI dependencies of authentication (401), authorization (403) and rate limits (429).
 
+The key itself is checked earlier, from the headers, by :class:`producers.gate.ApiKeyGate`
+(before the body is read); :meth:`Guard.authenticate` hands the key it found to the
+routes (and checks the headers again should a route ever be reached without the gate).
 No ``from __future__ import annotations``: FastAPI reads these signatures at runtime.
 """
 
@@ -12,6 +15,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from infra.settings import ApiSettings
 from producers.auth import ApiKey, KeyRing, presented_key
 from producers.enqueue import Outcome
+from producers.gate import INVALID_KEY, MISSING_KEY, request_key
 from producers.http import error
 from producers.metrics import ApiMetrics
 from producers.ratelimit import RateLimiter
@@ -43,15 +47,14 @@ class Guard:
         ) -> ApiKey | None:
             if ring is None:
                 return None
+            key = request_key(request.scope)
+            if key is not None:  # the gate checked it
+                return key
             authorization = request.headers.get("Authorization")
             key = ring.find(presented_key(authorization, x_api_key))
             if key is None:
                 metrics.request_rejected("unauthorized")
-                detail = (
-                    "the API key is not valid"
-                    if authorization or x_api_key
-                    else "an API key is required (Authorization: Bearer <key>)"
-                )
+                detail = INVALID_KEY if authorization or x_api_key else MISSING_KEY
                 raise HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
             return key
 
@@ -86,6 +89,19 @@ class Guard:
             raise error(429, f"rate limit of API key '{key.name}' exceeded", wait_s)
 
     @staticmethod
+    def key_name(key: ApiKey | None) -> str | None:
+        """The name the ledger records as the job's owner (None: no authentication)."""
+        return key.name if key is not None else None
+
+    @staticmethod
     def scope(key: ApiKey | None) -> str:
         """The namespace of the caller's idempotency keys: the API key's name."""
         return key.name if key is not None else "-"
+
+    def may_read(self, key: ApiKey | None, owner: str | None) -> bool:
+        """Whether ``key`` sees the status of a job enqueued by the key named ``owner``.
+
+        Without authentication everyone sees every job; with it, the enqueuing key and
+        ``admin`` keys do (a job recorded without a key name: admin keys only).
+        """
+        return self.ring is None or (key is not None and key.may_read(owner))

@@ -21,12 +21,19 @@ class ErrorDetail(BaseModel):
 
 
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorDetail, "description": "No API key, or an unknown one."},
+    401: {
+        "model": ErrorDetail,
+        "description": "No API key, or an unknown one (answered before the body is read).",
+    },
     429: {"model": ErrorDetail, "description": "The key's rate limit: retry after Retry-After."},
 }
 ENQUEUE_ERRORS: dict[int | str, dict[str, Any]] = {
     **AUTH_ERRORS,
     403: {"model": ErrorDetail, "description": "The API key may not enqueue this job type."},
+    408: {
+        "model": ErrorDetail,
+        "description": "The body did not arrive within CONVEYOR_API_BODY_TIMEOUT_S.",
+    },
     409: {
         "model": ErrorDetail,
         "description": "The Idempotency-Key names another job, or its first request is"

@@ -215,9 +215,10 @@ class IdempotencyStore:
 
     def _unavailable(self, exc: Exception) -> IdempotencyUnavailableError:
         if is_table_missing(exc):
+            # The answer names no table (clients see this message); the log does.
+            log.warning("idempotency table missing", table=self.table_name)
             return IdempotencyUnavailableError(
-                f"the idempotency table '{self.table_name}' does not exist:"
-                " run `conveyor infra apply`",
+                "the idempotency keys' table does not exist: run `conveyor infra apply`",
                 RETRY_AFTER_NOT_PROVISIONED_S,
             )
         error = classify(exc, what="DynamoDB (the idempotency keys)")

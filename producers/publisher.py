@@ -181,9 +181,10 @@ class Publisher:
     def _sns_error(self, exc: Exception, topic: str) -> PublishError:
         # SNS answers NotFound for a topic that does not exist (moto too).
         if is_not_found(exc):
+            # Named as queues.yaml declares it (as the API's documentation does): answers
+            # carry no AWS resource name; the log has the error, with the ARN.
             return PublishError(
-                f"topic '{self.topology.topic_name(topic)}' does not exist:"
-                " run `conveyor infra apply`",
+                f"topic '{topic}' (queues.yaml) does not exist: run `conveyor infra apply`",
                 retry_after_s=RETRY_AFTER_NOT_PROVISIONED_S,
             )
         return classify(exc)
