@@ -34,6 +34,7 @@ from producers.app import create_app, valid_traceparent
 from producers.enqueue import fingerprint
 from producers.publisher import PublishError, classify
 from sample_jobs.payloads import OrderPlaced
+from tests.polling import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 ORDER = {"order_id": "o-1", "customer_email": "ada@example.com", "amount": "12.50"}
@@ -618,6 +619,9 @@ def test_health_and_readiness(client: TestClient, topology: Topology) -> None:
     assert not_ready.status_code == 503
     assert "conveyor infra apply" in not_ready.json()["detail"]
     provision(topology)
-    ready = client.get("/readyz")
-    assert ready.status_code == 200
+    # The answer is cached for CONVEYOR_API_READY_CACHE_S (5 s), failures included.
+    ready = eventually(
+        lambda: (answer := client.get("/readyz")).status_code == 200 and answer,
+        what="/readyz to answer 200 after provisioning",
+    )
     assert ready.json()["topics"] == [topology.topic_name(t) for t in topology.topics]

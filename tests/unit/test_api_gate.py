@@ -276,6 +276,16 @@ def test_readyz_asks_sns_once_per_topic_per_cache_window(topology: Topology) -> 
 
 
 @pytest.mark.usefixtures("mocked_aws")
+def test_readyz_during_an_outage_asks_sns_once_per_cache_window(topology: Topology) -> None:
+    # Nothing provisioned: every probe fails, and the failure is what gets cached.
+    client = TestClient(create_app(topology, settings=ApiSettings(ready_cache_s=300)))
+    before = _topic_probes()
+    for _ in range(50):
+        assert client.get("/readyz").status_code == 503
+    assert 1 <= _topic_probes() - before <= len(topology.topics)
+
+
+@pytest.mark.usefixtures("mocked_aws")
 def test_job_status_is_shown_to_its_key_and_admin_keys_only(topology: Topology) -> None:
     apply(topology)
     client = TestClient(create_app(topology, keys=KEYS))
