@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from infra import aws
 from infra.aws.errors import S3_MISSING_CODES, describe_aws_error, error_code
 from infra.aws.names import payload_bucket_name, payload_bucket_prefix
-from infra.envelope import Envelope, encode
+from infra.envelope import Envelope, EnvelopeError, encode, load_json
 from infra.errors import AwsError
 from infra.topology import Topology
 
@@ -170,11 +170,19 @@ class ClaimCheck:
             raise ClaimCheckError(
                 f"S3 did not return the payload at {envelope.dataref} ({exc})"
             ) from exc
+        # Bounded like a message body (size, nesting); whatever else goes wrong while
+        # reading it, the object is not a payload: dead-letter, never crash the worker.
         try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return load_json(
+                raw, what=f"the payload at {envelope.dataref}", max_bytes=self.max_bytes
+            )
+        except EnvelopeError as exc:
+            reason = "invalid_payload_object" if exc.reason == "invalid_json" else exc.reason
+            raise PayloadUnavailableError(reason, str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError-ish, …
             raise PayloadUnavailableError(
-                "invalid_payload_object", f"the payload at {envelope.dataref} is not JSON: {exc}"
+                "invalid_payload_object",
+                f"the payload at {envelope.dataref} cannot be read: {type(exc).__name__}",
             ) from None
 
 

@@ -35,6 +35,11 @@ REASONS = (
     "unsupported_version",
     "invalid_envelope",
     "unsupported_dataref",  # a claim-checked payload this worker cannot fetch
+    # The consumer boundary (workers/intake.py): a message that cannot become a job.
+    "too_large",  # above infra.envelope.MAX_BODY_BYTES (or a payload above payloads.max_bytes)
+    "too_deep",  # JSON nested deeper than infra.envelope.MAX_JSON_DEPTH
+    "unsupported_content_type",  # data_base64 whose datacontenttype is not JSON
+    "undecodable",  # anything else that went wrong turning the message into a job
 )
 
 

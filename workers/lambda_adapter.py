@@ -28,6 +28,7 @@ from infra.topology import Topology, check_imports, load_topology
 from workers.batching import SqsBatcher
 from workers.dead_letter import dead_letter_request
 from workers.idempotency import job_hooks
+from workers.intake import Refusal
 from workers.runner import JobRunner, Outcome
 
 log = structlog.stdlib.get_logger("conveyor.worker")
@@ -89,6 +90,27 @@ def record_to_message(record: Record) -> dict[str, Any]:
     if record.get("md5OfBody"):
         message["MD5OfBody"] = record["md5OfBody"]
     return message
+
+
+def read_record(record: Record) -> tuple[dict[str, Any], Refusal | None]:
+    """The SQS message of ``record``, and a refusal if the record could not be shaped.
+
+    A record whose attributes cannot be converted (e.g. a binaryValue that is not
+    base64) is still a message: it is dead-lettered as ``undecodable`` with its body
+    unchanged, not reported back to Lambda to fail again on every receive.
+    """
+    try:
+        return record_to_message(record), None
+    except Exception as exc:  # noqa: BLE001 - a message is data, never a crash
+        body = record.get("body")
+        message: dict[str, Any] = {
+            "MessageId": str(record.get("messageId") or ""),
+            "ReceiptHandle": str(record.get("receiptHandle") or ""),
+            "Body": body if isinstance(body, str) else "",
+            "Attributes": {},
+            "MessageAttributes": {},
+        }
+        return message, Refusal("undecodable", exc)
 
 
 def fifo_group(record: Record) -> tuple[str, str] | None:
@@ -182,8 +204,8 @@ class LambdaAdapter:
                 )
                 return False
             try:
-                message = record_to_message(record)
-                outcome = self.runner.run(message, queue)
+                message, refusal = read_record(record)
+                outcome = self.runner.run(message, queue, refusal=refusal)
                 return self._apply(outcome, message)
             except Exception:  # one broken record must not fail the whole batch
                 log.exception("lambda.record_crashed", queue=queue)

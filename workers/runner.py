@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from infra.backoff import backoff_delay_s
 from infra.claim_check import ClaimCheck, ClaimCheckError, PayloadUnavailableError, claim_check_for
-from infra.envelope import Envelope, EnvelopeError, decode
+from infra.envelope import Envelope
 from infra.errors import ConveyorError
 from infra.failure import REDRIVE_COUNT, Failure
 from infra.limits import MAX_VISIBILITY_TIMEOUT_S
@@ -36,6 +36,7 @@ from infra.topology.model import RetryPolicy
 from infra.validation import errors_line
 from workers.api import Handler, JobContext, PermanentError, RetryLater
 from workers.hooks import DEFAULT_HOOKS, Hook, Job
+from workers.intake import Refusal, read_job
 from workers.outcome import Outcome, OutcomeKind
 
 __all__ = ["JobRunner", "Outcome", "OutcomeKind", "receive_count", "worker_id"]
@@ -51,15 +52,23 @@ def worker_id() -> str:
 def _iso_from_ms(value: object) -> str | None:
     try:
         return datetime.fromtimestamp(int(str(value)) / 1000, UTC).isoformat()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, OSError):  # absent, or not a time
         return None
+
+
+def _attributes(message: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The message's system attributes (``{}`` when absent or not a mapping)."""
+    attributes = message.get("Attributes")
+    return attributes if isinstance(attributes, Mapping) else {}
 
 
 def _epoch_s(millis: object) -> float | None:
     try:
-        return int(str(millis)) / 1000
-    except (TypeError, ValueError):
+        seconds = int(str(millis)) / 1000
+        datetime.fromtimestamp(seconds, UTC)  # a time a datetime can hold
+    except (TypeError, ValueError, OverflowError, OSError):  # absent, or not a time
         return None
+    return seconds
 
 
 def _redrives(envelope: Envelope | None) -> int:
@@ -68,6 +77,14 @@ def _redrives(envelope: Envelope | None) -> int:
         return 0
     value = (envelope.model_extra or {}).get(REDRIVE_COUNT, 0)
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _enqueued_at(envelope: Envelope, message: Mapping[str, Any]) -> datetime:
+    """When the job was created: its ``time``, optional in CloudEvents; else when SQS got it."""
+    if envelope.time is not None:
+        return envelope.time
+    sent_s = _epoch_s(_attributes(message).get("SentTimestamp"))
+    return datetime.fromtimestamp(sent_s, UTC) if sent_s is not None else datetime.now(UTC)
 
 
 class InvalidPayloadError(ConveyorError, ValueError):
@@ -84,7 +101,7 @@ class InvalidPayloadError(ConveyorError, ValueError):
 def receive_count(message: Mapping[str, Any]) -> int:
     """SQS's ApproximateReceiveCount: the attempt number, which survives worker crashes."""
     try:
-        return max(1, int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)))
+        return max(1, int(_attributes(message).get("ApproximateReceiveCount", 1)))
     except (TypeError, ValueError):
         return 1
 
@@ -139,22 +156,26 @@ class JobRunner:
                     self._handlers[queue, job_type] = import_object(path)
                     self._models[job_type] = payload_model(topology, job_type)
 
-    def run(self, message: Mapping[str, Any], queue: str) -> Outcome:
-        """Run one received SQS ``message`` from declared ``queue``; return its outcome."""
+    def run(
+        self, message: Mapping[str, Any], queue: str, *, refusal: Refusal | None = None
+    ) -> Outcome:
+        """Run one received SQS ``message`` from declared ``queue``; return its outcome.
+
+        The message is read by :func:`workers.intake.read_job`; ``refusal``: the
+        caller could not even shape the message (the Lambda adapter's record), so it
+        is dead-lettered with that reason without being read.
+        """
         started = time.monotonic()
         delivery = _Delivery(message, queue, receive_count(message))
-        error: EnvelopeError | None = None
-        try:
-            delivery = replace(delivery, envelope=decode(message.get("Body", "")))
-        except EnvelopeError as exc:
-            error = exc
+        read = refusal or read_job(message)
+        if isinstance(read, Envelope):
+            delivery = replace(delivery, envelope=read)
         envelope = delivery.envelope
 
         def execute() -> Outcome:
-            if envelope is None:
-                assert error is not None
-                return self._dead_letter(delivery, error.reason, error)
-            return self._run_envelope(delivery, envelope)
+            if isinstance(read, Refusal):
+                return self._dead_letter(delivery, read.reason, read.error)
+            return self._run_envelope(delivery, read)
 
         job = Job(
             queue=queue,
@@ -162,7 +183,7 @@ class JobRunner:
             job_id=envelope.id if envelope else None,
             job_type=envelope.type if envelope else None,
             trace_id=envelope.trace_id if envelope else None,
-            sent_at_s=_epoch_s(message.get("Attributes", {}).get("SentTimestamp")),
+            sent_at_s=_epoch_s(_attributes(message).get("SentTimestamp")),
             redrives=_redrives(envelope),
         )
         call: Callable[[], Outcome] = execute
@@ -198,7 +219,7 @@ class JobRunner:
             attempt=delivery.attempt,
             max_attempts=policy.max_attempts,
             queue=delivery.queue,
-            enqueued_at=envelope.time,
+            enqueued_at=_enqueued_at(envelope, delivery.message),
             trace_id=envelope.trace_id,
             log=log.bind(),
         )
@@ -227,6 +248,8 @@ class JobRunner:
             return self._models[envelope.type].model_validate(data)
         except ValidationError as exc:
             return self._dead_letter(delivery, "invalid_payload", InvalidPayloadError.of(exc))
+        except Exception as exc:  # noqa: BLE001 - a model's validator that raised something else
+            return self._dead_letter(delivery, "invalid_payload", exc)
 
     def _failed_attempt(self, delivery: _Delivery, policy: RetryPolicy, exc: Exception) -> Outcome:
         if delivery.attempt >= policy.max_attempts:
@@ -256,7 +279,7 @@ class JobRunner:
 
     def _dead_letter(self, delivery: _Delivery, reason: str, exc: BaseException) -> Outcome:
         env = delivery.envelope
-        attributes = delivery.message.get("Attributes", {})
+        attributes = _attributes(delivery.message)
         failure = Failure(
             reason=reason,
             error_type=type(exc).__name__,

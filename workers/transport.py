@@ -50,6 +50,7 @@ from workers import compat
 from workers.batching import SqsBatcher
 from workers.dead_letter import dead_letter_request
 from workers.heartbeat import Heartbeat, new_lease
+from workers.intake import Refusal, read_job
 from workers.liveness import LIVENESS
 from workers.outcome import Outcome
 from workers.runner import receive_count
@@ -132,19 +133,29 @@ class QueueBinding:
         )
 
 
-def _peek(body: str) -> tuple[str | None, str | None]:
-    """(id, type) of a body if it looks like a CloudEvents document; full checks come later."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
+def _peek(plain: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(id, type) of the job in a message; (None, None) when it is not a job.
+
+    The same reading as the runner's (:func:`workers.intake.read_job`, which never
+    raises), so a message that is not a job goes to the undeliverable task and is
+    dead-lettered with its reason there; the consumer itself never fails on it.
+    """
+    read = read_job(plain)
+    if isinstance(read, Refusal):
         return None, None
-    if not isinstance(doc, dict):
-        return None, None
-    job_id, job_type = doc.get("id"), doc.get("type")
-    return (
-        job_id if isinstance(job_id, str) and job_id else None,
-        job_type if isinstance(job_type, str) else None,
-    )
+    return read.id, read.type
+
+
+def _json_safe(attributes: Any) -> dict[str, Any]:
+    # Message attributes ride to the pool in the task's JSON; a Binary value (bytes)
+    # cannot, and the job never reads it (the DLQ write uses the received message).
+    if not isinstance(attributes, dict):
+        return {}
+    return {
+        str(name): {k: v for k, v in value.items() if isinstance(v, str)}
+        for name, value in attributes.items()
+        if isinstance(value, dict)
+    }
 
 
 def _plain_message(message: Any) -> dict[str, Any]:
@@ -152,8 +163,8 @@ def _plain_message(message: Any) -> dict[str, Any]:
     return {
         "MessageId": message.get("MessageId"),
         "Body": message.get("Body") or "",
-        "Attributes": dict(message.get("Attributes") or {}),
-        "MessageAttributes": dict(message.get("MessageAttributes") or {}),
+        "Attributes": {str(k): str(v) for k, v in (message.get("Attributes") or {}).items()},
+        "MessageAttributes": _json_safe(message.get("MessageAttributes")),
     }
 
 
@@ -238,7 +249,7 @@ class Channel(SQS.Channel):
     def _message_to_python(self, message: Any, queue_name: str, q_url: str) -> dict[str, Any]:
         binding = self.bindings[queue_name]
         plain = _plain_message(message)
-        job_id, job_type = _peek(plain["Body"])
+        job_id, job_type = _peek(plain)
         task = job_type if job_type in binding.job_types else UNDELIVERABLE_TASK
         task_id = job_id or plain["MessageId"] or "unknown"
         self._heartbeat.track(

@@ -291,7 +291,7 @@ class Cluster:
                     self.dead_messages.append((body, failure))
                     try:
                         job_id = json.loads(body).get("id")
-                    except (ValueError, AttributeError):
+                    except (ValueError, AttributeError, RecursionError):  # not a job
                         job_id = None
                     if isinstance(job_id, str):
                         self.dead[job_id] = failure

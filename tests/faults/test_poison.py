@@ -33,7 +33,7 @@ POISON = [
     ("a JSON list", '[{"specversion": "1.0"}]', "not_an_envelope"),
     ("envelope version from the future", _doc(id="p2", conveyorversion=99), "unsupported_version"),
     ("envelope version not a number", _doc(id="p3", conveyorversion="1"), "unsupported_version"),
-    ("envelope without a time", _doc(id="p4", time=None), "invalid_envelope"),
+    ("time not an RFC 3339 timestamp", _doc(id="p4", time="yesterday"), "invalid_envelope"),
     ("broken traceparent", _doc(id="p5", traceparent="00-zz"), "invalid_envelope"),
     ("unknown job type", _doc(id="p6", type="fault.nope"), "unknown_job_type"),
     ("a job type of the other queue", _doc(id="p7", type="fault.slow"), "no_handler"),
