@@ -92,7 +92,8 @@ class Failure:
         deeply nested, not an object, a field of the wrong type) is None too;
         :func:`has_failure_attribute` tells the two cases apart.
         """
-        attr = (message.get("MessageAttributes") or {}).get(FAILURE_ATTRIBUTE)
+        attributes = message.get("MessageAttributes")
+        attr = attributes.get(FAILURE_ATTRIBUTE) if isinstance(attributes, dict) else None
         if not isinstance(attr, dict) or not isinstance(attr.get("StringValue"), str):
             return None
         try:
