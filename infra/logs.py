@@ -8,6 +8,7 @@ traceback's frame locals (a job's payload would leak into the log).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from typing import Literal
@@ -67,7 +68,7 @@ def _exception_formatter(*, colors: bool) -> structlog.typing.ExceptionRenderer:
     library's traceback text, which never shows locals. Without colours (a log file),
     the traceback has no escape sequences either.
     """
-    if structlog.dev.rich is not None:
+    if importlib.util.find_spec("rich") is not None:
         return structlog.dev.RichTracebackFormatter(
             show_locals=False, color_system="truecolor" if colors else None
         )

@@ -96,8 +96,11 @@ def test_show_lists_every_hostile_message_escaped(hostile: Hostile) -> None:
     for message_id in hostile.sent:
         assert message_id in text
     assert f"undecodable: JSON nested too deeply to decode ({len(DEEP)} bytes)" in text
-    assert "\x9b" not in text and "\u202e" not in text and "\x1b" not in text
-    assert "\\x9b31m" in text and "\\u202e" in text
+    assert "\x9b" not in text
+    assert "\u202e" not in text
+    assert "\x1b" not in text
+    assert "\\x9b31m" in text
+    assert "\\u202e" in text
     assert "unreadable failure record" in text
     doc = json.loads(hostile.cli("show", "work", "--json", "--full").stdout)
     assert {j["message_id"] for j in doc["jobs"]} == set(hostile.sent)

@@ -139,7 +139,8 @@ def test_a_deep_body_is_redriven_byte_for_byte() -> None:
 @pytest.mark.parametrize("body", ["", "null", "[]", '"text"', "42", "{", "\x00\x01"])
 def test_bodies_that_are_not_envelopes_are_shown_raw_and_never_raise(body: str) -> None:
     job = DeadJob.from_message(_message(body))
-    assert job.envelope is None and job.envelope_error is not None
+    assert job.envelope is None
+    assert job.envelope_error is not None
     assert job.undecodable is None
     _everything_renders(job)
 
@@ -174,7 +175,8 @@ def test_a_malformed_failure_attribute_is_unreadable_not_a_crash(attribute: str)
     message = _message(encode(make_envelope("dlq.fragile", {"label": "x"})), attribute)
     assert Failure.from_message(message) is None
     job = DeadJob.from_message(message)
-    assert job.failure is None and job.failure_unreadable
+    assert job.failure is None
+    assert job.failure_unreadable
     assert job.reason == f"unreadable failure record ({FAILURE_ATTRIBUTE})"
     assert job.job_type == "dlq.fragile"  # the body still decodes
     _everything_renders(job)
@@ -256,5 +258,6 @@ def test_the_workers_table_escapes_and_reads_no_markup() -> None:
     console = Console(width=200, record=True, color_system=None, force_terminal=False)
     console.print(pools_table([state], "local", 10.0))
     text = console.export_text()
-    assert "\x1b" not in text and "\x9b" not in text
+    assert "\x1b" not in text
+    assert "\x9b" not in text
     assert "[bold red]x[/]" in text  # shown as written, not interpreted

@@ -81,7 +81,8 @@ def _orphan_status(state: Path, pid: int, start_ticks: int | None) -> None:
 def test_start_ticks_come_from_proc_stat(lookalike: subprocess.Popen[bytes]) -> None:
     mine = process_start_ticks(os.getpid())
     theirs = process_start_ticks(lookalike.pid)
-    assert mine is not None and theirs is not None
+    assert mine is not None
+    assert theirs is not None
     assert theirs >= mine  # started after this process
     assert process_start_ticks(2**22 + 1) is None  # above any pid_max: no such process
 
@@ -125,7 +126,7 @@ def test_the_recorded_node_itself_is_still_stopped(
 def test_state_files_are_private_and_written_through_an_unguessable_name(tmp_path: Path) -> None:
     state = tmp_path / "state" / "sc-unit"
     state.mkdir(parents=True, mode=0o755)
-    os.chmod(state, 0o755)  # as an older release left it
+    os.chmod(state, 0o755)  # noqa: S103 - as an older release left it
     victim = tmp_path / "victim"
     victim.write_text("untouched")
     # The name the old code wrote through: a planted symlink must not be followed.
