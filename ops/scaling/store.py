@@ -84,6 +84,8 @@ def read_json(path: Path) -> Any:
         return None
     except (ValueError, OSError):
         return None  # replaced mid-read on a filesystem without atomic rename: next read
+    except RecursionError:
+        return None  # not a file this code wrote
 
 
 class DesiredStore:
@@ -97,7 +99,13 @@ class DesiredStore:
         """Every stored pool's desired replicas (pools never scaled are absent)."""
         found = read_json(self.path)
         pools = found.get("pools", {}) if isinstance(found, dict) else {}
-        return {str(k): int(v) for k, v in pools.items() if isinstance(v, int)}
+        if not isinstance(pools, dict):
+            return {}
+        return {
+            str(k): int(v)
+            for k, v in pools.items()
+            if isinstance(v, int) and not isinstance(v, bool)
+        }
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
