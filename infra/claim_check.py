@@ -40,7 +40,9 @@ class PayloadUnavailableError(ClaimCheckError):
     """The payload cannot be fetched, ever: the job is dead-lettered with ``reason``.
 
     Reasons: ``payload_missing`` (no such object: expired or deleted),
-    ``invalid_dataref`` (not an ``s3://`` URI of this topology's bucket),
+    ``invalid_dataref`` (not an ``s3://`` URI of this environment's bucket, or not
+    the key the producer writes for this job's type and id),
+    ``payload_too_large`` (the object is larger than ``payloads.max_bytes``),
     ``invalid_payload_object`` (the object is not JSON).
     """
 
@@ -134,6 +136,55 @@ class ClaimCheck:
         log.info("claim_check.offloaded", job_id=envelope.id, size_bytes=len(body), bucket=bucket)
         return envelope.model_copy(update={"data": None, "dataref": f"{SCHEME}{bucket}/{key}"})
 
+    def checked_dataref(self, envelope: Envelope) -> tuple[str, str]:
+        """``(bucket, key)`` of ``envelope``'s dataref, if it is exactly what the producer writes.
+
+        A message must not make a worker read (and hand to a handler) whatever else its
+        credentials can read: the bucket must be this environment's own (the full name,
+        account and region included: S3 names are global, anyone can create
+        ``<prefix>-999999999999-eu-west-1``), and the key the one :meth:`key_for` gives
+        this job's type and id (not another job type's payload). Anything else raises
+        ``invalid_dataref``; naming our bucket may raise :class:`ClaimCheckError`
+        (the account lookup failed: retry).
+        """
+        dataref = envelope.dataref or ""
+        bucket, key = parse_dataref(dataref)
+        # The prefix first: a foreign bucket is refused without an account lookup.
+        if not bucket.startswith(self._prefix) or bucket != self.bucket:
+            raise PayloadUnavailableError(
+                "invalid_dataref",
+                f"dataref {dataref!r} is not in this environment's payload bucket"
+                f" ({self._prefix}<account>-<region>)",
+            )
+        if key != self.key_for(envelope):
+            raise PayloadUnavailableError(
+                "invalid_dataref",
+                f"dataref {dataref!r} is not this job's payload (expected the key"
+                f" {self.key_for(envelope)!r})",
+            )
+        return bucket, key
+
+    def _read_capped(self, found: Any, dataref: str | None) -> bytes:
+        """The body of a GetObject answer, refused unread if above ``payloads.max_bytes``."""
+        body = found["Body"]
+        size = found.get("ContentLength")
+        if isinstance(size, int) and size > self.max_bytes:
+            body.close()
+            raise PayloadUnavailableError(
+                "payload_too_large",
+                f"the payload at {dataref} is {size} bytes, above payloads.max_bytes"
+                f" ({self.max_bytes})",
+            )
+        # Never more than the maximum (and one byte to tell), whatever the length said.
+        raw: bytes = body.read(self.max_bytes + 1)
+        body.close()
+        if len(raw) > self.max_bytes:
+            raise PayloadUnavailableError(
+                "payload_too_large",
+                f"the payload at {dataref} is above payloads.max_bytes ({self.max_bytes})",
+            )
+        return raw
+
     def resolve(self, envelope: Envelope) -> Any:
         """The job's payload: ``data``, or the object ``dataref`` points at.
 
@@ -143,18 +194,10 @@ class ClaimCheck:
         """
         if envelope.dataref is None:
             return envelope.data
-        bucket, key = parse_dataref(envelope.dataref)
-        # Only this topology's bucket: a message must not make a worker read (and hand
-        # to a handler) whatever else its credentials can read.
-        if not bucket.startswith(self._prefix):
-            raise PayloadUnavailableError(
-                "invalid_dataref",
-                f"dataref {envelope.dataref!r} is not in this topology's payload bucket"
-                f" ({self._prefix}<account>-<region>)",
-            )
+        bucket, key = self.checked_dataref(envelope)
         try:
             found = aws.client("s3").get_object(Bucket=bucket, Key=key)
-            raw = found["Body"].read()
+            raw = self._read_capped(found, envelope.dataref)
         except ClientError as exc:
             # S3_MISSING_CODES: real S3 says 403 for a missing key without s3:ListBucket.
             if error_code(exc) in S3_MISSING_CODES:

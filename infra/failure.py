@@ -40,6 +40,12 @@ REASONS = (
     "too_deep",  # JSON nested deeper than infra.envelope.MAX_JSON_DEPTH
     "unsupported_content_type",  # data_base64 whose datacontenttype is not JSON
     "undecodable",  # anything else that went wrong turning the message into a job
+    # infra.claim_check: the dataref is not this job's object in this environment's bucket,
+    # the object is gone or not JSON, or it is larger than payloads.max_bytes.
+    "invalid_dataref",
+    "payload_missing",
+    "invalid_payload_object",
+    "payload_too_large",
 )
 
 
@@ -85,10 +91,54 @@ class Failure:
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> Failure | None:
-        """The record on a received DLQ message, or None if it has none (native redrive)."""
-        attr = (message.get("MessageAttributes") or {}).get(FAILURE_ATTRIBUTE)
-        if not attr or "StringValue" not in attr:
+        """The record on a received DLQ message, or None if it has none (native redrive).
+
+        Never raises: an attribute that is not a well-formed record (not JSON, too
+        deeply nested, not an object, a field of the wrong type) is None too;
+        :func:`has_failure_attribute` tells the two cases apart.
+        """
+        attributes = message.get("MessageAttributes")
+        attr = attributes.get(FAILURE_ATTRIBUTE) if isinstance(attributes, dict) else None
+        if not isinstance(attr, dict) or not isinstance(attr.get("StringValue"), str):
             return None
-        record = json.loads(attr["StringValue"])
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in record.items() if k in known})
+        try:
+            # RecursionError (deep nesting) and anything else a hostile value causes.
+            record = json.loads(attr["StringValue"])
+        except Exception:  # noqa: BLE001 - any input must yield "unreadable", not a crash
+            return None
+        if not isinstance(record, dict):
+            return None
+        known = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
+        for name, types in _FIELD_TYPES.items():
+            if name in known and not (
+                isinstance(known[name], types) and not isinstance(known[name], bool)
+            ):
+                return None
+        try:
+            return cls(**known)
+        except TypeError:  # a required field is missing
+            return None
+
+
+#: The types a record's fields must have (None allowed where the field is optional).
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "reason": str,
+    "error_type": str,
+    "error_message": str,
+    "attempts": int,
+    "max_attempts": int,
+    "queue": str,
+    "worker": str,
+    "first_attempt_at": (str, type(None)),
+    "last_failure_at": str,
+    "job_id": (str, type(None)),
+    "job_type": (str, type(None)),
+    "traceback": str,
+    "version": int,
+}
+
+
+def has_failure_attribute(message: dict[str, Any]) -> bool:
+    """Whether ``message`` carries a :data:`FAILURE_ATTRIBUTE` (readable or not)."""
+    attributes = message.get("MessageAttributes") or {}
+    return isinstance(attributes, dict) and FAILURE_ATTRIBUTE in attributes

@@ -2,11 +2,13 @@
 
 One configuration for the API, the workers and the CLI: structlog events and
 stdlib records (Celery's, uvicorn's, botocore's) go through the same processors
-and come out as JSON lines or as readable console lines.
+and come out as JSON lines or as readable console lines. Neither format shows a
+traceback's frame locals (a job's payload would leak into the log).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from typing import Literal
@@ -32,7 +34,10 @@ def configure_logging(fmt: Format = "auto", level: str = "INFO") -> None:
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        colors = sys.stderr.isatty()
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=colors, exception_formatter=_exception_formatter(colors=colors)
+        )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -52,6 +57,22 @@ def configure_logging(fmt: Format = "auto", level: str = "INFO") -> None:
     # Chatty libraries: their debug output is noise next to job events.
     for name in ("botocore", "boto3", "urllib3", "kombu", "amqp", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+def _exception_formatter(*, colors: bool) -> structlog.typing.ExceptionRenderer:
+    """Tracebacks without frame locals.
+
+    structlog's default console formatter (rich, or better-exceptions) prints every
+    frame's local variables: a failing job's payload, API keys and e-mail addresses
+    would land in the log, several times per failure. JSON logs use the standard
+    library's traceback text, which never shows locals. Without colours (a log file),
+    the traceback has no escape sequences either.
+    """
+    if importlib.util.find_spec("rich") is not None:
+        return structlog.dev.RichTracebackFormatter(
+            show_locals=False, color_system="truecolor" if colors else None
+        )
+    return structlog.dev.plain_traceback
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -127,6 +127,9 @@ class WorkerSettings(Section):
     worker_health_port: int | None = None
     """Port of a worker's /healthz and /metrics (unset: not served); ``--health-port``
     overrides it."""
+    worker_health_host: str = "127.0.0.1"
+    """Address the /healthz and /metrics endpoint binds: loopback by default; a container
+    whose orchestrator probes it from outside sets ``0.0.0.0``."""
 
 
 class ApiSettings(Section):

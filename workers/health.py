@@ -7,15 +7,24 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from infra.settings import load_settings
+
 
 def serve_health(
     port: int,
     *,
     healthy: Callable[[], tuple[bool, dict[str, object]]],
     metrics: Callable[[], tuple[bytes, str]],
-    host: str = "0.0.0.0",  # noqa: S104 - probes come from the orchestrator, not loopback
+    host: str | None = None,
 ) -> ThreadingHTTPServer:
-    """Serve in a daemon thread; returns the server (``server_port`` is the bound port)."""
+    """Serve in a daemon thread; returns the server (``server_port`` is the bound port).
+
+    ``host`` defaults to ``CONVEYOR_WORKER_HEALTH_HOST`` (loopback unless set: the
+    metrics name queues and counts, and nothing off the machine needs them unless an
+    orchestrator probes from outside, as in a container, which sets ``0.0.0.0``).
+    """
+    if host is None:
+        host = load_settings().worker.worker_health_host
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

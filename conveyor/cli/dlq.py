@@ -33,6 +33,7 @@ from infra.errors import ConveyorError, exit_code
 from infra.topology import Topology
 from ops import dlq as dlq_ops
 from ops.dlq import DeadLetterQueue, DlqError, JobFilter, Peek, RedriveResult, render
+from ops.text import printable, printable_json
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -274,7 +275,7 @@ def show(
             "limited": found.limited,
             "jobs": [j.to_json(traceback=traceback, full=full) for j in found.jobs],
         }
-        typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        typer.echo(printable_json(json.dumps(doc, indent=2, ensure_ascii=False)))
         _notes(found)
         return
     if not found.jobs:
@@ -387,7 +388,7 @@ def redrive(
     unknown = sorted({j.job_type or "?" for j in found.jobs} - runnable)
     if unknown:
         _note(
-            f"warning: queue '{target.queue}' has no handler for {', '.join(unknown)}:"
+            f"warning: queue '{target.queue}' has no handler for {printable(', '.join(unknown))}:"
             " those jobs will be dead-lettered again"
         )
     if dry_run:
@@ -422,7 +423,7 @@ def _not_found(job_filter: JobFilter, found: Peek, dlq: DeadLetterQueue) -> list
         return []  # the scan stopped early: the others may well be there
     missing = [i for i in sorted(job_filter.ids) if not any(j.has_id(i) for j in found.jobs)]
     if missing:
-        _note(f"not found in {dlq.name}: {', '.join(missing)}")
+        _note(f"not found in {dlq.name}: {printable(', '.join(missing))}")
     return missing
 
 
@@ -540,7 +541,9 @@ def delete(
         found = dlq_ops.peek(sqs, url, job_filter, hold_s=hold_s)
     _notes(found)
     if not found.jobs:
-        common.fail(f"nothing to delete: no message in {dlq.name} has id {', '.join(wanted)}")
+        common.fail(
+            f"nothing to delete: no message in {dlq.name} has id {printable(', '.join(wanted))}"
+        )
     typer.echo(f"will delete {len(found.jobs)} messages from {dlq.name}:")
     for job in found.jobs:
         typer.echo(f"  {render.job_line(job)}")

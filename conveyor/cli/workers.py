@@ -22,6 +22,7 @@ from infra.topology import Topology
 from ops.scaling.backends import BACKEND_ENV, Backend, backend_for
 from ops.scaling.errors import ScalingError
 from ops.scaling.model import PoolState
+from ops.text import printable
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -104,7 +105,7 @@ def scale(
         typer.echo(f"{change.pool}: {change.before} → {change.after}{same}")
     note = next((s.note for s in backend.pools(list(desired)).values() if s.note), None)
     if note:
-        typer.echo(f"note: {note}", err=True)
+        typer.echo(f"note: {printable(note)}", err=True)
     if wait:
         _wait_for(backend, desired, timeout_s)
 
@@ -160,7 +161,7 @@ def list_(
     console.print(table)
     notes = {s.note for s in states.values() if s.note}
     for note in notes:
-        typer.echo(f"note: {note}", err=True)
+        typer.echo(f"note: {printable(note)}", err=True)
 
 
 @app.command()
@@ -238,7 +239,7 @@ def autoscale(
     if note:
         local = backend.name == "local"
         later = "; decisions are stored and applied once one runs" if local else ""
-        typer.echo(f"note: {note}{later}", err=True)
+        typer.echo(f"note: {printable(note)}{later}", err=True)
     autoscaler = Autoscaler(topology, backend, pools=names, dry_run=dry_run, on_decision=show)
     if once:
         with _errors():

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
 from infra.emulator.fixes import apply_fixes, resolve_fix_selection
+from infra.emulator.patching import FixDoesNotApplyError
 
 if TYPE_CHECKING:
     from moto.server import ThreadedMotoServer
@@ -95,9 +96,32 @@ class Emulator:
         self.stop()
 
 
+def disable_global_cors() -> None:
+    """Stop moto's server from answering every origin's cross-origin requests.
+
+    moto wraps each service's Flask app in ``flask_cors.CORS(app)`` (any origin, any
+    method) unless ``moto.settings.DISABLE_GLOBAL_CORS``: a web page open in the
+    developer's browser could then drive the emulator (create, read and purge queues)
+    through fetch(). The flag is read from the environment when moto is imported and
+    copied into ``moto.moto_server.werkzeug_app``, which reads it each time it builds a
+    service's app (on that service's first request): set there, before serving.
+    """
+    from moto.moto_server import werkzeug_app  # noqa: PLC0415 - moto is an optional extra
+
+    if not hasattr(werkzeug_app, "DISABLE_GLOBAL_CORS"):
+        raise FixDoesNotApplyError(
+            "moto.moto_server.werkzeug_app.DISABLE_GLOBAL_CORS is gone: find how this moto"
+            " release enables CORS and turn it off in infra.emulator.server"
+        )
+    werkzeug_app.DISABLE_GLOBAL_CORS = True
+
+
 def _loopback_moto_server(host: str, port: int) -> ThreadedMotoServer:
-    """A started ``ThreadedMotoServer`` bound to ``host``, with two of its quirks mended."""
+    """A started ``ThreadedMotoServer`` bound to ``host``, with three of its quirks mended."""
     from moto.server import ThreadedMotoServer  # noqa: PLC0415 - moto is an optional extra
+
+    # Not one of the selectable fixes: the emulator never serves other origins.
+    disable_global_cors()
 
     class _MotoServer(ThreadedMotoServer):
         startup_error: BaseException | None = None

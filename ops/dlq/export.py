@@ -18,11 +18,18 @@ from typing import IO
 
 from ops.dlq.jobs import DeadJob
 from ops.dlq.queues import DlqError
+from ops.text import printable_json
 
 
 def export_line(job: DeadJob) -> str:
-    """One JSON line for ``job`` (no trailing newline)."""
-    return json.dumps(job.export_record(), ensure_ascii=False, separators=(",", ":"))
+    """One JSON line for ``job`` (no trailing newline), safe for a terminal and for UTF-8.
+
+    Control characters and lone surrogates in strings are written as ``\\uXXXX``:
+    the line decodes to exactly the same body.
+    """
+    return printable_json(
+        json.dumps(job.export_record(), ensure_ascii=False, separators=(",", ":"))
+    )
 
 
 class ExportFile:

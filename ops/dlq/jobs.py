@@ -9,12 +9,18 @@ are shown with :data:`NATIVE_REDRIVE_REASON` and their receive count.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from infra.envelope import Envelope, EnvelopeError, decode
-from infra.failure import FAILURE_ATTRIBUTE, REDRIVE_COUNT, REDRIVEN_AT, Failure
+from infra.failure import (
+    FAILURE_ATTRIBUTE,
+    REDRIVE_COUNT,
+    REDRIVEN_AT,
+    Failure,
+    has_failure_attribute,
+)
 
 #: The reason shown for a message without a failure record.
 NATIVE_REDRIVE_REASON = "native redrive (worker lost or crashed)"
@@ -42,12 +48,37 @@ def _from_ms(value: object) -> datetime | None:
         return None
 
 
-def _json_object(body: str) -> dict[str, Any] | None:
+def _json_object(body: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The body as a JSON object (or None), and why it cannot be read at all (or None).
+
+    Any body must do: one nested a thousand levels deep makes ``json.loads`` raise
+    RecursionError, a JSON ``"\\udcff"`` escape yields text no terminal can take.
+    """
     try:
         doc = json.loads(body)
+    except RecursionError:
+        return None, "JSON nested too deeply to decode"
     except ValueError:
-        return None
-    return doc if isinstance(doc, dict) else None
+        return None, None  # not JSON: shown as such (invalid_json), not undecodable
+    except Exception as exc:  # noqa: BLE001 - a DLQ holds whatever was sent
+        return None, f"{type(exc).__name__} while decoding"
+    return (doc if isinstance(doc, dict) else None), None
+
+
+def _text(body: object) -> tuple[str, int, str | None]:
+    """A message body as text, its size in bytes, and why it is not valid text (or None)."""
+    if isinstance(body, bytes | bytearray):
+        raw = bytes(body)
+        try:
+            return raw.decode("utf-8"), len(raw), None
+        except UnicodeDecodeError:
+            # Kept byte for byte (surrogateescape), so a redrive can send it back.
+            return raw.decode("utf-8", "surrogateescape"), len(raw), "invalid UTF-8"
+    text = body if isinstance(body, str) else str(body or "")
+    try:
+        return text, len(text.encode("utf-8")), None
+    except UnicodeEncodeError:
+        return text, len(text.encode("utf-8", "surrogatepass")), "invalid UTF-8"
 
 
 def _clip(text: str, limit: int) -> str:
@@ -70,31 +101,54 @@ class DeadJob:
     envelope_error: str | None
     #: The failure attribute was present but unreadable.
     failure_unreadable: bool = False
+    #: Why the body cannot be decoded at all (deep nesting, invalid UTF-8), if so.
+    undecodable: str | None = None
+    #: The body's size in bytes.
+    size_bytes: int = 0
+    #: The body parsed once, if it is a JSON object (see :attr:`document`).
+    parsed: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> DeadJob:
-        """Decode a received SQS message (never raises for a strange message)."""
-        body = str(message.get("Body") or "")
-        failure_unreadable = False
-        try:
-            failure = Failure.from_message(message)
-        except (ValueError, TypeError):
-            failure, failure_unreadable = None, True
+        """Decode a received SQS message (never raises, whatever its body and attributes)."""
+        body, size_bytes, undecodable = _text(message.get("Body"))
+        failure = Failure.from_message(message)
+        failure_unreadable = failure is None and has_failure_attribute(message)
         envelope: Envelope | None = None
         envelope_error: str | None = None
-        try:
-            envelope = decode(body)
-        except EnvelopeError as exc:
-            envelope_error = exc.reason
+        parsed: dict[str, Any] | None = None
+        if undecodable is None:
+            # One parse bounds the cost of a hostile body; decode() parses only if it can.
+            parsed, undecodable = _json_object(body)
+        if undecodable is not None:
+            envelope_error = "invalid_json"
+        else:
+            try:
+                envelope = decode(body)
+            except EnvelopeError as exc:
+                envelope_error = exc.reason
+            except Exception as exc:  # noqa: BLE001 - a DLQ holds whatever was sent
+                envelope_error, undecodable = "invalid_json", f"{type(exc).__name__} while decoding"
+        raw_attributes = message.get("Attributes")
+        raw_message_attributes = message.get("MessageAttributes")
         return cls(
-            message_id=str(message["MessageId"]),
+            message_id=str(message.get("MessageId") or "(no message id)"),
             body=body,
-            attributes={str(k): str(v) for k, v in (message.get("Attributes") or {}).items()},
-            message_attributes=dict(message.get("MessageAttributes") or {}),
+            attributes=(
+                {str(k): str(v) for k, v in raw_attributes.items()}
+                if isinstance(raw_attributes, dict)
+                else {}
+            ),
+            message_attributes=(
+                dict(raw_message_attributes) if isinstance(raw_message_attributes, dict) else {}
+            ),
             failure=failure,
             envelope=envelope,
             envelope_error=envelope_error,
             failure_unreadable=failure_unreadable,
+            undecodable=undecodable,
+            size_bytes=size_bytes,
+            parsed=parsed,
         )
 
     # -- identity -------------------------------------------------------------------
@@ -102,7 +156,7 @@ class DeadJob:
     @property
     def document(self) -> dict[str, Any] | None:
         """The body as a JSON object, if it is one (envelope or not)."""
-        return _json_object(self.body)
+        return self.parsed
 
     @property
     def job_id(self) -> str | None:
@@ -191,6 +245,8 @@ class DeadJob:
 
     def payload_summary(self, limit: int = PAYLOAD_SUMMARY_CHARS) -> str:
         """The payload on one line, clipped; the raw body if it is not an envelope."""
+        if self.undecodable is not None:
+            return f"undecodable: {self.undecodable} ({self.size_bytes} bytes)"
         if self.envelope is not None:
             if self.envelope.dataref is not None:
                 return f"(claim check: {self.envelope.dataref})"
@@ -227,6 +283,8 @@ class DeadJob:
             "redrive_count": self.redrive_count,
             "redriven_at": self.redriven_at,
             "payload": self.payload_summary(),
+            "size_bytes": self.size_bytes,
+            "undecodable": self.undecodable,
         }
         if traceback:
             out["traceback"] = f.traceback if f else ""
@@ -242,6 +300,7 @@ class DeadJob:
             "job_id": self.job_id,
             "type": self.job_type,
             "reason": self.reason,
+            "undecodable": self.undecodable,
             "body": self.body,
             "failure": asdict(self.failure) if self.failure else None,
             "attributes": self.attributes,

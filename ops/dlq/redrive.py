@@ -53,15 +53,31 @@ def stamp_redrive(body: str, now: datetime) -> str:
     """
     try:
         envelope = decode(body)
+        doc = json.loads(body)
     except EnvelopeError:
+        return body
+    except Exception:  # noqa: BLE001 - too deep to decode, or worse: not ours to change
         return body
     previous = (envelope.model_extra or {}).get(REDRIVE_COUNT, 0)
     if not isinstance(previous, int) or isinstance(previous, bool) or previous < 0:
         previous = 0
-    doc = json.loads(body)
     doc[REDRIVE_COUNT] = previous + 1
     doc[REDRIVEN_AT] = now.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    stamped = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    if not sendable(stamped):
+        # A "\\udcff" escape in the body decodes to a lone surrogate, which UTF-8
+        # cannot carry: keep it escaped (the same JSON value).
+        stamped = json.dumps(doc, separators=(",", ":"))
+    return stamped
+
+
+def sendable(body: str) -> bool:
+    """Whether ``body`` can be sent to SQS at all (it must encode as UTF-8)."""
+    try:
+        body.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def resend_attributes(message_attributes: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -97,10 +113,13 @@ def send_entry(job: DeadJob, target: TargetQueue, now: datetime, entry_id: str) 
 
 
 def _entry_bytes(entry: dict[str, Any]) -> int:
-    size = len(entry["MessageBody"].encode())
+    def size_of(text: str) -> int:
+        return len(text.encode("utf-8", "surrogatepass"))
+
+    size = size_of(entry["MessageBody"])
     for name, value in entry.get("MessageAttributes", {}).items():
-        size += len(name.encode()) + len(value["DataType"].encode())
-        size += len(str(value.get("StringValue") or value.get("BinaryValue") or "").encode())
+        size += size_of(name) + size_of(value["DataType"])
+        size += size_of(str(value.get("StringValue") or value.get("BinaryValue") or ""))
     return size
 
 
@@ -266,6 +285,13 @@ def redrive(
         with Scan(sqs, dlq_url, hold_s=hold_s) as scan:
             for page in scan.pages():
                 mine = [job for job in page if job.message_id in wanted]
+                for job in [j for j in mine if not sendable(j.body)]:
+                    # Not UTF-8 (only a foreign client could have put it there): SQS
+                    # cannot take it back; it stays in the DLQ, untouched.
+                    mine.remove(job)
+                    done.add(job.message_id)
+                    result.failed += 1
+                    result._error(f"message {job.message_id}: the body is not valid UTF-8")
                 entries = [send_entry(job, target, now(), str(i)) for i, job in enumerate(mine)]
                 for chunk in chunk_entries(entries, pacer.batch_size):
                     pacer.wait(len(chunk), scan.heartbeat)

@@ -1,7 +1,9 @@
 """Plain text for people: job blocks, one-line previews, the list table, notes on results.
 
 The CLI prints these; keeping them here leaves it with parsing options only, and
-makes the wording testable without a terminal.
+makes the wording testable without a terminal. Everything that came from a
+message goes through :func:`ops.text.printable`: a DLQ holds whatever was sent,
+terminal escape sequences included.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ops.dlq.jobs import DeadJob
 from ops.dlq.peek import Peek
 from ops.dlq.redrive import RedriveResult
 from ops.dlq.summary import DlqSummary
+from ops.text import printable, printable_json
 
 
 def age(seconds: float) -> str:
@@ -39,11 +42,15 @@ def when(value: datetime | None, now: datetime | None = None) -> str:
 
 def job_line(job: DeadJob) -> str:
     """One line per job (previews of redrive and delete): id, type, reason, error."""
-    return f"{job.job_id or job.message_id}  {job.job_type or '?'}  {job.reason}  {job.error}"
+    if job.undecodable is not None:
+        line = f"{job.message_id}  ?  {job.reason}  {job.payload_summary()}"
+    else:
+        line = f"{job.job_id or job.message_id}  {job.job_type or '?'}  {job.reason}  {job.error}"
+    return printable(line)
 
 
 def job_block(job: DeadJob, *, traceback: bool = False, full: bool = False) -> list[str]:
-    """The lines ``dlq show`` prints for one job."""
+    """The lines ``dlq show`` prints for one job (control characters escaped)."""
     f = job.failure
     attempts = f"attempts {f.attempts}/{f.max_attempts}" if f else f"received {job.receive_count}x"
     lines = [
@@ -61,16 +68,21 @@ def job_block(job: DeadJob, *, traceback: bool = False, full: bool = False) -> l
     if job.redrive_count:
         lines.append(f"  redriven  {job.redrive_count}x, last {job.redriven_at}")
     lines.append(f"  message   {job.message_id}")
+    lines = [printable(line) for line in lines]
+    if job.undecodable is not None or not full:
+        lines.append(printable(f"  payload   {job.payload_summary()}"))
     if full:
         doc = job.document if job.envelope is not None else None
-        text = json.dumps(doc, indent=2, ensure_ascii=False) if doc is not None else job.body
+        text = (
+            printable_json(json.dumps(doc, indent=2, ensure_ascii=False))
+            if doc is not None
+            else printable(job.body, multiline=True)
+        )
         lines.append("  envelope" if doc is not None else "  body")
         lines += [f"    {line}" for line in text.splitlines()]
-    else:
-        lines.append(f"  payload   {job.payload_summary()}")
     if traceback:
         lines.append("  traceback")
-        excerpt = job.traceback_excerpt() or "(none recorded)"
+        excerpt = printable(job.traceback_excerpt(), multiline=True) or "(none recorded)"
         lines += [f"    {line}" for line in excerpt.splitlines()]
     return lines
 
@@ -78,7 +90,7 @@ def job_block(job: DeadJob, *, traceback: bool = False, full: bool = False) -> l
 def count_by_type(jobs: list[DeadJob]) -> str:
     """``image.resize: 3, order.placed: 1``."""
     counts = Counter(job.job_type or "?" for job in jobs)
-    return ", ".join(f"{t}: {n}" for t, n in sorted(counts.items()))
+    return printable(", ".join(f"{t}: {n}" for t, n in sorted(counts.items())))
 
 
 def list_table(rows: list[DlqSummary]) -> list[str]:
@@ -107,7 +119,7 @@ def peek_notes(found: Peek) -> list[str]:
             " with another reader, or wait behind a held FIFO message group)"
         )
     notes += [
-        f"warning: {problem} (the messages become visible again on their own)"
+        f"warning: {printable(problem)} (the messages become visible again on their own)"
         for problem in found.problems
     ]
     return notes
@@ -128,7 +140,7 @@ def redrive_notes(result: RedriveResult, dlq_name: str) -> list[str]:
             f"{result.missing} selected jobs were not found again (moved or deleted by"
             " someone else, or held by another reader)"
         )
-    return notes + [f"error: {text}" for text in result.errors[:5]]
+    return notes + [f"error: {printable(text)}" for text in result.errors[:5]]
 
 
 def delete_notes(result: DeleteResult) -> list[str]:
@@ -138,4 +150,4 @@ def delete_notes(result: DeleteResult) -> list[str]:
         notes.append(f"{result.missing} messages were not found again (deleted by someone else?)")
     if result.failed:
         notes.append(f"{result.failed} messages could not be deleted")
-    return notes + [f"error: {text}" for text in result.errors[:5]]
+    return notes + [f"error: {printable(text)}" for text in result.errors[:5]]

@@ -1,4 +1,8 @@
-"""Tables for people: ``workers ls`` and ``status`` (the CLI prints them; testable wording)."""
+"""Tables for people: ``workers ls`` and ``status`` (the CLI prints them; testable wording).
+
+Every value shown is plain text (no rich markup) with control characters escaped:
+node ids, hosts and notes come from state files and orchestrator APIs.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,12 @@ from rich.text import Text
 from ops.dlq.render import age
 from ops.scaling.model import PoolState
 from ops.scaling.status import SystemStatus
+from ops.text import printable
+
+
+def _text(value: object, style: str = "") -> Text:
+    """``value`` as a cell: escaped, and never read as rich markup (``[bold]`` stays text)."""
+    return Text(printable(value), style=style)
 
 
 def uptime(seconds: float | None) -> str:
@@ -22,8 +32,10 @@ def pools_table(states: list[PoolState], backend: str, now: float) -> Group:
     for state in states:
         restarts = f", {state.restarts} restarted" if state.restarts else ""
         table = Table(
-            title=f"{state.pool} ({backend}): {state.desired} desired,"
-            f" {state.running} running{restarts}",
+            title=_text(
+                f"{state.pool} ({backend}): {state.desired} desired,"
+                f" {state.running} running{restarts}"
+            ),
             title_justify="left",
         )
         for column in ("node", "state", "pid", "host", "uptime"):
@@ -36,10 +48,10 @@ def pools_table(states: list[PoolState], backend: str, now: float) -> Group:
                 else "-"
             )
             table.add_row(
-                node.id,
-                node.state,
+                _text(node.id),
+                _text(node.state),
                 str(node.pid or "-"),
-                node.host or "-",
+                _text(node.host or "-"),
                 uptime(node.uptime_s(now)),
                 jobs,
             )
@@ -67,15 +79,15 @@ def status_view(status: SystemStatus) -> Group:
         queues.add_column(column, justify="left" if column in ("queue", "pool") else "right")
     for row in status.queues:
         if not row.exists:
-            queues.add_row(row.queue, row.pool or "-", "missing")
+            queues.add_row(_text(row.queue), _text(row.pool or "-"), "missing")
             continue
         depth = row.depth
         dlq_oldest = "-"
         if row.dlq_oldest_age_s is not None:
             dlq_oldest = ("≥ " if not row.dlq_oldest_exact else "") + age(row.dlq_oldest_age_s)
         queues.add_row(
-            row.queue,
-            row.pool or "-",
+            _text(row.queue),
+            _text(row.pool or "-"),
             _count(depth.visible if depth else None),
             _count(depth.in_flight if depth else None),
             _count(depth.delayed if depth else None),
@@ -83,19 +95,19 @@ def status_view(status: SystemStatus) -> Group:
             _count(row.dlq_depth),
             dlq_oldest,
         )
-    pools = Table(title=f"pools ({status.backend})", title_justify="left")
+    pools = Table(title=_text(f"pools ({status.backend})"), title_justify="left")
     for column in ("pool", "desired", "running", "restarts"):
         pools.add_column(column)
     for state in status.pools:
         restarts = "-" if state.restarts is None else str(state.restarts)
-        pools.add_row(state.pool, str(state.desired), str(state.running), restarts)
+        pools.add_row(_text(state.pool), str(state.desired), str(state.running), restarts)
     parts: list[Table | Text] = [queues, pools]
     if any(not r.exists for r in status.queues):
         parts.append(Text("missing queues: create them with conveyor infra apply"))
     for note in dict.fromkeys(s.note for s in status.pools if s.note):
-        parts.append(Text(f"pools: {note}"))
+        parts.append(_text(f"pools: {note}"))
     if status.pools_error:
-        parts.append(Text(f"pools: {status.pools_error}"))
+        parts.append(_text(f"pools: {status.pools_error}"))
     if any(r.exists and r.oldest_age_s is None for r in status.queues):
         parts.append(
             Text(

@@ -6,6 +6,9 @@ so ``conveyor workers scale`` in one shell reaches the supervisor that
 is ``CONVEYOR_STATE_DIR``, by default ``.conveyor/state`` under the current
 directory. Files are replaced atomically (write, then rename), so a reader never
 sees half a file; read-modify-write of the desired state holds an exclusive lock.
+The state directory is private (0700) and its files 0600: they name processes the
+supervisor will signal, and a temporary file with a guessable name could be
+planted (a symlink) by another user.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import contextlib
 import fcntl
 import json
 import os
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +39,41 @@ def state_dir_for(topology: Topology, base: Path | None = None) -> Path:
     return root / f"{topology.project}-{topology.environment}"
 
 
+#: Permissions of the state directory and of the files in it.
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and its parents) if missing; ``path`` itself is made 0700."""
+    path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    # mkdir's mode does not apply to a directory that existed already (an older
+    # release made it 0755), and the umask may have narrowed it further.
+    if path.stat().st_mode & 0o777 != DIR_MODE:
+        os.chmod(path, DIR_MODE)
+    return path
+
+
+def open_private(path: Path, flags: int = os.O_WRONLY | os.O_APPEND) -> int:
+    """A file descriptor of ``path``, created 0600 if missing (never following a symlink)."""
+    return os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+
+
 def write_json_atomic(path: Path, value: Any) -> None:
-    """Replace ``path`` with ``value`` as JSON, never leaving a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    """Replace ``path`` with ``value`` as JSON (mode 0600), never leaving a partial file.
+
+    The temporary file comes from ``mkstemp`` (an unpredictable name, created
+    exclusively, 0600) in the same directory, so the rename is atomic.
+    """
+    private_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(value, indent=2, sort_keys=True))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: Path) -> Any:
@@ -51,6 +84,8 @@ def read_json(path: Path) -> Any:
         return None
     except (ValueError, OSError):
         return None  # replaced mid-read on a filesystem without atomic rename: next read
+    except RecursionError:
+        return None  # not a file this code wrote
 
 
 class DesiredStore:
@@ -64,12 +99,18 @@ class DesiredStore:
         """Every stored pool's desired replicas (pools never scaled are absent)."""
         found = read_json(self.path)
         pools = found.get("pools", {}) if isinstance(found, dict) else {}
-        return {str(k): int(v) for k, v in pools.items() if isinstance(v, int)}
+        if not isinstance(pools, dict):
+            return {}
+        return {
+            str(k): int(v)
+            for k, v in pools.items()
+            if isinstance(v, int) and not isinstance(v, bool)
+        }
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.state_dir / "desired.lock", "a") as lock:
+        private_dir(self.state_dir)
+        with os.fdopen(open_private(self.state_dir / "desired.lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -94,6 +135,8 @@ class SupervisorStatus:
     host: str
     updated_at: float
     pools: dict[str, Any]
+    #: The whole document (fields this class does not name, e.g. ``boot_id``).
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def alive(self, now: float | None = None) -> bool:
         """The supervisor wrote recently (and, on this host, its process exists)."""
@@ -125,6 +168,7 @@ def read_status(state_dir: Path) -> SupervisorStatus | None:
             host=str(found["host"]),
             updated_at=float(found["updated_at"]),
             pools=dict(found.get("pools", {})),
+            raw=found,
         )
     except (KeyError, TypeError, ValueError):
         return None

@@ -16,6 +16,13 @@ reach it) with its own Prometheus directory and ``--health-port``, so
 ``conveyor workers ls`` can read its job counts from ``/metrics``. The status of
 every node is written to ``supervisor.json`` in the state directory. One
 supervisor per state directory: a second one refuses to start.
+
+A node left behind by a supervisor that died is identified by its pid *and* its
+process start time (``/proc/<pid>/stat`` field 22, clock ticks since boot, with
+the boot id): a pid reused by another process (another environment's node runs
+the very same command line) has another start time and is never signalled.
+Desired replicas are clamped to the pool's ``replicas`` [min, max] from
+queues.yaml, and at most :data:`MAX_STARTS_PER_TICK` nodes start per pass.
 """
 
 from __future__ import annotations
@@ -40,7 +47,14 @@ from infra.net import free_port
 from infra.settings import child_environment
 from infra.topology import Topology
 from ops.scaling.errors import ScalingError
-from ops.scaling.store import DesiredStore, read_status, status_path, write_json_atomic
+from ops.scaling.store import (
+    DesiredStore,
+    open_private,
+    private_dir,
+    read_status,
+    status_path,
+    write_json_atomic,
+)
 
 log = get_logger("conveyor.supervisor")
 
@@ -50,6 +64,9 @@ POLL_S = 0.5
 STATUS_EVERY_S = 2.0
 #: A node that ran at least this long before exiting was not crash-looping.
 STABLE_AFTER_S = 30.0
+#: Nodes started per pool per pass: a desired count of hundreds (a typo, a bad
+#: autoscaler input) ramps up over seconds instead of forking them all at once.
+MAX_STARTS_PER_TICK = 4
 
 
 @dataclass(frozen=True)
@@ -64,12 +81,47 @@ class RestartBackoff:
         return float(exponential_delay_s(max(1, crashes), base_s=self.base_s, cap_s=self.max_s))
 
 
-def _is_worker_node(pid: int, pool: str) -> bool:
-    """``pid`` is still a ``conveyor worker --pool <pool>`` process (not a recycled pid)."""
+def process_start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat`` field 22).
+
+    None when the process is gone or there is no /proc (then nothing is signalled).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 2 (the command name) is in parentheses and may hold spaces and ")":
+    # the fields after the last ")" start at field 3.
+    fields = stat.rsplit(")", 1)[-1].split()
+    try:
+        return int(fields[22 - 3])
+    except (IndexError, ValueError):
+        return None
+
+
+def boot_id() -> str | None:
+    """This boot's id: start ticks count from boot, so they compare within one boot only."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _is_worker_node(pid: int, pool: str, start_ticks: object, boot: object) -> bool:
+    """``pid`` is still the node that was recorded, not a recycled pid.
+
+    The recorded start time (and boot) must match: the command line alone would
+    also match another environment's node, or any process that reused the pid
+    with the same arguments. A record without a start time is never trusted.
+    """
+    if not isinstance(start_ticks, int) or boot is None or boot != boot_id():
+        return False
+    if process_start_ticks(pid) != start_ticks:
+        return False
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        return False  # gone (or no /proc: then we cannot tell, and leave it alone)
+        return False  # gone meanwhile
     return b"conveyor" in argv and b"worker" in argv and pool.encode() in argv
 
 
@@ -85,11 +137,14 @@ class _Node:
     log_file: IO[bytes] | None
     #: When SIGTERM was sent (monotonic), for a node being scaled in or stopped.
     stopping_since: float | None = None
+    #: The process's start time (see :func:`process_start_ticks`), its identity with the pid.
+    start_ticks: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "pid": self.proc.pid,
+            "start_ticks": self.start_ticks,
             "state": "draining" if self.stopping_since is not None else "running",
             "started_at": self.started_at,
             "health_port": self.health_port,
@@ -135,14 +190,15 @@ class Supervisor:
         self._status_written = 0.0
         self._last_written: tuple[tuple[str, int, bool], ...] | None = None
         self._host = os.uname().nodename
+        self._boot_id = boot_id()
         self._started_at = time.time()
 
     # -- lifecycle -------------------------------------------------------------------
 
     def acquire(self) -> None:
         """Take the state directory's supervisor lock, or raise ScalingError."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(self.state_dir / "supervisor.lock", "a")  # noqa: SIM115 - held until release
+        private_dir(self.state_dir)
+        lock = os.fdopen(open_private(self.state_dir / "supervisor.lock"), "a")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -165,13 +221,20 @@ class Supervisor:
         previous = read_status(self.state_dir)
         if previous is None or previous.host != self._host:
             return
+        boot = previous.raw.get("boot_id")
         for pool, reported in previous.pools.items():
+            if not isinstance(reported, dict):
+                continue
             for node in reported.get("nodes", []):
-                pid = int(node.get("pid", 0))
-                if pid and _is_worker_node(pid, pool):
+                if not isinstance(node, dict) or not isinstance(node.get("pid"), int):
+                    continue
+                pid = node["pid"]
+                if pid > 0 and _is_worker_node(pid, pool, node.get("start_ticks"), boot):
                     log.warning("node.orphan_stopped", pool=pool, node=node.get("id"), pid=pid)
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(pid, signal.SIGTERM)
+                elif pid > 0:
+                    log.info("node.orphan_not_ours", pool=pool, node=node.get("id"), pid=pid)
 
     def force(self) -> None:
         """Signal draining nodes again: the worker's second signal stops at once."""
@@ -217,9 +280,18 @@ class Supervisor:
     # -- reconciling -----------------------------------------------------------------
 
     def desired(self) -> dict[str, int]:
-        """Desired replicas of each supervised pool (stored, else ``replicas.min``)."""
+        """Desired replicas of each supervised pool (stored, else ``replicas.min``).
+
+        Clamped to the pool's ``replicas`` [min, max]: the store is a file anyone
+        with access to the state directory can write.
+        """
         stored = self.store.read()
-        return {p: stored.get(p, self.topology.pools[p].replicas.min) for p in self.pools}
+        desired: dict[str, int] = {}
+        for pool in self.pools:
+            replicas = self.topology.pools[pool].replicas
+            want = stored.get(pool, replicas.min)
+            desired[pool] = min(max(want, replicas.min), replicas.max)
+        return desired
 
     def reconcile(self) -> None:
         """One pass: reap exited nodes, then start or stop nodes to match the desired state."""
@@ -235,7 +307,7 @@ class Supervisor:
                     log.info("node.scale_in", pool=pool, node=node.id, pid=node.proc.pid)
                     self._terminate(node)
             elif len(active) < want and now >= rt.restart_not_before:
-                for _ in range(want - len(active)):
+                for _ in range(min(want - len(active), MAX_STARTS_PER_TICK)):
                     rt.nodes.append(self._start(pool, rt))
             for node in rt.nodes:
                 if node.stopping_since is not None and now - node.stopping_since > self.grace_s + 5:
@@ -308,6 +380,8 @@ class Supervisor:
             port,
             metrics_dir,
             log_file,
+            # Read while the child is ours and unreaped: its pid cannot be reused yet.
+            start_ticks=process_start_ticks(proc.pid),
         )
 
     def _terminate(self, node: _Node) -> None:
@@ -338,6 +412,7 @@ class Supervisor:
         return {
             "pid": os.getpid(),
             "host": self._host,
+            "boot_id": self._boot_id,
             "started_at": self._started_at,
             "updated_at": time.time(),
             "pools": {

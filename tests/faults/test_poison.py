@@ -47,17 +47,17 @@ def test_poison_messages_are_dead_lettered_with_their_reason_and_nodes_carry_on(
 ) -> None:
     # Claim checks that cannot be followed: the topology's own bucket, provisioned.
     bucket = claim_check_for(cluster.topology).bucket
-    aws.client("s3").put_object(Bucket=bucket, Key="fault.note/garbage.json", Body=b"{not json")
+    aws.client("s3").put_object(Bucket=bucket, Key="fault.note/c2.json", Body=b"{not json")
     poison = [
         *POISON,
         (
             "claim check to an object that does not exist (expired)",
-            _doc(id="c1", data=None, dataref=f"s3://{bucket}/fault.note/missing.json"),
+            _doc(id="c1", data=None, dataref=f"s3://{bucket}/fault.note/c1.json"),
             "payload_missing",
         ),
         (
             "claim check to an object that is not JSON",
-            _doc(id="c2", data=None, dataref=f"s3://{bucket}/fault.note/garbage.json"),
+            _doc(id="c2", data=None, dataref=f"s3://{bucket}/fault.note/c2.json"),
             "invalid_payload_object",
         ),
         (

@@ -142,7 +142,7 @@ def test_s3_unreachable_is_a_transient_error(topology: Topology, s3_unreachable:
     with pytest.raises(ClaimCheckError) as offloading:
         check.offload(make_envelope("test.record", _big()))
     assert not isinstance(offloading.value, PayloadUnavailableError)
-    envelope = make_envelope("test.record", None).model_copy(
+    envelope = make_envelope("test.record", None, job_id="x").model_copy(
         update={"dataref": f"s3://{BUCKET}/test.record/x.json"}
     )
     with pytest.raises(ClaimCheckError) as resolving:
@@ -179,7 +179,7 @@ def test_the_runner_fetches_the_payload_before_the_handler(
 def test_the_runner_dead_letters_a_missing_payload(
     topology: Topology, runner: JobRunner, s3: None
 ) -> None:
-    envelope = make_envelope("test.record", None).model_copy(
+    envelope = make_envelope("test.record", None, job_id="gone").model_copy(
         update={"dataref": f"s3://{BUCKET}/test.record/gone.json"}
     )
     outcome = runner.run(_message(envelope), "work")
@@ -192,7 +192,7 @@ def test_the_runner_dead_letters_a_missing_payload(
 def test_the_runner_retries_when_s3_is_unreachable(
     topology: Topology, runner: JobRunner, s3_unreachable: None
 ) -> None:
-    envelope = make_envelope("test.record", None).model_copy(
+    envelope = make_envelope("test.record", None, job_id="x").model_copy(
         update={"dataref": f"s3://{BUCKET}/test.record/x.json"}
     )
     outcome = runner.run(_message(envelope), "work")
