@@ -140,14 +140,34 @@ def _dockerfile_install() -> tuple[str, list[str]]:
     return extras.group(1) or "", options
 
 
+#: What a checkout may hold besides its files: never part of a build's input.
+BUILD_LEFTOVERS = (
+    ".git",
+    ".venv",
+    ".conveyor",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".import_linter_cache",
+)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_wheel_installs_like_the_dockerfile_and_runs(tmp_path: Path) -> None:
     extras, options = _dockerfile_install()
     assert options == ["-c", "constraints.txt"]
     wheels = tmp_path / "wheels"
+    # Built from a copy: pip builds in the source tree (build/, *.egg-info), and the
+    # checkout must stay as it is while other tests run beside this one.
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*BUILD_LEFTOVERS))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(source)],
         check=True,
         timeout=300,
         cwd=tmp_path,
