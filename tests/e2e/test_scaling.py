@@ -210,6 +210,7 @@ def test_nodes_left_by_a_killed_supervisor_are_drained_by_the_next(scaling: Scal
     assert [e["pid"] for e in stopped] == [orphan.pid]
 
 
+@pytest.mark.slow
 def test_the_autoscaler_scales_out_to_max_and_back_to_min(scaling: Scaling) -> None:
     scaling.start("supervisor", "workers", "up")
     eventually(lambda: scaling.ready_nodes(1), what="the pool's one node")

@@ -25,6 +25,7 @@ from infra import aws, provision
 from infra.emulator import EmulatorProcess
 from infra.topology import Topology, load_topology
 from tests import REPO
+from tests.support import http
 from tests.support import outbox as handler_outbox
 from tests.support.emulator import fresh_environment, pointed_at
 from tests.support.polling import eventually
@@ -32,7 +33,11 @@ from tests.support.ports import free_port
 from tests.support.processes import Api, Child, Worker
 from tests.support.queues import queue_url, visible_in_flight
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # One running system for the module: its tests go to one pytest-xdist worker.
+    pytest.mark.xdist_group("storage"),
+]
 
 TOPOLOGY = REPO / "tests" / "fixtures" / "storage.yaml"
 #: Above SNS's 256 KiB: this payload can only travel through S3.
@@ -89,7 +94,7 @@ class Storage:
         return job_id
 
     def status(self, job_id: str, url: str | None = None) -> httpx.Response:
-        return httpx.get(f"{url or self.api_url}/v1/jobs/{job_id}", timeout=30)
+        return http.get(f"{url or self.api_url}/v1/jobs/{job_id}")
 
     def record(self, job_id: str) -> dict[str, Any]:
         response = self.status(job_id)

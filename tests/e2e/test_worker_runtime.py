@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from conveyor.system import local_system
@@ -21,6 +20,7 @@ from infra.envelope import encode, make_envelope
 from infra.provision import apply
 from infra.topology import load_topology
 from tests import REPO
+from tests.support import http
 from tests.support import outbox as handler_outbox
 from tests.support.emulator import AwsEnv, fresh_environment, pointed_at
 from tests.support.polling import eventually
@@ -213,16 +213,17 @@ def test_a_second_sigterm_stops_at_once_and_the_job_comes_back(runtime: Runtime)
     assert runtime.runs(job_id)[-1]["node"] == "b"
 
 
+@pytest.mark.slow
 def test_health_metrics_and_the_idle_cost_of_a_node(runtime: Runtime) -> None:
     base = runtime.node("a").health_url
-    assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
+    assert http.get(f"{base}/healthz").json()["status"] == "ok"
 
     [job_id] = runtime.send("test.sleep", seconds=0.1)
     eventually(lambda: runtime.finished(job_id), what="the job")
     labels = {"job_type": "test.sleep", "queue": "slow"}
     page = eventually(
         lambda: (
-            (t := httpx.get(f"{base}/metrics").text)
+            (t := http.get(f"{base}/metrics").text)
             and metric(t, "conveyor_jobs_succeeded_total", **labels) == 1
             and t
         ),
@@ -238,7 +239,7 @@ def test_health_metrics_and_the_idle_cost_of_a_node(runtime: Runtime) -> None:
     started = time.monotonic()
     eventually(lambda: time.monotonic() - started >= 45, timeout_s=60, what="45 s of idling")
     idle_s = time.monotonic() - started
-    after = metric(httpx.get(f"{base}/metrics").text, "conveyor_sqs_receive_message_requests")
+    after = metric(http.get(f"{base}/metrics").text, "conveyor_sqs_receive_message_requests")
     receives = after - before
     print(
         f"idle node: {receives:g} ReceiveMessage in {idle_s:.0f} s"
@@ -247,6 +248,7 @@ def test_health_metrics_and_the_idle_cost_of_a_node(runtime: Runtime) -> None:
     assert receives <= idle_s / 20 + 1
 
 
+@pytest.mark.slow
 def test_a_node_cut_off_from_sqs_reports_unhealthy_and_exits_non_zero(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -189,6 +189,7 @@ class Outage:
             self.proxy.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "mode",
     [

@@ -30,7 +30,11 @@ from tests.integration.test_api_http import PAYLOADS, QUEUES_FILE, _collect, _st
 from tests.support.emulator import fresh_environment, pointed_at
 from tests.support.processes import Api
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # One running API for the module: its tests go to one pytest-xdist worker.
+    pytest.mark.xdist_group("api-production"),
+]
 
 FULL_KEY = "cvy_full-access-key-for-tests-0123456789abcdef"
 MAIL_KEY = "cvy_mail-only-key-for-tests-0123456789abcdef"

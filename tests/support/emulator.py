@@ -6,6 +6,7 @@ a loopback port. Each test works under its own environment name, so its queues,
 topics, tables and buckets are fresh (moto limits PurgeQueue to once a minute;
 fresh names avoid purging at all) and tests can share one emulator — one per
 pytest-xdist worker, as a session fixture is one per worker process.
+:func:`sqs_client` is a client of its own for tests that must see every error.
 """
 
 from __future__ import annotations

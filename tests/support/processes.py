@@ -27,6 +27,7 @@ import httpx
 
 from infra.topology import load_topology
 from tests import REPO
+from tests.support import http
 from tests.support.polling import eventually
 from tests.support.ports import free_port
 
@@ -88,7 +89,7 @@ class Child:
         """GET ``url`` (a child's endpoint); None while nothing answers there."""
         self.check_alive()
         try:
-            return httpx.get(url, timeout=2.0)
+            return http.get(url, timeout_s=2.0)
         except httpx.HTTPError:
             return None
 
