@@ -9,14 +9,20 @@ environment name (see tests/support/emulator.py).
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from infra.emulator import EmulatorProcess
 from tests.support.emulator import AwsEnv, fresh_environment, pointed_at
 from tests.support.scenarios import FULL, REPORT, SCENARIO_PROPERTY
+
+# Hypothesis keeps its caches outside the checkout (nothing to ignore, nothing to commit),
+# whichever tests run (tests/integration and tests/fuzz use it).
+set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "conveyor-hypothesis"))
 
 #: Run order by kind, longest first, so that pytest-xdist's workers (``-n`` in
 #: pyproject.toml) do not end the run waiting on one long test started last. Tests
