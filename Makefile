@@ -31,8 +31,9 @@ test: $(STAMP)  ## the test suite (unit, integration against a real moto server,
 	$(BIN)/pytest
 
 .PHONY: faults
+# -n 0: one full-size scenario at a time (each loads the machine on its own), unlike make test.
 faults: $(STAMP)  ## the fault suite at full size (~15 min): kill -9, SIGTERM, outage, poison, duplicates, load, fuzzing
-	CONVEYOR_FAULTS=full $(BIN)/pytest tests/faults tests/fuzz --timeout=1200 -q
+	CONVEYOR_FAULTS=full $(BIN)/pytest tests/faults tests/fuzz --timeout=1200 -q -n 0
 
 docs: $(STAMP)  ## regenerate docs/cli.md (the CLI's --help) and docs/settings.md (infra/settings.py); tests fail when they are stale
 	$(BIN)/python docs/generate_cli.py

@@ -2,22 +2,45 @@
 
 Integration tests never use in-process mocks: the `emulator` fixture runs the
 embedded emulator (moto in server mode, with Conveyor's fixes) as a subprocess
-on a loopback port, and `aws` points boto3 at it through the standard variables.
-Each test gets its own `environment` name, so its queues are fresh (moto limits
-PurgeQueue to once a minute; fresh names avoid purging at all).
+on a loopback port — one per session, so one per pytest-xdist worker — and
+`aws_env` points boto3 at it through the standard variables under a fresh
+environment name (see tests/support/emulator.py).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
+import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
-from infra import aws
 from infra.emulator import EmulatorProcess
+from tests.support.emulator import AwsEnv, fresh_environment, pointed_at
+from tests.support.scenarios import FULL, REPORT, SCENARIO_PROPERTY
+
+# Hypothesis keeps its caches outside the checkout (nothing to ignore, nothing to commit),
+# whichever tests run (tests/integration and tests/fuzz use it).
+set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "conveyor-hypothesis"))
+
+#: Run order by kind, longest first, so that pytest-xdist's workers (``-n`` in
+#: pyproject.toml) do not end the run waiting on one long test started last. Tests
+#: marked ``slow`` come before all of these; within a kind, the collection order stays.
+_KIND_ORDER = {"faults": 1, "e2e": 1, "perf": 1, "emulator": 2, "integration": 2, "fuzz": 2}
+_UNIT = 3
+_TESTS = Path(__file__).resolve().parent
+
+
+def _run_order(item: pytest.Item) -> int:
+    if item.get_closest_marker("slow"):
+        return 0
+    kind = Path(item.path).resolve().relative_to(_TESTS).parts[0]
+    return _KIND_ORDER.get(kind, _UNIT)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_run_order)  # stable: a module's tests stay together and in order
 
 
 @pytest.fixture(scope="session")
@@ -27,41 +50,39 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProce
         yield proc
 
 
-@dataclass(frozen=True)
-class AwsEnv:
-    """What a test needs to talk to the emulator and to spawn processes that do too."""
-
-    endpoint_url: str
-    environment: str
-    env: dict[str, str]
-
-
-def aws_environ(endpoint_url: str, environment: str) -> dict[str, str]:
-    """Environment variables that point boto3 (and Conveyor) at the emulator."""
-    return {
-        "AWS_ENDPOINT_URL": endpoint_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        # Tests must see the emulator's errors, not have botocore retry them away.
-        "AWS_MAX_ATTEMPTS": "1",
-        "CONVEYOR_ENVIRONMENT": environment,
-        "CONVEYOR_LOG_FORMAT": "json",
-        # API processes started by tests run without keys unless the test is about auth (C2).
-        "CONVEYOR_API_AUTH": "none",
-    }
-
-
 @pytest.fixture
 def aws_env(emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
     """Point this process at the emulator under a fresh environment name."""
-    environment = f"t{uuid.uuid4().hex[:10]}"
-    values = aws_environ(emulator.endpoint_url, environment)
-    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_RETRY_MODE"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    aws.reset_clients()
-    yield AwsEnv(emulator.endpoint_url, environment, {**os.environ, **values})
-    aws.reset_clients()
+    with pointed_at(emulator.endpoint_url, fresh_environment(), monkeypatch) as env:
+        yield env
+
+
+# --- the fault scenarios' figures (tests/faults, tests/fuzz) at the end of the run ----------
+# A scenario appends its line to tests.support.scenarios.REPORT in the process it runs in; the
+# line travels in its test report (user_properties), so pytest-xdist workers' lines arrive.
+
+_SCENARIO_LINES: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _scenario_lines(request: pytest.FixtureRequest) -> Iterator[None]:
+    before = len(REPORT)
+    yield
+    for line in REPORT[before:]:
+        request.node.user_properties.append((SCENARIO_PROPERTY, line))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        _SCENARIO_LINES.extend(
+            str(value) for key, value in report.user_properties if key == SCENARIO_PROPERTY
+        )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _SCENARIO_LINES:
+        return
+    sizes = "full" if FULL else "short (CONVEYOR_FAULTS=full or `make faults` for the full sizes)"
+    terminalreporter.section(f"fault scenarios, {sizes}")
+    for line in _SCENARIO_LINES:
+        terminalreporter.write_line(line)

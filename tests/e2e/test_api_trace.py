@@ -17,8 +17,8 @@ from conveyor.system import LocalSystem, local_system
 from infra.topology import load_topology
 from producers.client import Client
 from tests import REPO
-from tests.conftest import AwsEnv
-from tests.polling import eventually
+from tests.support.emulator import AwsEnv
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 

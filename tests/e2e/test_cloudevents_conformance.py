@@ -29,7 +29,7 @@ from infra.topology import load_topology
 from tests import REPO
 from tests.conftest import AwsEnv
 from tests.faults.harness import TOPOLOGY, Cluster
-from tests.polling import eventually
+from tests.support.polling import eventually
 from workers import lambda_handler
 
 pytestmark = pytest.mark.e2e

@@ -15,6 +15,7 @@ from tests import REPO
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.slow
 def test_demo_processes_the_sample_workload_and_exits_0(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CONVEYOR_"))}
     env["CONVEYOR_QUEUES_FILE"] = str(REPO / "queues.yaml")

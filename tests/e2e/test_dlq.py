@@ -20,12 +20,13 @@ from typer.testing import CliRunner, Result
 
 from conveyor.cli.dlq import app
 from conveyor.system import LocalSystem, local_system
-from infra import aws
 from infra.topology import Topology, load_topology
 from tests import REPO
-from tests.conftest import AwsEnv
 from tests.dlq_jobs import DEPENDENCY_DOWN
-from tests.polling import eventually
+from tests.support import outbox as handler_outbox
+from tests.support.emulator import AwsEnv
+from tests.support.polling import eventually
+from tests.support.queues import url_by_name, visible_in_flight
 
 pytestmark = pytest.mark.e2e
 
@@ -46,21 +47,10 @@ class Running:
         return job_id
 
     def runs(self, job_id: str) -> list[dict[str, Any]]:
-        path = self.outbox / f"{job_id}.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line]
+        return handler_outbox.runs(self.outbox, job_id)
 
     def depth(self, name: str) -> tuple[int, int]:
-        sqs = aws.client("sqs")
-        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-        attrs = sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attrs["ApproximateNumberOfMessages"]), int(
-            attrs["ApproximateNumberOfMessagesNotVisible"]
-        )
+        return visible_in_flight(url_by_name(name))
 
     def dlq(self, *args: str) -> Result:
         return self.runner.invoke(app, list(args))

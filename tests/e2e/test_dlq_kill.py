@@ -23,12 +23,12 @@ from infra import aws, provision
 from infra.failure import REDRIVE_COUNT
 from infra.topology import load_topology
 from tests import REPO
-from tests.dlq_jobs import dead_letter
+from tests.support.queues import dead_letter
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-    from tests.conftest import AwsEnv
+    from tests.support.emulator import AwsEnv
 
 pytestmark = pytest.mark.e2e
 

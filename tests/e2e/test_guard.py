@@ -22,9 +22,9 @@ from infra import aws
 from infra.envelope import encode, make_envelope
 from infra.topology import load_topology
 from tests import REPO
-from tests.conftest import AwsEnv
 from tests.e2e.test_pipeline import Pipeline
-from tests.polling import eventually
+from tests.support.emulator import AwsEnv
+from tests.support.polling import eventually
 from workers.idempotency import DynamoSuccessStore
 
 pytestmark = pytest.mark.e2e

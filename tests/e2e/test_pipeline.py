@@ -22,8 +22,10 @@ from infra.envelope import encode, make_envelope
 from infra.failure import Failure
 from infra.topology import Topology, load_topology
 from tests import REPO
-from tests.conftest import AwsEnv
-from tests.polling import eventually
+from tests.support import outbox as handler_outbox
+from tests.support.emulator import AwsEnv
+from tests.support.polling import eventually
+from tests.support.queues import depth, dlq_url, peek_until, queue_url
 
 pytestmark = pytest.mark.e2e
 
@@ -43,52 +45,23 @@ class Pipeline:
         return body
 
     def attempts(self, job_id: str) -> list[dict[str, Any]]:
-        path = self.outbox / f"{job_id}.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line]
+        return handler_outbox.runs(self.outbox, job_id)
 
     def url(self, queue: str) -> str:
-        return aws.client("sqs").get_queue_url(QueueName=self.topology.queue_name(queue))[
-            "QueueUrl"
-        ]
+        return queue_url(self.topology, queue)
 
     def dlq_url(self, queue: str) -> str:
-        return aws.client("sqs").get_queue_url(QueueName=self.topology.dlq_name(queue))["QueueUrl"]
+        return dlq_url(self.topology, queue)
 
     def depth(self, url: str) -> tuple[int, int, int]:
-        attrs = aws.client("sqs").get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
-        )["Attributes"]
-        return (
-            int(attrs["ApproximateNumberOfMessages"]),
-            int(attrs["ApproximateNumberOfMessagesNotVisible"]),
-            int(attrs["ApproximateNumberOfMessagesDelayed"]),
-        )
+        found = depth(url)
+        return found.visible, found.in_flight, found.delayed
 
     def dead_letters(self, queue: str, count: int) -> list[dict[str, Any]]:
         """Wait for ``count`` messages in ``queue``'s DLQ and return them (left in place)."""
-        sqs = aws.client("sqs")
-        url = self.dlq_url(queue)
-        seen: dict[str, dict[str, Any]] = {}
-
-        def probe() -> list[dict[str, Any]] | None:
-            got = sqs.receive_message(
-                QueueUrl=url,
-                MaxNumberOfMessages=10,
-                MessageAttributeNames=["All"],
-                VisibilityTimeout=0,
-            )
-            for message in got.get("Messages", []):
-                seen[message["MessageId"]] = dict(message)
-            return list(seen.values()) if len(seen) >= count else None
-
-        return eventually(probe, what=f"{count} message(s) in the DLQ of {queue}")
+        return peek_until(
+            self.dlq_url(queue), count, what=f"{count} message(s) in the DLQ of {queue}"
+        )
 
 
 @pytest.fixture

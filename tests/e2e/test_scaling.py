@@ -23,8 +23,11 @@ from ops.scaling.backends.local import LocalBackend
 from ops.scaling.model import PoolState
 from ops.scaling.store import read_status
 from tests import REPO
-from tests.conftest import AwsEnv
-from tests.polling import eventually
+from tests.support import outbox as handler_outbox
+from tests.support.emulator import AwsEnv
+from tests.support.polling import eventually
+from tests.support.processes import CONVEYOR, Child
+from tests.support.queues import depth
 
 pytestmark = pytest.mark.e2e
 
@@ -51,21 +54,13 @@ class Scaling:
     outbox: Path
     url: str
     log_dir: Path
-    procs: list[tuple[subprocess.Popen[bytes], Any]] = field(default_factory=list)
+    procs: list[Child] = field(default_factory=list)
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *args: str) -> Child:
         """A long-running CLI command (supervisor, autoscaler), its output in <name>.log."""
-        log = (self.log_dir / f"{name}.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", *args],
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        self.procs.append((proc, log))
-        return proc
+        child = Child(name, [*CONVEYOR, *args], env=self.env, log_dir=self.log_dir)
+        self.procs.append(child)
+        return child
 
     def log(self, name: str) -> list[dict[str, Any]]:
         path = self.log_dir / f"{name}.log"
@@ -99,10 +94,7 @@ class Scaling:
         return ids
 
     def outcomes(self, job_id: str) -> list[str]:
-        path = self.outbox / f"{job_id}.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line)["outcome"] for line in path.read_text().splitlines() if line]
+        return handler_outbox.outcomes(self.outbox, job_id)
 
 
 @pytest.fixture
@@ -123,15 +115,8 @@ def scaling(aws_env: AwsEnv, tmp_path: Path) -> Iterator[Scaling]:
     url = aws.client("sqs").get_queue_url(QueueName=topology.queue_name("work"))["QueueUrl"]
     s = Scaling(topology, env, tmp_path / "state", outbox, url, tmp_path)
     yield s
-    for proc, log in reversed(s.procs):
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # the supervisor drains its nodes
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+    for proc in reversed(s.procs):
+        proc.stop(timeout_s=60)  # SIGTERM: the supervisor drains its nodes
 
 
 def _alive(pid: int) -> bool:
@@ -188,8 +173,7 @@ def test_scale_in_while_jobs_run_loses_and_repeats_nothing(scaling: Scaling) -> 
     stopped = [e for e in scaling.log("supervisor") if e["event"] == "node.stopped"]
     assert len(stopped) == 2
     assert all(e["exit_code"] == 0 for e in stopped)
-    attrs = aws.client("sqs").get_queue_attributes(QueueUrl=scaling.url, AttributeNames=["All"])
-    assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "0"
+    assert depth(scaling.url).visible == 0
 
 
 def test_a_node_killed_with_9_is_restarted(scaling: Scaling) -> None:
@@ -213,8 +197,8 @@ def test_a_node_killed_with_9_is_restarted(scaling: Scaling) -> None:
 def test_nodes_left_by_a_killed_supervisor_are_drained_by_the_next(scaling: Scaling) -> None:
     first = scaling.start("supervisor", "workers", "up")
     (orphan,) = eventually(lambda: scaling.ready_nodes(1), what="the node").nodes
-    first.kill()  # the supervisor only: its node lives on in its own session
-    first.wait()
+    first.proc.kill()  # the supervisor only: its node lives on in its own session
+    first.proc.wait()
     assert orphan.pid is not None
     assert _alive(orphan.pid)
 
@@ -226,6 +210,7 @@ def test_nodes_left_by_a_killed_supervisor_are_drained_by_the_next(scaling: Scal
     assert [e["pid"] for e in stopped] == [orphan.pid]
 
 
+@pytest.mark.slow
 def test_the_autoscaler_scales_out_to_max_and_back_to_min(scaling: Scaling) -> None:
     scaling.start("supervisor", "workers", "up")
     eventually(lambda: scaling.ready_nodes(1), what="the pool's one node")

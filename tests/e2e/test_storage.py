@@ -12,11 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,15 +21,23 @@ from typing import Any
 import httpx
 import pytest
 
-from conveyor.system import free_port, wait_for_http
 from infra import aws, provision
 from infra.emulator import EmulatorProcess
 from infra.topology import Topology, load_topology
 from tests import REPO
-from tests.conftest import aws_environ
-from tests.polling import eventually
+from tests.support import http
+from tests.support import outbox as handler_outbox
+from tests.support.emulator import fresh_environment, pointed_at
+from tests.support.polling import eventually
+from tests.support.ports import free_port
+from tests.support.processes import Api, Child, Worker
+from tests.support.queues import queue_url, visible_in_flight
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    # One running system for the module: its tests go to one pytest-xdist worker.
+    pytest.mark.xdist_group("storage"),
+]
 
 TOPOLOGY = REPO / "tests" / "fixtures" / "storage.yaml"
 #: Above SNS's 256 KiB: this payload can only travel through S3.
@@ -44,54 +47,34 @@ STOP_TIMEOUT_S = 30.0
 
 @dataclass
 class Processes:
-    """Conveyor processes this module started (stopped by their pid, in reverse)."""
+    """Conveyor processes this module started (stopped in reverse)."""
 
     env: dict[str, str]
     log_dir: Path
-    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> Path:
-        log = self.log_dir / f"{name}.log"
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "conveyor", *args],
-                env=env or self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-            )
-        self.started.append(proc)
-        return log
+    started: list[Child] = field(default_factory=list)
 
     def api(self, name: str, env: dict[str, str] | None = None) -> str:
-        port = free_port()
-        self.spawn(name, "api", "--port", str(port), env=env)
-        url = f"http://127.0.0.1:{port}"
-        wait_for_http(f"{url}/healthz", proc=self.started[-1])
-        return url
+        api = Api(env=env or self.env, log_dir=self.log_dir, name=name)
+        self.started.append(api)
+        api.wait_ready()
+        return api.url
+
+    def start_worker(self, pool: str, name: str, env: dict[str, str] | None = None) -> Worker:
+        worker = Worker(pool, env=env or self.env, log_dir=self.log_dir, name=name)
+        self.started.append(worker)
+        return worker
 
     @contextlib.contextmanager
     def worker(self, pool: str, env: dict[str, str] | None = None) -> Iterator[Path]:
-        log = self.spawn(f"worker-{pool}-{len(self.started)}", "worker", "--pool", pool, env=env)
-        proc = self.started[-1]
+        worker = self.start_worker(pool, f"worker-{pool}-{len(self.started)}", env)
         try:
-            yield log
+            yield worker.log
         finally:
-            stop(proc)
+            worker.stop(STOP_TIMEOUT_S)  # a worker drains
 
     def stop_all(self) -> None:
         for proc in reversed(self.started):
-            stop(proc)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # a worker drains, the API shuts down
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            proc.stop(STOP_TIMEOUT_S)
 
 
 @dataclass
@@ -111,7 +94,7 @@ class Storage:
         return job_id
 
     def status(self, job_id: str, url: str | None = None) -> httpx.Response:
-        return httpx.get(f"{url or self.api_url}/v1/jobs/{job_id}", timeout=30)
+        return http.get(f"{url or self.api_url}/v1/jobs/{job_id}")
 
     def record(self, job_id: str) -> dict[str, Any]:
         response = self.status(job_id)
@@ -120,10 +103,7 @@ class Storage:
         return body
 
     def runs(self, job_id: str) -> list[dict[str, Any]]:
-        path = self.outbox / f"{job_id}.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line]
+        return handler_outbox.runs(self.outbox, job_id)
 
 
 @pytest.fixture(scope="module")
@@ -133,30 +113,27 @@ def storage(
     root = tmp_path_factory.mktemp("storage")
     outbox = root / "outbox"
     outbox.mkdir()
-    environment = f"t{uuid.uuid4().hex[:10]}"
-    values = {
-        **aws_environ(emulator.endpoint_url, environment),
-        "CONVEYOR_QUEUES_FILE": str(TOPOLOGY),
-        "CONVEYOR_TEST_OUTBOX": str(outbox),
-        "CONVEYOR_API_AUTH": "none",  # contract C2: this test is not about auth
-        "PYTHONPATH": str(REPO),  # workers import tests.storage_jobs
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_RETRY_MODE"):
-            patch.delenv(key, raising=False)
-        for key, value in values.items():
-            patch.setenv(key, value)
-        aws.reset_clients()
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        pointed_at(
+            emulator.endpoint_url,
+            fresh_environment(),
+            patch,
+            CONVEYOR_QUEUES_FILE=str(TOPOLOGY),
+            CONVEYOR_TEST_OUTBOX=str(outbox),
+            CONVEYOR_API_AUTH="none",  # contract C2: this test is not about auth
+            PYTHONPATH=str(REPO),  # workers import tests.storage_jobs
+        ) as aws_env,
+    ):
         topology = load_topology(TOPOLOGY)
         provision.apply(topology)
-        processes = Processes({**os.environ}, root)
+        processes = Processes(aws_env.env, root)
         try:
             url = processes.api("api")
-            processes.spawn("worker-main", "worker", "--pool", "main")
+            processes.start_worker("main", "worker-main")
             yield Storage(url, topology, outbox, processes)
         finally:
             processes.stop_all()
-            aws.reset_clients()
 
 
 def _states(record: dict[str, Any], queue: str) -> tuple[str, int]:
@@ -238,17 +215,11 @@ def test_unknown_job_id_is_404(storage: Storage) -> None:
     assert "no status recorded" in response.json()["detail"]
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_with_the_ledger_unreachable_jobs_still_run(storage: Storage) -> None:
     # DynamoDB alone points at a closed port: SNS, SQS and S3 still answer.
     cut = {
         **storage.processes.env,
-        "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{_closed_port()}",
+        "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{free_port()}",  # nothing listens there,
     }
     cut_api = storage.processes.api("api-ledger-cut", env=cut)
     job_id = storage.post("blob.cut", {"label": "unrecorded"}, url=cut_api)  # still 202
@@ -256,22 +227,9 @@ def test_with_the_ledger_unreachable_jobs_still_run(storage: Storage) -> None:
     with storage.processes.worker("cut", env=cut) as worker_log:
         [run] = eventually(lambda: storage.runs(job_id), what="the handler to run")
         assert run["outcome"] == "ok"
-        sqs = aws.client("sqs")
-        url = sqs.get_queue_url(QueueName=storage.topology.queue_name("cut"))["QueueUrl"]
+        url = queue_url(storage.topology, "cut")
         eventually(
-            lambda: (
-                sqs.get_queue_attributes(
-                    QueueUrl=url,
-                    AttributeNames=[
-                        "ApproximateNumberOfMessages",
-                        "ApproximateNumberOfMessagesNotVisible",
-                    ],
-                )["Attributes"]
-                == {
-                    "ApproximateNumberOfMessages": "0",
-                    "ApproximateNumberOfMessagesNotVisible": "0",
-                }
-            ),
+            lambda: visible_in_flight(url) == (0, 0),
             what="the job's message to be deleted",
         )
         eventually(

@@ -5,26 +5,27 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from conveyor.system import free_port, local_system
+from conveyor.system import local_system
 from infra import aws
 from infra.emulator import EmulatorProcess
 from infra.envelope import encode, make_envelope
 from infra.provision import apply
 from infra.topology import load_topology
 from tests import REPO
-from tests.conftest import AwsEnv, aws_environ
-from tests.polling import eventually
+from tests.support import http
+from tests.support import outbox as handler_outbox
+from tests.support.emulator import AwsEnv, fresh_environment, pointed_at
+from tests.support.polling import eventually
+from tests.support.processes import Worker, metric
+from tests.support.queues import visible_in_flight
 
 pytestmark = pytest.mark.e2e
 
@@ -70,9 +71,7 @@ def test_successes_are_deleted_in_batches_of_ten(
             what=f"all {jobs} jobs to run",
         )
     # Stopped: the last partial batch was flushed on the way out.
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    assert attrs["ApproximateNumberOfMessages"] == "0"
-    assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+    assert visible_in_flight(url) == (0, 0)
     requests = worker_stopped_event(tmp_path / "worker-main.log")["aws_requests"]
     deletes = requests.get("sqs.DeleteMessageBatch", 0) + requests.get("sqs.DeleteMessage", 0)
     assert requests.get("sqs.DeleteMessage", 0) == 0
@@ -82,32 +81,6 @@ def test_successes_are_deleted_in_batches_of_ten(
 
 
 RUNTIME = REPO / "tests" / "fixtures" / "runtime.yaml"
-
-
-class Node:
-    """One `conveyor worker` process of the runtime topology, in its own process group."""
-
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path, *args: str) -> None:
-        self.log = log_dir / f"{name}.log"
-        self._log_file = self.log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "worker", "--pool", "main", *args],
-            env={**env, "CONVEYOR_TEST_NODE": name},
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=self._log_file,
-            start_new_session=True,
-        )
-
-    def ready(self) -> bool:
-        return self.log.exists() and " ready." in self.log.read_text()
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        code = self.proc.wait()
-        self._log_file.close()
-        return code
 
 
 @pytest.fixture
@@ -123,7 +96,7 @@ def runtime(aws_env: AwsEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     rt = Runtime(outbox, url, dict(os.environ), tmp_path)
     yield rt
     for node in rt.nodes:
-        node.stop()
+        node.close()
 
 
 @dataclass
@@ -132,12 +105,15 @@ class Runtime:
     url: str
     env: dict[str, str]
     log_dir: Path
-    nodes: list[Node] = field(default_factory=list)
+    nodes: list[Worker] = field(default_factory=list)
 
-    def node(self, name: str, *args: str) -> Node:
-        node = Node(name, self.env, self.log_dir, *args)
+    def node(self, name: str) -> Worker:
+        """A `conveyor worker` of the runtime topology, once it consumes."""
+        node = Worker(
+            "main", env={**self.env, "CONVEYOR_TEST_NODE": name}, log_dir=self.log_dir, name=name
+        )
         self.nodes.append(node)
-        eventually(node.ready, what=f"worker {name} to be ready")
+        node.wait_ready()
         return node
 
     def send(self, job_type: str, seconds: float, count: int = 1) -> list[str]:
@@ -149,13 +125,10 @@ class Runtime:
         return ids
 
     def runs(self, job_id: str) -> list[dict[str, Any]]:
-        path = self.outbox / f"{job_id}.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line]
+        return handler_outbox.runs(self.outbox, job_id)
 
     def finished(self, job_id: str) -> bool:
-        return any(r["outcome"] == "ok" for r in self.runs(job_id))
+        return handler_outbox.succeeded(self.outbox, job_id)
 
 
 def test_a_job_three_times_longer_than_the_visibility_timeout_runs_once(runtime: Runtime) -> None:
@@ -188,7 +161,7 @@ def test_kill_9_of_a_node_mid_job_redelivers_and_completes(runtime: Runtime) -> 
     a = runtime.node("a")
     [job_id] = runtime.send("test.sleep", seconds=3)
     eventually(lambda: runtime.runs(job_id), what="node a to start the job")
-    a.stop()  # SIGKILL to the whole process group: the node and its pool processes
+    a.kill9()  # SIGKILL to the whole process group: the node and its pool processes
     runtime.node("b")
 
     eventually(lambda: runtime.finished(job_id), timeout_s=60, what="the job to complete")
@@ -222,7 +195,7 @@ def test_sigterm_finishes_jobs_in_hand_and_releases_the_rest(runtime: Runtime) -
     others = [i for i in ids if i not in started]
     assert all(runtime.runs(i)[-1]["node"] == "b" for i in others)
     assert all(len(runtime.runs(i)) == 2 for i in ids)  # nothing ran twice, nothing lost
-    b.stop()
+    b.close()
 
 
 def test_a_second_sigterm_stops_at_once_and_the_job_comes_back(runtime: Runtime) -> None:
@@ -240,32 +213,17 @@ def test_a_second_sigterm_stops_at_once_and_the_job_comes_back(runtime: Runtime)
     assert runtime.runs(job_id)[-1]["node"] == "b"
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in a Prometheus text page (0 when absent)."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        if line.startswith("#") or " " not in line:
-            continue
-        key, value = line.rsplit(" ", 1)
-        sample, _, rest = key.partition("{")
-        found = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
-        if sample == name and found == wanted:
-            return float(value)
-    return 0.0
-
-
+@pytest.mark.slow
 def test_health_metrics_and_the_idle_cost_of_a_node(runtime: Runtime) -> None:
-    port = free_port()
-    runtime.node("a", "--health-port", str(port))
-    base = f"http://127.0.0.1:{port}"
-    assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
+    base = runtime.node("a").health_url
+    assert http.get(f"{base}/healthz").json()["status"] == "ok"
 
     [job_id] = runtime.send("test.sleep", seconds=0.1)
     eventually(lambda: runtime.finished(job_id), what="the job")
     labels = {"job_type": "test.sleep", "queue": "slow"}
     page = eventually(
         lambda: (
-            (t := httpx.get(f"{base}/metrics").text)
+            (t := http.get(f"{base}/metrics").text)
             and metric(t, "conveyor_jobs_succeeded_total", **labels) == 1
             and t
         ),
@@ -281,7 +239,7 @@ def test_health_metrics_and_the_idle_cost_of_a_node(runtime: Runtime) -> None:
     started = time.monotonic()
     eventually(lambda: time.monotonic() - started >= 45, timeout_s=60, what="45 s of idling")
     idle_s = time.monotonic() - started
-    after = metric(httpx.get(f"{base}/metrics").text, "conveyor_sqs_receive_message_requests")
+    after = metric(http.get(f"{base}/metrics").text, "conveyor_sqs_receive_message_requests")
     receives = after - before
     print(
         f"idle node: {receives:g} ReceiveMessage in {idle_s:.0f} s"
@@ -290,28 +248,29 @@ def test_health_metrics_and_the_idle_cost_of_a_node(runtime: Runtime) -> None:
     assert receives <= idle_s / 20 + 1
 
 
+@pytest.mark.slow
 def test_a_node_cut_off_from_sqs_reports_unhealthy_and_exits_non_zero(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with EmulatorProcess(log_path=tmp_path / "emulator.log") as emulator:
-        env = {**os.environ, **aws_environ(emulator.endpoint_url, "cut")}
-        env.update(
+    with (
+        EmulatorProcess(log_path=tmp_path / "emulator.log") as emulator,
+        pointed_at(
+            emulator.endpoint_url,
+            fresh_environment("cut"),
+            monkeypatch,
             CONVEYOR_QUEUES_FILE=str(RUNTIME),
             CONVEYOR_TEST_OUTBOX=str(tmp_path),
             PYTHONPATH=str(REPO),
             CONVEYOR_WORKER_LIVENESS_TIMEOUT_S="25",  # above the 20 s long poll
-        )
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        aws.reset_clients()
+        ) as env,
+    ):
         apply(load_topology(RUNTIME))
-        node = Node("a", env, tmp_path)
+        node = Worker("main", env=env.env, log_dir=tmp_path, name="a")
         try:
-            eventually(node.ready, what="the worker to be ready")
+            node.wait_ready()
             emulator.kill()  # the connection is cut: polls fail from now on
-            code = node.proc.wait(timeout=120)
+            code = node.wait(timeout_s=120)
         finally:
-            node.stop()
-            aws.reset_clients()
+            node.close()
     assert code == 3  # EXIT_UNHEALTHY: the supervisor restarts it
-    assert '"worker.unhealthy"' in node.log.read_text()
+    assert '"worker.unhealthy"' in node.text()

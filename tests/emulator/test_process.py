@@ -15,7 +15,7 @@ from botocore.exceptions import EndpointConnectionError
 from infra.emulator import EmulatorProcess, wait_until_ready
 from infra.emulator.fixes import selected_fixes_from_env
 from infra.emulator.server import ENDPOINT_LINE_PREFIX
-from tests.emulator.traffic import sqs_client
+from tests.support.emulator import sqs_client
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from moto.sqs import models
 
 from infra.emulator import Emulator
 from infra.emulator.fixes import revert_fixes
-from tests.emulator.traffic import sqs_client
+from tests.support.emulator import sqs_client
 
 
 @pytest.fixture

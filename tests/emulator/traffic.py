@@ -8,34 +8,10 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import boto3
-from botocore.config import Config
-
-if TYPE_CHECKING:
-    from mypy_boto3_sqs import SQSClient
-
-# No retries: a 500 from the emulator must reach the test, not be retried away.
-NO_RETRIES = Config(
-    retries={"max_attempts": 1, "mode": "standard"},
-    connect_timeout=5,
-    read_timeout=60,
-    max_pool_connections=4,
-)
-
-
-def sqs_client(endpoint_url: str) -> SQSClient:
-    """A boto3 SQS client for the emulator that never retries."""
-    client: SQSClient = boto3.session.Session().client(
-        "sqs",
-        endpoint_url=endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=NO_RETRIES,
-    )
-    return client
+from infra.aws.lookup import queue_depth
+from tests.support.emulator import sqs_client
 
 
 @dataclass
@@ -180,11 +156,8 @@ def _nothing_visible(
     client: Any, queue_url: str, record_error: Callable[[str, BaseException], None]
 ) -> bool:
     try:
-        attributes = client.get_queue_attributes(
-            QueueUrl=queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
-        )["Attributes"]
+        found = queue_depth(client, queue_url)
     except Exception as exc:
         record_error("GetQueueAttributes", exc)
         return False
-    return all(int(value) == 0 for value in attributes.values())
+    return found.visible == 0 and found.delayed == 0

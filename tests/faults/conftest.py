@@ -1,4 +1,4 @@
-"""Fixtures of the fault suite, its ``faults`` marker, and its figures at the end of the run."""
+"""Fixtures of the fault suite and its ``faults`` marker (its figures: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from infra.provision import apply
 from infra.topology import load_topology
 from tests import REPO
-from tests.conftest import AwsEnv
-from tests.faults.harness import FULL, REPORT, TOPOLOGY, Cluster
+from tests.faults.harness import TOPOLOGY, Cluster
+from tests.support.emulator import AwsEnv
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -20,15 +20,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(pytest.mark.faults)
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not REPORT:
-        return
-    sizes = "full" if FULL else "short (CONVEYOR_FAULTS=full or `make faults` for the full sizes)"
-    terminalreporter.section(f"fault scenarios, {sizes}")
-    for line in REPORT:
-        terminalreporter.write_line(line)
 
 
 @pytest.fixture

@@ -1,24 +1,21 @@
 """What every fault scenario shares: real processes, publishing, and counting every job.
 
 A scenario starts `conveyor worker` (and `conveyor api`) processes of
-tests/faults/faults.yaml against a real moto server, publishes jobs, does
+tests/faults/faults.yaml against a real moto server (tests/support/processes.py
+starts them and waits on their /healthz), publishes jobs, does
 something bad to the system, and then accounts for every accepted job id: it
 either succeeded (its handler wrote an ``ok`` line to the outbox, see
 tests/jobs.py) or sits in a dead-letter queue. Anything else is lost. The
 scenario's figures become one line (:meth:`Tally.line`), printed and collected
-for the end of the run (tests/faults/conftest.py).
+for the end of the run (tests/faults/conftest.py, also from pytest-xdist workers).
 
 Sizes: ``CONVEYOR_FAULTS=full`` (``make faults``) selects the full sizes, anything
-else the short ones that ``make test`` runs.
+else the short ones that ``make test`` runs (tests/support/scenarios.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,87 +23,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conveyor.system import free_port, wait_for_http
 from infra import aws
 from infra.aws.names import sns_arn
 from infra.envelope import Envelope, encode, make_envelope
 from infra.failure import Failure
 from infra.topology import Topology
 from tests import REPO
-from tests.polling import eventually
+from tests.support import outbox as handler_outbox
+from tests.support.processes import Api, Child, Worker
+from tests.support.queues import depth, dlq_url, queue_url, receive_all
+from tests.support.scenarios import FULL, report, size
+
+__all__ = ["FULL", "TOPOLOGY", "Cluster", "Tally", "notes", "size", "sleeps"]
 
 TOPOLOGY = REPO / "tests" / "faults" / "faults.yaml"
 
-#: ``make faults`` sets this to ``full``.
-FULL = os.environ.get("CONVEYOR_FAULTS", "short").strip().lower() == "full"
-
 #: How often the settle loop looks again (it reads the outbox and the DLQs).
 SETTLE_POLL_S = 0.5
-
-#: Every scenario's line, in run order, for the terminal summary.
-REPORT: list[str] = []
-
-
-def size(short: int, full: int) -> int:
-    """The short or the full figure, by ``CONVEYOR_FAULTS``."""
-    return full if FULL else short
-
-
-class Proc:
-    """A `python -m conveyor ...` process in its own process group, logging to a file."""
-
-    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.log = log_dir / f"{name}.log"
-        self._log_file = self.log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", *argv],
-            env=env,
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=self._log_file,
-            start_new_session=True,  # its own group: killpg reaches its pool processes too
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def ready(self) -> bool:
-        """A worker node announces " ready." once it consumes (Celery's own line)."""
-        if not self.alive:
-            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.text()}")
-        return " ready." in self.text()
-
-    def kill9(self) -> None:
-        """SIGKILL the whole process group: the node and its pool processes, no cleanup."""
-        if self.alive:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def terminate(self) -> None:
-        """SIGTERM the node's main process: a warm shutdown (what a scale-in sends)."""
-        if self.alive:
-            self.proc.send_signal(signal.SIGTERM)
-
-    def close(self) -> None:
-        """Teardown: whatever is left of the group is killed; the log is closed."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # the group is gone already
-        except PermissionError:
-            pass  # a recycled pgid that is not ours: nothing of ours is left in it
-        self.proc.wait()
-        self._log_file.close()
 
 
 @dataclass
@@ -132,9 +65,7 @@ class Tally:
 
     def report(self) -> None:
         """Print the line (visible with -s) and keep it for the terminal summary."""
-        line = self.line()
-        REPORT.append(line)
-        print(f"\nFAULTS {line}")
+        report(self.line())
 
 
 class Cluster:
@@ -145,7 +76,7 @@ class Cluster:
         self.env = env
         self.outbox = outbox
         self.log_dir = log_dir
-        self.procs: list[Proc] = []
+        self.procs: list[Child] = []
         self._serial = Counter[str]()
         #: Cumulative: a DLQ message is received once, for good, and remembered here.
         self.dead: dict[str, Failure | None] = {}
@@ -156,35 +87,33 @@ class Cluster:
 
     # --- processes --------------------------------------------------------------------
 
-    def node(self, pool: str, *, wait: bool = True, **env: str) -> Proc:
+    def node(self, pool: str, *, wait: bool = True, **env: str) -> Worker:
         """Start a `conveyor worker --pool POOL` node; by default wait until it consumes."""
         self._serial[pool] += 1
         name = f"node-{pool}{self._serial[pool]}"
-        proc = Proc(
-            name,
-            ["worker", "--pool", pool],
-            {**self.env, "CONVEYOR_TEST_NODE": name, **env},
-            self.log_dir,
+        node = Worker(
+            pool,
+            env={**self.env, "CONVEYOR_TEST_NODE": name, **env},
+            log_dir=self.log_dir,
+            name=name,
         )
-        self.procs.append(proc)
+        self.procs.append(node)
         if wait:
-            eventually(proc.ready, what=f"{name} to be ready", timeout_s=90)
-        return proc
+            node.wait_ready()
+        return node
 
-    def api(self, **env: str) -> tuple[Proc, str]:
+    def api(self, **env: str) -> tuple[Api, str]:
         """Start `conveyor api` on a free loopback port; wait for /healthz; (process, URL)."""
-        port = free_port()
-        proc = Proc("api", ["api", "--port", str(port)], {**self.env, **env}, self.log_dir)
-        self.procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        wait_for_http(f"{url}/healthz", proc=proc.proc)
-        return proc, url
+        api = Api(env={**self.env, **env}, log_dir=self.log_dir)
+        self.procs.append(api)
+        api.wait_ready()
+        return api, api.url
 
-    def nodes(self, pool: str, count: int, **env: str) -> list[Proc]:
+    def nodes(self, pool: str, count: int, **env: str) -> list[Worker]:
         """Start ``count`` nodes of ``pool`` at once, then wait for all of them."""
         return self.start({pool: count}, **env)[pool]
 
-    def start(self, counts: dict[str, int], **env: str) -> dict[str, list[Proc]]:
+    def start(self, counts: dict[str, int], **env: str) -> dict[str, list[Worker]]:
         """Start nodes of several pools at once (``{"a": 2, "b": 2}``), then wait for all."""
         started = {
             pool: [self.node(pool, wait=False, **env) for _ in range(count)]
@@ -194,10 +123,10 @@ class Cluster:
         return started
 
     @staticmethod
-    def wait_ready(procs: Iterable[Proc]) -> None:
+    def wait_ready(procs: Iterable[Worker]) -> None:
         """Wait until every node in ``procs`` consumes."""
         for proc in procs:
-            eventually(proc.ready, what=f"{proc.name} to be ready", timeout_s=90)
+            proc.wait_ready()
 
     def close(self) -> None:
         for proc in self.procs:
@@ -234,67 +163,34 @@ class Cluster:
     # --- counting ---------------------------------------------------------------------
 
     def runs(self, job_id: str) -> list[dict[str, Any]]:
-        path = self.outbox / f"{job_id}.jsonl"
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in text.splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue  # a line still being written; read again next time
-        return out
+        return handler_outbox.runs(self.outbox, job_id)
 
     def ok_runs(self, job_id: str) -> int:
         return sum(1 for r in self.runs(job_id) if r.get("outcome") == "ok")
 
     def url(self, queue: str) -> str:
-        name = self.topology.queue_name(queue)
-        return aws.client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
+        return queue_url(self.topology, queue)
 
     def dlq_url(self, queue: str) -> str:
-        name = self.topology.dlq_name(queue)
-        return aws.client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
+        return dlq_url(self.topology, queue)
 
     def depth(self, queue: str) -> int:
         """Visible + in flight + delayed messages of ``queue``."""
-        attrs = aws.client("sqs").get_queue_attributes(
-            QueueUrl=self.url(queue),
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
-        )["Attributes"]
-        return sum(int(v) for v in attrs.values())
+        return depth(self.url(queue)).total
 
     def drain_dead_letters(self) -> None:
         """Receive every visible DLQ message for good (hidden an hour) and remember it."""
-        sqs = aws.client("sqs")
         for queue in self.topology.queues:
-            url = self.dlq_url(queue)
-            while True:
-                got = sqs.receive_message(
-                    QueueUrl=url,
-                    MaxNumberOfMessages=10,
-                    VisibilityTimeout=3600,
-                    MessageAttributeNames=["All"],
-                    AttributeNames=["All"],
-                ).get("Messages", [])
-                if not got:
-                    break
-                for message in got:
-                    body = message.get("Body", "")
-                    failure = Failure.from_message(dict(message))
-                    self.dead_messages.append((body, failure))
-                    try:
-                        job_id = json.loads(body).get("id")
-                    except (ValueError, AttributeError, RecursionError):  # not a job
-                        job_id = None
-                    if isinstance(job_id, str):
-                        self.dead[job_id] = failure
+            for message in receive_all(self.dlq_url(queue), hold_s=3600):
+                body = message.get("Body", "")
+                failure = Failure.from_message(message)
+                self.dead_messages.append((body, failure))
+                try:
+                    job_id = json.loads(body).get("id")
+                except (ValueError, AttributeError, RecursionError):  # not a job
+                    job_id = None
+                if isinstance(job_id, str):
+                    self.dead[job_id] = failure
 
     def settle(
         self,

@@ -11,7 +11,7 @@ import secrets
 
 from infra.envelope import make_envelope
 from tests.faults.harness import Cluster
-from tests.polling import eventually
+from tests.support.polling import eventually
 
 
 def test_a_failing_job_leaves_no_payload_in_a_console_log(cluster: Cluster) -> None:

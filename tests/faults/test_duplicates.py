@@ -12,7 +12,7 @@ from infra import aws
 from infra.envelope import encode
 from tests import REPO
 from tests.faults.harness import Cluster, notes, size
-from tests.polling import eventually
+from tests.support.polling import eventually
 
 
 def skipped(cluster: Cluster) -> int:

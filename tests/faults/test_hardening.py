@@ -22,7 +22,7 @@ import httpx
 
 from infra import aws
 from tests.faults.harness import Cluster
-from tests.polling import eventually
+from tests.support.polling import eventually
 
 
 def test_no_payload_and_no_secret_reaches_the_logs(cluster: Cluster) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 from infra import aws
 from infra.envelope import MAX_JSON_DEPTH, encode, make_envelope
-from tests.faults.harness import REPORT, Cluster, notes, size
+from tests.faults.harness import Cluster, notes, size
+from tests.support.scenarios import report
 
 DEEP = 1_200  # levels: past the json module's recursion limit
 #: Through SNS: the emulator's own SNS (moto) decodes a body to apply the subscription's
@@ -150,8 +151,7 @@ def test_hostile_messages_are_dead_lettered_once_and_nodes_never_restart(cluster
         f"hostile input: accepted={tally.accepted}, dead_lettered={tally.dead_lettered},"
         f" restarted={restarted}, good_jobs_lost={len(good_lost)}"
     )
-    REPORT.append(line)
-    print(f"\nFAULTS {line}")
+    report(line)
 
     assert restarted == 0, [node.text()[-3000:] for node in nodes]
     assert good_lost == []

@@ -11,7 +11,7 @@ import time
 
 from infra.envelope import Envelope, make_envelope
 from tests.faults.harness import Cluster, size
-from tests.polling import eventually
+from tests.support.polling import eventually
 
 
 def mixed_jobs(count: int) -> list[Envelope]:

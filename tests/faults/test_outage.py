@@ -29,16 +29,15 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from infra import aws
 from infra.emulator import EmulatorProcess
 from infra.provision import apply
 from infra.topology import load_topology
 from producers.client import Client, EnqueueError, Retry
 from tests import REPO
-from tests.conftest import aws_environ
 from tests.faults.harness import FULL, TOPOLOGY, Cluster, size
 from tests.faults.proxy import CuttableProxy
-from tests.polling import eventually
+from tests.support.emulator import fresh_environment, pointed_at
+from tests.support.polling import eventually
 
 #: How long the emulator stays frozen (well below the workers' 120 s liveness timeout).
 OUTAGE_S = 10.0
@@ -144,16 +143,12 @@ def own_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Em
     proc = EmulatorProcess(log_path=tmp_path / "emulator.log")
     proc.start()
     try:
-        environment = f"o{os.urandom(5).hex()}"
-        for key, value in aws_environ(proc.endpoint_url, environment).items():
-            monkeypatch.setenv(key, value)
-        aws.reset_clients()
-        yield proc
+        with pointed_at(proc.endpoint_url, fresh_environment("o"), monkeypatch):
+            yield proc
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGCONT)  # a stopped process would not see SIGTERM
         proc.stop()
-        aws.reset_clients()
 
 
 class Outage:
@@ -194,6 +189,7 @@ class Outage:
             self.proxy.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "mode",
     [

@@ -15,7 +15,7 @@ import time
 
 from infra.envelope import make_envelope
 from tests.faults.harness import Cluster, size
-from tests.polling import eventually
+from tests.support.polling import eventually
 
 
 def test_sigterm_scale_in_under_load_loses_and_repeats_nothing(cluster: Cluster) -> None:

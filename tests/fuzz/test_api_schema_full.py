@@ -14,9 +14,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.core.result import Ok
 
-from tests.faults.harness import FULL, REPORT
-from tests.integration.test_api_http import ApiProcess
 from tests.integration.test_api_schema import schema_api  # noqa: F401 - the fixture
+from tests.support.processes import Api
+from tests.support.scenarios import FULL, report
 
 pytestmark = pytest.mark.skipif(
     not FULL,
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 EXAMPLES_PER_OPERATION = 100
 
 
-def test_many_random_requests_get_no_server_error_but_503(schema_api: ApiProcess) -> None:  # noqa: F811 - the fixture
+def test_many_random_requests_get_no_server_error_but_503(schema_api: Api) -> None:  # noqa: F811 - the fixture
     schema = schemathesis.openapi.from_url(f"{schema_api.url}/openapi.json")
     failures: list[str] = []
     cases = 0
@@ -55,6 +55,5 @@ def test_many_random_requests_get_no_server_error_but_503(schema_api: ApiProcess
 
         probe()
     line = f"schemathesis on the API: requests={cases} server_errors_but_503={len(failures)}"
-    REPORT.append(line)
-    print(f"\nFAULTS {line}")
+    report(line)
     assert failures == []

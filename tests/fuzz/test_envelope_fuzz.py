@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from infra.envelope import Envelope, EnvelopeError, decode, encode, make_envelope
 from infra.failure import REASONS
-from tests.faults.harness import size
+from tests.support.scenarios import size
 
 FUZZ = settings(
     max_examples=size(150, 2000),

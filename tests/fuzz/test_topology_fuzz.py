@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from infra.topology import Topology, TopologyError
 from infra.topology.load import parse_topology
 from tests import REPO
-from tests.faults.harness import size
+from tests.support.scenarios import size
 
 FUZZ = settings(
     max_examples=size(60, 500),

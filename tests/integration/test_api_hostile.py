@@ -27,8 +27,9 @@ from infra.emulator import EmulatorProcess
 from infra.provision import apply
 from infra.topology import Topology, load_topology
 from producers.auth import hash_key
-from tests.conftest import aws_environ
-from tests.integration.test_api_http import PAYLOADS, QUEUES_FILE, ApiProcess, _start_api
+from tests.integration.test_api_http import PAYLOADS, QUEUES_FILE, _start_api
+from tests.support.emulator import aws_environ
+from tests.support.processes import Api
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +59,7 @@ class Answer:
         return parsed
 
 
-def _connect(api: ApiProcess) -> socket.socket:
+def _connect(api: Api) -> socket.socket:
     url = urlsplit(api.url)
     sock = socket.create_connection((url.hostname or "127.0.0.1", url.port or 80))
     sock.settimeout(ANSWER_DEADLINE_S)
@@ -134,7 +135,7 @@ def topology(env: dict[str, str]) -> Topology:
 @pytest.fixture(scope="module")
 def api(
     env: dict[str, str], topology: Topology, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ApiProcess]:
+) -> Iterator[Api]:
     """A keyed API with a small body limit and a short body deadline."""
     tmp = tmp_path_factory.mktemp("hostile-api")
     keys = tmp / "keys.yaml"
@@ -158,7 +159,7 @@ def api(
 
 @dataclass
 class BareApi:
-    api: ApiProcess
+    api: Api
     topology: Topology
 
 
@@ -175,7 +176,7 @@ def bare_api(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
 # -- (a) no key: 401 before the body ----------------------------------------------------------
 
 
-def test_no_key_is_401_before_the_body_is_sent(api: ApiProcess) -> None:
+def test_no_key_is_401_before_the_body_is_sent(api: Api) -> None:
     with _connect(api) as sock:
         headers = {"Content-Type": "application/json", "Content-Length": "8000000"}
         sock.sendall(_head("/v1/jobs/email.send", headers))
@@ -186,7 +187,7 @@ def test_no_key_is_401_before_the_body_is_sent(api: ApiProcess) -> None:
     assert answer.closed  # the server does not wait for the body
 
 
-def test_a_wrong_key_is_401_before_the_body_is_sent(api: ApiProcess) -> None:
+def test_a_wrong_key_is_401_before_the_body_is_sent(api: Api) -> None:
     with _connect(api) as sock:
         headers = {"Content-Length": "8000000", "Authorization": f"Bearer {ALPHA}x"}
         sock.sendall(_head("/v1/jobs/email.send", headers))
@@ -197,7 +198,7 @@ def test_a_wrong_key_is_401_before_the_body_is_sent(api: ApiProcess) -> None:
 # -- (b) a body above the limit: 413 while it is arriving -------------------------------------
 
 
-def test_a_declared_length_above_the_limit_is_413_before_the_body(api: ApiProcess) -> None:
+def test_a_declared_length_above_the_limit_is_413_before_the_body(api: Api) -> None:
     with _connect(api) as sock:
         headers = {"Content-Length": "8000000", "X-API-Key": ALPHA}
         sock.sendall(_head("/v1/jobs/email.send", headers))
@@ -206,7 +207,7 @@ def test_a_declared_length_above_the_limit_is_413_before_the_body(api: ApiProces
     assert f"limit of {MAX_BODY_BYTES} bytes" in answer.json()["detail"]
 
 
-def test_a_chunked_body_above_the_limit_is_413_before_it_ends(api: ApiProcess) -> None:
+def test_a_chunked_body_above_the_limit_is_413_before_it_ends(api: Api) -> None:
     with _connect(api) as sock:
         headers = {"Transfer-Encoding": "chunked", "X-API-Key": ALPHA}
         sock.sendall(_head("/v1/jobs/email.send", headers))
@@ -225,7 +226,7 @@ def test_a_chunked_body_above_the_limit_is_413_before_it_ends(api: ApiProcess) -
 # -- (c) a body slower than the deadline: 408 --------------------------------------------------
 
 
-def test_a_trickling_body_is_cut_off_with_408(api: ApiProcess) -> None:
+def test_a_trickling_body_is_cut_off_with_408(api: Api) -> None:
     body = json.dumps(PAYLOADS["email.send"]).encode()
     with _connect(api) as sock:
         headers = {"Content-Length": str(len(body)), "X-API-Key": ALPHA}
@@ -245,7 +246,7 @@ def test_a_trickling_body_is_cut_off_with_408(api: ApiProcess) -> None:
     assert answer.closed
 
 
-def test_trickling_headers_are_disconnected(api: ApiProcess) -> None:
+def test_trickling_headers_are_disconnected(api: Api) -> None:
     head = _head("/v1/jobs/email.send", {"X-API-Key": ALPHA, "X-Padding": "p" * 200})
     with _connect(api) as sock:
         sent = 0
@@ -270,7 +271,7 @@ def test_trickling_headers_are_disconnected(api: ApiProcess) -> None:
 # -- (d) invalid JSON without a key: 401, not 422 ---------------------------------------------
 
 
-def test_invalid_json_without_a_key_is_401(api: ApiProcess) -> None:
+def test_invalid_json_without_a_key_is_401(api: Api) -> None:
     with httpx.Client(base_url=api.url, timeout=ANSWER_DEADLINE_S) as http:
         headers = {"Content-Type": "application/json"}
         assert (
@@ -286,7 +287,7 @@ def test_invalid_json_without_a_key_is_401(api: ApiProcess) -> None:
 # -- (e) status: the enqueuing key and admin keys only -----------------------------------------
 
 
-def test_another_keys_job_is_404_and_admin_sees_it(api: ApiProcess, topology: Topology) -> None:
+def test_another_keys_job_is_404_and_admin_sees_it(api: Api, topology: Topology) -> None:
     with httpx.Client(base_url=api.url, timeout=ANSWER_DEADLINE_S) as http:
         ok = http.post(
             "/v1/jobs/order.placed", json=PAYLOADS["order.placed"], headers={"X-API-Key": ALPHA}
@@ -337,7 +338,7 @@ def test_503_bodies_name_no_table_topic_or_arn(bare_api: BareApi) -> None:
         assert "conveyor infra apply" in answer.text, answer.text
         assert [n for n in names if n in answer.text] == [], answer.text
     # The log has what the answers leave out.
-    assert ledger_table_name(bare) in bare_api.api.output()
+    assert ledger_table_name(bare) in bare_api.api.text()
 
 
 # -- (h) ids no job can have ----------------------------------------------------------------------
@@ -346,7 +347,7 @@ def test_503_bodies_name_no_table_topic_or_arn(bare_api: BareApi) -> None:
 @pytest.mark.parametrize(
     ("job_id", "status"), [("a" * 129, 422), ("b" * 8000, 422), ("c" * 128, 404)]
 )
-def test_an_over_long_job_id_is_4xx(api: ApiProcess, job_id: str, status: int) -> None:
+def test_an_over_long_job_id_is_4xx(api: Api, job_id: str, status: int) -> None:
     with httpx.Client(base_url=api.url, timeout=ANSWER_DEADLINE_S) as http:
         answer = http.get(f"/v1/jobs/{job_id}", headers={"X-API-Key": OPS})
     assert answer.status_code == status, answer.text

@@ -8,12 +8,9 @@ not packages.)
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,9 +25,11 @@ from infra.envelope import decode
 from infra.provision import apply
 from infra.topology import Topology, load_topology, payload_model
 from producers.client import ConveyorClient, EnqueueError
+from tests.support.ports import free_port
+from tests.support.processes import Api
 
 if TYPE_CHECKING:
-    from tests.conftest import AwsEnv
+    from tests.support.emulator import AwsEnv
 
 pytestmark = pytest.mark.integration
 
@@ -50,59 +49,20 @@ PAYLOADS: dict[str, dict[str, Any]] = {
 }
 
 
-def _free_port() -> int:
-    """A loopback port free right now (for the API to bind, or to stay closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
-@dataclass
-class ApiProcess:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-
-def _wait_healthy(api: ApiProcess) -> None:
-    deadline = time.monotonic() + STARTUP_DEADLINE_S
-    while time.monotonic() < deadline:
-        if api.process.poll() is not None:
-            pytest.fail(f"the API exited with {api.process.returncode}:\n{api.output()}")
-        try:
-            if httpx.get(f"{api.url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)  # polling interval, not synchronisation
-    pytest.fail(f"the API did not answer /healthz within {STARTUP_DEADLINE_S:g}s:\n{api.output()}")
-
-
-def _start_api(env: dict[str, str], log: Path) -> Iterator[ApiProcess]:
-    port = _free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", SERVE, "api", "--host", "127.0.0.1", "--port", str(port)],
-            env={"CONVEYOR_API_AUTH": "none", **env, "CONVEYOR_QUEUES_FILE": str(QUEUES_FILE)},
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    api = ApiProcess(f"http://127.0.0.1:{port}", process, log)
+def _start_api(env: dict[str, str], log: Path) -> Iterator[Api]:
+    """The API through ``register`` (SERVE) on a free loopback port, its output in ``log``."""
+    api = Api(
+        env={"CONVEYOR_API_AUTH": "none", **env, "CONVEYOR_QUEUES_FILE": str(QUEUES_FILE)},
+        log_dir=log.parent,
+        name=log.stem,
+        args=("--host", "127.0.0.1"),
+        command=(sys.executable, "-c", SERVE),
+    )
     try:
-        _wait_healthy(api)
+        api.wait_ready(timeout_s=STARTUP_DEADLINE_S)
         yield api
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        api.stop(timeout_s=15)
 
 
 @pytest.fixture
@@ -113,14 +73,14 @@ def topology(aws_env: AwsEnv) -> Topology:
 
 
 @pytest.fixture
-def api(aws_env: AwsEnv, topology: Topology, tmp_path: Path) -> Iterator[ApiProcess]:
+def api(aws_env: AwsEnv, topology: Topology, tmp_path: Path) -> Iterator[Api]:
     yield from _start_api(aws_env.env, tmp_path / "api.log")
 
 
 @pytest.fixture
-def unreachable_aws_api(aws_env: AwsEnv, tmp_path: Path) -> Iterator[ApiProcess]:
+def unreachable_aws_api(aws_env: AwsEnv, tmp_path: Path) -> Iterator[Api]:
     """An API whose AWS endpoint is a closed port."""
-    env = {**aws_env.env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}"}
+    env = {**aws_env.env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
     yield from _start_api(env, tmp_path / "api-unreachable.log")
 
 
@@ -166,7 +126,7 @@ def _collect(topology: Topology, expected: dict[str, set[str]]) -> dict[str, lis
 
 
 def test_each_job_reaches_exactly_the_queues_its_type_fans_out_to(
-    api: ApiProcess, topology: Topology
+    api: Api, topology: Topology
 ) -> None:
     accepted: dict[str, dict[str, Any]] = {}
     with httpx.Client(base_url=api.url, timeout=10) as http:
@@ -195,9 +155,7 @@ def test_each_job_reaches_exactly_the_queues_its_type_fans_out_to(
             assert envelope.data == model.model_validate(job["payload"]).model_dump(mode="json")
 
 
-def test_client_and_cli_enqueue_through_the_running_api(
-    api: ApiProcess, topology: Topology
-) -> None:
+def test_client_and_cli_enqueue_through_the_running_api(api: Api, topology: Topology) -> None:
     with ConveyorClient(api.url) as client:
         result = client.enqueue(
             "email.send",
@@ -230,7 +188,7 @@ def test_client_and_cli_enqueue_through_the_running_api(
     assert [decode(m["Body"]).id for m in received["images"]] == [cli_job_id]
 
 
-def test_limits_and_validation_over_http(api: ApiProcess, topology: Topology) -> None:
+def test_limits_and_validation_over_http(api: Api, topology: Topology) -> None:
     # Above the default body limit: payloads.max_bytes (10 MiB) plus 256 KiB of framing.
     big = json.dumps(
         {**PAYLOADS["email.send"], "body": "x" * (topology.payloads.max_bytes + 300 * 1024)}
@@ -254,7 +212,7 @@ def test_limits_and_validation_over_http(api: ApiProcess, topology: Topology) ->
     assert _collect(topology, {}) == {q: [] for q in topology.queues}
 
 
-def test_unreachable_aws_is_503_never_202(unreachable_aws_api: ApiProcess) -> None:
+def test_unreachable_aws_is_503_never_202(unreachable_aws_api: Api) -> None:
     with httpx.Client(base_url=unreachable_aws_api.url, timeout=30) as http:
         for job_type, payload in PAYLOADS.items():
             response = http.post(f"/v1/jobs/{job_type}", json=payload)
@@ -282,10 +240,10 @@ def test_unreachable_aws_is_503_never_202(unreachable_aws_api: ApiProcess) -> No
     assert run.exit_code == 1
     assert run.output.startswith("conveyor: enqueue failed: 503: job not published: ")
     assert "(retry after " in run.output
-    assert unreachable_aws_api.process.poll() is None  # still serving
+    assert unreachable_aws_api.proc.poll() is None  # still serving
 
 
-def test_a_500_job_batch_lands_on_the_right_queues(api: ApiProcess, topology: Topology) -> None:
+def test_a_500_job_batch_lands_on_the_right_queues(api: Api, topology: Topology) -> None:
     types = sorted(PAYLOADS)
     jobs = [
         {"type": types[i % len(types)], "data": PAYLOADS[types[i % len(types)]]} for i in range(500)

@@ -9,9 +9,7 @@ The module provisions one environment and starts one keyed API for its tests
 from __future__ import annotations
 
 import json
-import os
 import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,10 +26,15 @@ from infra.provision import apply
 from infra.topology import Topology, load_topology
 from producers.auth import hash_key
 from producers.client import NO_RETRY, AuthError, Client, EnqueueError
-from tests.conftest import aws_environ
-from tests.integration.test_api_http import PAYLOADS, QUEUES_FILE, ApiProcess, _collect, _start_api
+from tests.integration.test_api_http import PAYLOADS, QUEUES_FILE, _collect, _start_api
+from tests.support.emulator import fresh_environment, pointed_at
+from tests.support.processes import Api
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # One running API for the module: its tests go to one pytest-xdist worker.
+    pytest.mark.xdist_group("api-production"),
+]
 
 FULL_KEY = "cvy_full-access-key-for-tests-0123456789abcdef"
 MAIL_KEY = "cvy_mail-only-key-for-tests-0123456789abcdef"
@@ -42,15 +45,11 @@ RESIZE = PAYLOADS["image.resize"]
 @pytest.fixture(scope="module")
 def env(emulator: EmulatorProcess) -> Iterator[dict[str, str]]:
     """This process pointed at the emulator under a fresh environment, for the module."""
-    values = aws_environ(emulator.endpoint_url, f"t{uuid.uuid4().hex[:10]}")
-    with pytest.MonkeyPatch.context() as patch:
-        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_RETRY_MODE"):
-            patch.delenv(key, raising=False)
-        for key, value in values.items():
-            patch.setenv(key, value)
-        aws.reset_clients()
-        yield dict(os.environ)
-    aws.reset_clients()
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        pointed_at(emulator.endpoint_url, fresh_environment(), patch) as aws_env,
+    ):
+        yield aws_env.env
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +62,7 @@ def topology(env: dict[str, str]) -> Topology:
 @pytest.fixture(scope="module")
 def keyed_api(
     env: dict[str, str], topology: Topology, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ApiProcess]:
+) -> Iterator[Api]:
     """An API that requires keys: one for everything, one for e-mail only and slow."""
     tmp = tmp_path_factory.mktemp("keyed-api")
     keys = tmp / "keys.yaml"
@@ -109,7 +108,7 @@ def _idempotency_item(topology: Topology, scope: str, key: str) -> dict[str, Any
 # -- auth and limits ----------------------------------------------------------------------------
 
 
-def test_keys_are_required_and_scoped(keyed_api: ApiProcess, topology: Topology) -> None:
+def test_keys_are_required_and_scoped(keyed_api: Api, topology: Topology) -> None:
     _collect(topology, {})  # start from empty queues: every message below is this test's
     with httpx.Client(base_url=keyed_api.url, timeout=30) as http:
         before = _metrics(http)
@@ -188,7 +187,7 @@ def test_keys_are_required_and_scoped(keyed_api: ApiProcess, topology: Topology)
 
 
 def test_a_repeated_idempotency_key_publishes_nothing_new(
-    keyed_api: ApiProcess, topology: Topology
+    keyed_api: Api, topology: Topology
 ) -> None:
     _collect(topology, {})  # start from empty queues: every message below is this test's
     batch = {
@@ -257,7 +256,7 @@ class _LoseFirstAnswer(httpx.HTTPTransport):
 
 
 def test_the_client_retries_a_lost_answer_without_a_second_job(
-    keyed_api: ApiProcess, topology: Topology
+    keyed_api: Api, topology: Topology
 ) -> None:
     _collect(topology, {})  # start from empty queues
     transport = _LoseFirstAnswer()
@@ -273,7 +272,7 @@ def test_the_client_retries_a_lost_answer_without_a_second_job(
 
 
 @pytest.fixture
-def frozen_sns_api(env: dict[str, str], topology: Topology, tmp_path: Path) -> Iterator[ApiProcess]:
+def frozen_sns_api(env: dict[str, str], topology: Topology, tmp_path: Path) -> Iterator[Api]:
     """An API whose SNS endpoint accepts connections and never answers (a frozen SNS)."""
     with socket.socket() as blackhole:
         blackhole.bind(("127.0.0.1", 0))
@@ -288,7 +287,7 @@ def frozen_sns_api(env: dict[str, str], topology: Topology, tmp_path: Path) -> I
 
 
 def test_an_sns_that_never_answers_is_503_and_nothing_is_recorded(
-    frozen_sns_api: ApiProcess, topology: Topology
+    frozen_sns_api: Api, topology: Topology
 ) -> None:
     headers = {"Idempotency-Key": "frozen-1"}
     with httpx.Client(base_url=frozen_sns_api.url, timeout=60) as http:
@@ -315,14 +314,14 @@ def test_an_sns_that_never_answers_is_503_and_nothing_is_recorded(
         # ...and nothing was recorded as accepted: no ledger record for the job id.
         status = http.get(f"/v1/jobs/{item['job_id']}")
         assert status.status_code == 404, status.text
-        assert frozen_sns_api.process.poll() is None  # still serving
+        assert frozen_sns_api.proc.poll() is None  # still serving
 
 
 # -- the client and the CLI against the running API --------------------------------------------
 
 
 def test_client_and_cli_end_to_end(
-    keyed_api: ApiProcess, topology: Topology, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    keyed_api: Api, topology: Topology, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with Client(keyed_api.url, FULL_KEY) as client:
         job = client.enqueue("image.resize", RESIZE, idempotency_key="c-1")

@@ -6,8 +6,6 @@ a few deterministic examples per operation keep the run short and repeatable.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,12 +13,12 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from infra import aws
 from infra.emulator import EmulatorProcess
 from infra.provision import apply
 from infra.topology import load_topology
-from tests.conftest import aws_environ
-from tests.integration.test_api_http import QUEUES_FILE, ApiProcess, _start_api
+from tests.integration.test_api_http import QUEUES_FILE, _start_api
+from tests.support.emulator import fresh_environment, pointed_at
+from tests.support.processes import Api
 
 pytestmark = pytest.mark.integration
 
@@ -31,19 +29,17 @@ EXAMPLES_PER_OPERATION = 5
 @pytest.fixture(scope="module")
 def schema_api(
     emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ApiProcess]:
-    env = aws_environ(emulator.endpoint_url, f"t{uuid.uuid4().hex[:10]}")
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        aws.reset_clients()
-        apply(load_topology(QUEUES_FILE, environment=env["CONVEYOR_ENVIRONMENT"]))
+) -> Iterator[Api]:
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        pointed_at(emulator.endpoint_url, fresh_environment(), patch) as aws_env,
+    ):
+        apply(load_topology(QUEUES_FILE, environment=aws_env.environment))
         log: Path = tmp_path_factory.mktemp("schema") / "api.log"
-        yield from _start_api(dict(os.environ), log)
-    aws.reset_clients()
+        yield from _start_api(aws_env.env, log)
 
 
-def test_no_server_error_but_503(schema_api: ApiProcess) -> None:
+def test_no_server_error_but_503(schema_api: Api) -> None:
     schema = schemathesis.openapi.from_url(f"{schema_api.url}/openapi.json")
     failures: list[str] = []
     operations = 0

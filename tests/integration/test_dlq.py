@@ -22,12 +22,12 @@ from infra.failure import FAILURE_ATTRIBUTE, REDRIVE_COUNT, REDRIVEN_AT
 from infra.topology import Topology, load_topology
 from ops.dlq import NATIVE_REDRIVE_REASON, Scan
 from tests import REPO
-from tests.dlq_jobs import dead_letter
+from tests.support.queues import dead_letter, receive_all, visible_in_flight
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-    from tests.conftest import AwsEnv
+    from tests.support.emulator import AwsEnv
 
 pytestmark = pytest.mark.integration
 
@@ -58,33 +58,11 @@ class Dlq:
 
     def depth(self, url: str) -> tuple[int, int]:
         """(visible, in flight): right after a command, in flight must be 0 (released)."""
-        attrs = self.sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-            ],
-        )["Attributes"]
-        return (
-            int(attrs["ApproximateNumberOfMessages"]),
-            int(attrs["ApproximateNumberOfMessagesNotVisible"]),
-        )
+        return visible_in_flight(url)
 
     def drain(self, url: str) -> list[dict[str, Any]]:
         """Every message of a queue, received for good (the test owns the queue)."""
-        found: dict[str, dict[str, Any]] = {}
-        while True:
-            got = self.sqs.receive_message(
-                QueueUrl=url,
-                MaxNumberOfMessages=10,
-                VisibilityTimeout=300,
-                WaitTimeSeconds=0,  # the source queues long-poll 20 s by default
-                MessageAttributeNames=["All"],
-                MessageSystemAttributeNames=["All"],
-            ).get("Messages", [])
-            if not got:
-                return list(found.values())
-            found.update({m["MessageId"]: dict(m) for m in got})
+        return receive_all(url, hold_s=300, sqs=self.sqs)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from infra.topology import load_topology, parse_topology
 from tests.unit.test_export_cloudformation import EXAMPLE_YAML
 
 if TYPE_CHECKING:
-    from tests.conftest import AwsEnv
+    from tests.support.emulator import AwsEnv
 
 pytestmark = pytest.mark.integration
 

@@ -28,13 +28,15 @@ from infra.envelope import encode, make_envelope
 from infra.failure import Failure
 from infra.topology import Topology, load_topology
 from tests import REPO
-from tests.polling import eventually
+from tests.support import outbox as handler_outbox
+from tests.support.polling import eventually
+from tests.support.queues import peek_until, visible_in_flight
 from workers import lambda_handler
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-    from tests.conftest import AwsEnv
+    from tests.support.emulator import AwsEnv
 
 pytestmark = pytest.mark.integration
 
@@ -171,42 +173,20 @@ class Harness:
         return failed
 
     def attempts(self, job_id: str) -> list[dict[str, Any]]:
-        path = self.outbox / f"{job_id}.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line]
+        return handler_outbox.runs(self.outbox, job_id)
 
     def dead_letters(self, queue: str, count: int) -> list[dict[str, Any]]:
         """Wait for ``count`` messages in ``queue``'s DLQ; return them (left in place)."""
         dlq = self.dlq(queue)
-        seen: dict[str, dict[str, Any]] = {}
-
-        def probe() -> list[dict[str, Any]] | None:
-            got = self.sqs.receive_message(
-                QueueUrl=dlq.url,
-                MaxNumberOfMessages=10,
-                WaitTimeSeconds=1,
-                MessageAttributeNames=["All"],
-                VisibilityTimeout=0,
-            )
-            for message in got.get("Messages", []):
-                seen[message["MessageId"]] = dict(message)
-            return list(seen.values()) if len(seen) >= count else None
-
-        found = eventually(probe, what=f"{count} message(s) in the DLQ of {queue}")
+        found = peek_until(
+            dlq.url, count, what=f"{count} message(s) in the DLQ of {queue}", wait_s=1
+        )
         assert len(found) == count
         return found
 
     def depth(self, queue: Queue) -> tuple[int, int]:
         """(visible, in flight) messages of ``queue``."""
-        attrs = self.sqs.get_queue_attributes(
-            QueueUrl=queue.url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return (
-            int(attrs["ApproximateNumberOfMessages"]),
-            int(attrs["ApproximateNumberOfMessagesNotVisible"]),
-        )
+        return visible_in_flight(queue.url)
 
 
 def _harness(queues_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Harness:

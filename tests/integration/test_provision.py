@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
-    from tests.conftest import AwsEnv
+    from tests.support.emulator import AwsEnv
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from infra.envelope import encode, make_envelope
 from infra.provision import apply
 from infra.topology import Topology, load_topology
 from tests import REPO
-from tests.conftest import AwsEnv
+from tests.support.emulator import AwsEnv
 
 pytestmark = pytest.mark.integration
 

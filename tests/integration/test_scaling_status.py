@@ -17,7 +17,8 @@ from infra.provision import apply
 from infra.topology import Topology, load_topology
 from ops.scaling.store import DesiredStore, state_dir_for
 from tests import REPO
-from tests.conftest import AwsEnv
+from tests.support.emulator import AwsEnv
+from tests.support.queues import depth
 
 pytestmark = pytest.mark.integration
 
@@ -70,8 +71,7 @@ def test_status_reports_depths_dlq_and_pools(topology: Topology) -> None:
     assert (pool["pool"], pool["desired"], pool["running"]) == ("main", 2, 0)
     assert "no supervisor is running" in pool["note"]
     # The DLQ peek released what it read: the three are visible again.
-    attrs = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
-    assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "3"
+    assert depth(dlq).visible == 3
 
     table = runner.invoke(app, ["status"])
     assert table.exit_code == 0, table.output

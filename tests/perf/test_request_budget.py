@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +22,10 @@ from infra.envelope import encode, make_envelope
 from infra.provision import apply
 from infra.topology import load_topology
 from tests import REPO
-from tests.conftest import AwsEnv
-from tests.polling import eventually
+from tests.support.emulator import AwsEnv
+from tests.support.polling import eventually
+from tests.support.processes import Worker
+from tests.support.queues import depth, visible_in_flight
 
 pytestmark = pytest.mark.e2e
 
@@ -75,40 +74,25 @@ def test_a_job_at_backlog_costs_at_most_0_35_requests(
         response = sns.publish_batch(TopicArn=topic_arn, PublishBatchRequestEntries=entries)
         assert not response.get("Failed"), response
         publish_calls += 1
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-    assert attrs["Attributes"]["ApproximateNumberOfMessages"] == str(JOBS)
+    assert depth(url).visible == JOBS
 
-    log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        node = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "worker", "--pool", "main"],
-            env=dict(os.environ),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
+    node = Worker("main", env=dict(os.environ), log_dir=tmp_path, name="worker")
+    log = node.log
+    try:
+        eventually(
+            lambda: sum(1 for _ in outbox.iterdir()) >= JOBS or not node.alive,
+            what=f"the node to run {JOBS} jobs",
         )
-        try:
-            eventually(
-                lambda: sum(1 for _ in outbox.iterdir()) >= JOBS or node.poll() is not None,
-                what=f"the node to run {JOBS} jobs",
-            )
-            assert node.poll() is None, log.read_text()[-2000:]
-            node.send_signal(signal.SIGTERM)  # drain, flush the last deletes, log the counts
-            assert node.wait(timeout=60) == 0
-        finally:
-            if node.poll() is None:
-                os.killpg(node.pid, signal.SIGKILL)
-                node.wait()
+        assert node.alive, node.text()[-2000:]
+        node.terminate()  # drain, flush the last deletes, log the counts
+        assert node.wait(timeout_s=60) == 0
+    finally:
+        node.close()
 
     assert sorted(p.stem for p in outbox.iterdir()) == sorted(ids)
     for path in outbox.iterdir():  # each ran once
         assert len(path.read_text().splitlines()) == 1
-    left = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    assert (left["ApproximateNumberOfMessages"], left["ApproximateNumberOfMessagesNotVisible"]) == (
-        "0",
-        "0",
-    )
+    assert visible_in_flight(url) == (0, 0)
 
     worker = _stopped_event(log)["aws_requests"]
     # Receives of 10: one per 10 jobs, plus the polls that found the queue empty.

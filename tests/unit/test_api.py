@@ -34,7 +34,7 @@ from producers.app import create_app, valid_traceparent
 from producers.enqueue import fingerprint
 from producers.publisher import PublishError, classify
 from sample_jobs.payloads import OrderPlaced
-from tests.polling import eventually
+from tests.support.polling import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 ORDER = {"order_id": "o-1", "customer_email": "ada@example.com", "amount": "12.50"}

@@ -9,7 +9,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.polling import eventually
+from infra.aws.lookup import queue_depth
+from tests.support.polling import eventually
 from workers.batching import SqsBatcher
 
 
@@ -51,13 +52,6 @@ def received(sqs: Any, url: str, count: int) -> list[str]:
     return handles
 
 
-def depth(sqs: Any, url: str) -> int:
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]) + int(
-        attrs["ApproximateNumberOfMessagesNotVisible"]
-    )
-
-
 def test_deletes_go_in_full_batches_and_the_rest_on_flush(sqs: Any) -> None:
     url = sqs.create_queue(QueueName="q")["QueueUrl"]
     client = CountingClient(sqs)
@@ -68,7 +62,7 @@ def test_deletes_go_in_full_batches_and_the_rest_on_flush(sqs: Any) -> None:
     assert batcher.pending() == 5
     batcher.flush()
     assert client.calls[-1] == ("delete", 5)
-    assert depth(sqs, url) == 0
+    assert queue_depth(sqs, url).total == 0
 
 
 def test_flush_due_sends_only_what_waited_long_enough(sqs: Any) -> None:
@@ -95,7 +89,7 @@ def test_an_invalid_receipt_handle_is_dropped_and_the_others_deleted(sqs: Any) -
         batcher.delete(url, handle)
     batcher.flush()
     assert batcher.pending() == 0
-    assert depth(sqs, url) == 0
+    assert queue_depth(sqs, url).total == 0
 
 
 def test_a_failing_call_is_retried_then_given_up(sqs: Any) -> None:
@@ -128,4 +122,4 @@ def test_the_sending_thread_sends_full_batches_and_stop_leaves_the_rest_to_flush
     assert client.calls == [("delete", 10), ("delete", 10)]
     batcher.flush()
     assert client.calls[-1] == ("delete", 3)
-    assert depth(sqs, url) == 0
+    assert queue_depth(sqs, url).total == 0
