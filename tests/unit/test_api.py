@@ -21,7 +21,6 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 from fastapi.testclient import TestClient
-from moto import mock_aws
 from pydantic import BaseModel
 from structlog.testing import capture_logs
 
@@ -34,41 +33,13 @@ from producers.app import create_app, valid_traceparent
 from producers.enqueue import fingerprint
 from producers.publisher import PublishError, classify
 from sample_jobs.payloads import OrderPlaced
+from tests.support.mocked import clear_aws_env
 from tests.support.polling import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 ORDER = {"order_id": "o-1", "customer_email": "ada@example.com", "amount": "12.50"}
 RESIZE = {"image_url": "https://example.com/a.png", "width_px": 640}
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-
-
-def _clear_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in (
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_SNS",
-        "AWS_ENDPOINT_URL_STS",
-        "AWS_ENDPOINT_URL_SQS",
-        "AWS_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "AWS_RETRY_MODE",
-        "CONVEYOR_AWS_ACCOUNT_ID",
-    ):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-
-
-@pytest.fixture
-def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """boto3 answered by moto in this process (unit tests only; integration uses the server)."""
-    _clear_aws_env(monkeypatch)
-    aws.reset_clients()
-    with mock_aws():
-        yield
-    aws.reset_clients()
 
 
 @pytest.fixture
@@ -497,7 +468,7 @@ def test_missing_topic_is_503_and_says_to_provision(client: TestClient) -> None:
 
 
 def test_unreachable_sns_is_503(topology: Topology, monkeypatch: pytest.MonkeyPatch) -> None:
-    _clear_aws_env(monkeypatch)
+    clear_aws_env(monkeypatch)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port()}")
     monkeypatch.setenv("CONVEYOR_AWS_ACCOUNT_ID", "123456789012")  # skip STS: reach SNS
     aws.reset_clients()
@@ -516,7 +487,7 @@ def test_unreachable_sns_is_503(topology: Topology, monkeypatch: pytest.MonkeyPa
 
 
 def test_unreachable_sts_is_503(topology: Topology, monkeypatch: pytest.MonkeyPatch) -> None:
-    _clear_aws_env(monkeypatch)
+    clear_aws_env(monkeypatch)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port()}")
     aws.reset_clients()
     try:

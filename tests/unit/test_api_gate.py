@@ -8,14 +8,12 @@ is pulled; the app through FastAPI's TestClient with moto's in-process mock.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from fastapi.testclient import TestClient
-from moto import mock_aws
 from starlette.types import Message, Receive, Scope, Send
 
 from infra import aws
@@ -234,24 +232,6 @@ def test_the_admin_scope_in_the_keys_file() -> None:
 @pytest.fixture
 def topology() -> Topology:
     return load_topology(REPO / "queues.yaml", environment="unit")
-
-
-@pytest.fixture
-def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN", "CONVEYOR_AWS_ACCOUNT_ID"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "AWS_MAX_ATTEMPTS": "1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    aws.reset_clients()
-    with mock_aws():
-        yield
-    aws.reset_clients()
 
 
 def _topic_probes() -> int:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from infra import aws
 from infra.aws.errors import (
@@ -23,23 +21,6 @@ from infra.errors import ProvisionError
 from infra.net import free_port
 from infra.provision.apply import _Runner
 from infra.provision.diff import DeleteQueue, TagQueue
-
-
-@pytest.fixture
-def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_MAX_ATTEMPTS": "1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    aws.reset_clients()
-    with mock_aws():
-        yield
-    aws.reset_clients()
 
 
 def _raised(call: object, **kwargs: object) -> ClientError:

@@ -28,6 +28,7 @@ from kombu.asynchronous import Hub, set_event_loop
 from moto import mock_aws
 
 from infra import aws
+from infra.aws.lookup import queue_depth
 from infra.envelope import encode, make_envelope
 from infra.failure import FAILURE_ATTRIBUTE, Failure
 from workers import compat
@@ -156,11 +157,8 @@ def receive(sqs: Any, url: str, visibility_timeout_s: int = 600) -> dict[str, An
 
 def counts(sqs: Any, url: str) -> tuple[int, int]:
     """(visible, in flight) messages of the queue."""
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    return (
-        int(attributes["ApproximateNumberOfMessages"]),
-        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-    )
+    depth = queue_depth(sqs, url)
+    return depth.visible, depth.in_flight
 
 
 def consume(channel: Channel, prefetch_count: int = 0) -> list[Any]:

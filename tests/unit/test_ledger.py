@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from moto import mock_aws
 from structlog.testing import capture_logs
 
 from infra import aws
@@ -39,23 +37,6 @@ job_types:
   mail.send: {topic: jobs, payload: "m:P", handler: "m:h", ledger: true}
   mail.log: {topic: jobs, payload: "m:P", handler: "m:h"}
 """
-
-
-@pytest.fixture
-def mocked_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_PROFILE"):
-        monkeypatch.delenv(key, raising=False)
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_MAX_ATTEMPTS": "1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    aws.reset_clients()
-    with mock_aws():
-        yield
-    aws.reset_clients()
 
 
 def _create_table() -> None:
