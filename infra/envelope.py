@@ -205,12 +205,17 @@ class Envelope(BaseModel):
         # JSON's \ud800 escapes decode to lone surrogates, which no UTF-8 log line,
         # header or DynamoDB key can carry: refuse them in attributes (data is the
         # handler's business).
-        for name, value in [*self, *(self.model_extra or {}).items()]:
-            if isinstance(value, str):
-                try:
-                    value.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise ValueError(f"{name}: not valid Unicode (a lone surrogate)") from None
+        # Extensions may hold any JSON, not only strings: look inside them too.
+        texts = [(name, value) for name, value in self if isinstance(value, str)]
+        texts += [
+            (name, json.dumps(value, ensure_ascii=False, default=str))
+            for name, value in (self.model_extra or {}).items()
+        ]
+        for name, text in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"{name}: not valid Unicode (a lone surrogate)") from None
         return self
 
     @property

@@ -20,9 +20,9 @@ from producers.app import create_app
 from producers.batch import MAX_BATCH_JOBS, overall_status
 from producers.enqueue import Outcome
 from producers.publisher import Outgoing, Published, Publisher, PublishError, _chunks, _Entry
-from tests.unit.test_api import ORDER, RESIZE, drain, mocked_aws, provision, topology
+from tests.unit.test_api import ORDER, RESIZE, drain, provision, topology
 
-__all__ = ["mocked_aws", "topology"]  # fixtures
+__all__ = ["topology"]  # fixtures
 
 EMAIL = {"to": "bob@example.com", "subject": "hi"}
 

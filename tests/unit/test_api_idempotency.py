@@ -14,9 +14,9 @@ from producers.app import create_app
 from producers.enqueue import fingerprint
 from producers.idempotency import IdempotencyStore, IdempotencyUnavailableError
 from sample_jobs.payloads import ResizeImage
-from tests.unit.test_api import RESIZE, create_tables, drain, mocked_aws, provision, topology
+from tests.unit.test_api import RESIZE, create_tables, drain, provision, topology
 
-__all__ = ["mocked_aws", "topology"]  # fixtures
+__all__ = ["topology"]  # fixtures
 
 TABLE = "conveyor-unit-idempotency"
 

@@ -62,3 +62,18 @@ def test_decode_refuses_what_is_not_a_job_with_a_reason(body: str | bytes, reaso
 def test_naive_times_are_taken_as_utc() -> None:
     env = decode('{"specversion":"1.0","id":"x","type":"t","time":"2026-01-01T00:00:00"}')
     assert env.time.utcoffset() is not None
+
+
+@pytest.mark.parametrize(
+    "extension",
+    ['"\\ud800"', '{"\\ud800": null}', '["ok", {"k": "\\udfff"}]'],
+)
+def test_a_lone_surrogate_anywhere_in_an_extension_is_refused(extension: str) -> None:
+    # Found by the consumer-boundary fuzzing: a surrogate inside a nested extension was
+    # accepted, and encoding the envelope again (redrive, ledger) then raised.
+    doc = json.loads(encode(make_envelope("demo.job", {"n": 1})))
+    body = json.dumps(doc)[:-1] + f', "anextension": {extension}}}'
+    with pytest.raises(EnvelopeError) as info:
+        decode(body)
+    assert info.value.reason == "invalid_envelope"
+    assert "anextension" in str(info.value)
