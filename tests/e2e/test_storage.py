@@ -23,13 +23,13 @@ import pytest
 
 from infra import aws, provision
 from infra.emulator import EmulatorProcess
+from infra.net import free_port
 from infra.topology import Topology, load_topology
 from tests import REPO
 from tests.support import http
 from tests.support import outbox as handler_outbox
 from tests.support.emulator import fresh_environment, pointed_at
 from tests.support.polling import eventually
-from tests.support.ports import free_port
 from tests.support.processes import Api, Child, Worker
 from tests.support.queues import queue_url, visible_in_flight
 

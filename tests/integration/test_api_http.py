@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 from conveyor.cli.api import register
 from infra import aws
 from infra.envelope import decode
+from infra.net import free_port
 from infra.provision import apply
 from infra.topology import Topology, load_topology, payload_model
 from producers.client import ConveyorClient, EnqueueError
-from tests.support.ports import free_port
 from tests.support.processes import Api
 
 if TYPE_CHECKING:

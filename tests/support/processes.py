@@ -25,11 +25,11 @@ from pathlib import Path
 
 import httpx
 
+from infra.net import free_port
 from infra.topology import load_topology
 from tests import REPO
 from tests.support import http
 from tests.support.polling import eventually
-from tests.support.ports import free_port
 
 #: How a Conveyor command is run (``python -c …`` for a test's own entry point).
 CONVEYOR: tuple[str, ...] = (sys.executable, "-m", "conveyor")

@@ -20,8 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conveyor.cli import app
+from infra.net import free_port
 from tests import REPO
-from tests.support.ports import free_port
 
 runner = CliRunner()
 TOPOLOGY = REPO / "tests" / "fixtures" / "scaling.yaml"
