@@ -46,15 +46,18 @@ def wait_for_http(
 ) -> None:
     """Poll ``url`` until it answers 200; fail early if ``proc`` exits."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{url}: the process exited with code {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)  # polling interval, bounded by the deadline
+    # One client for every poll: a new one per call (httpx.get) costs tens of ms of CPU,
+    # which the processes starting beside it need.
+    with httpx.Client(timeout=1.0) as http:
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{url}: the process exited with code {proc.returncode}")
+            try:
+                if http.get(url).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)  # polling interval, bounded by the deadline
     raise TimeoutError(f"{url} did not answer within {timeout_s:g} s")
 
 
