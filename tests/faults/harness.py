@@ -192,6 +192,19 @@ class Cluster:
                 if isinstance(job_id, str):
                     self.dead[job_id] = failure
 
+    def assert_dead_lettered_once(self, expected: list[tuple[str, str, str]], queue: str) -> None:
+        """Each ``(what, body, reason)`` is in ``queue``'s DLQ exactly once, byte for byte,
+        with its reason, after ONE receive (call :meth:`drain_dead_letters` first)."""
+        records = dict(self.dead_messages)
+        assert len(self.dead_messages) == len(expected)
+        for what, body, reason in expected:
+            failure = records[body]
+            assert failure is not None, what
+            assert failure.reason == reason, (what, failure.reason, failure.error_message)
+            assert failure.attempts == 1, what
+            assert failure.queue == queue
+            assert failure.error_message, what
+
     def settle(
         self,
         scenario: str,

@@ -160,12 +160,4 @@ def test_hostile_messages_are_dead_lettered_once_and_nodes_never_restart(cluster
     for node in nodes:
         assert "Unrecoverable error" not in node.text()
     # Each hostile message is in the DLQ once, body unchanged, with its reason, after ONE receive.
-    records = dict(cluster.dead_messages)
-    assert len(cluster.dead_messages) == len(hostile)
-    for what, body, reason in hostile:
-        failure = records[body]
-        assert failure is not None, what
-        assert failure.reason == reason, (what, failure.reason, failure.error_message)
-        assert failure.attempts == 1, what
-        assert failure.queue == "alpha"
-        assert failure.error_message, what
+    cluster.assert_dead_lettered_once(hostile, queue="alpha")

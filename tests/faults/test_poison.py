@@ -92,12 +92,4 @@ def test_poison_messages_are_dead_lettered_with_their_reason_and_nodes_carry_on(
     assert tally.duplicates == 0
     assert node.alive, node.text()  # the node was not hurt
     # Each poison message is in the DLQ once, byte for byte, with its reason, after one receive.
-    records = dict(cluster.dead_messages)
-    assert len(cluster.dead_messages) == len(poison)
-    for what, body, reason in poison:
-        failure = records[body]
-        assert failure is not None, what
-        assert failure.reason == reason, (what, failure.reason, failure.error_message)
-        assert failure.attempts == 1, what
-        assert failure.queue == "alpha"
-        assert failure.error_message, what
+    cluster.assert_dead_lettered_once(poison, queue="alpha")

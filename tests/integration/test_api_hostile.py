@@ -9,7 +9,6 @@ answers name no AWS resource; ids no job can have are 4xx.
 from __future__ import annotations
 
 import json
-import os
 import select
 import socket
 import time
@@ -28,7 +27,7 @@ from infra.provision import apply
 from infra.topology import Topology, load_topology
 from producers.auth import hash_key
 from tests.integration.test_api_http import PAYLOADS, QUEUES_FILE, _start_api
-from tests.support.emulator import aws_environ
+from tests.support.emulator import fresh_environment, pointed_at
 from tests.support.processes import Api
 
 pytestmark = pytest.mark.integration
@@ -114,15 +113,12 @@ def _answered(sock: socket.socket, wait_s: float) -> bool:
 
 @pytest.fixture(scope="module")
 def env(emulator: EmulatorProcess) -> Iterator[dict[str, str]]:
-    values = aws_environ(emulator.endpoint_url, f"t{uuid.uuid4().hex[:10]}")
-    with pytest.MonkeyPatch.context() as patch:
-        for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_RETRY_MODE"):
-            patch.delenv(key, raising=False)
-        for key, value in values.items():
-            patch.setenv(key, value)
-        aws.reset_clients()
-        yield dict(os.environ)
-    aws.reset_clients()
+    """This process pointed at the emulator under a fresh environment, for the module."""
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        pointed_at(emulator.endpoint_url, fresh_environment(), patch) as aws_env,
+    ):
+        yield aws_env.env
 
 
 @pytest.fixture(scope="module")
