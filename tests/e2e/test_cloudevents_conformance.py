@@ -11,10 +11,7 @@ to the queue with ``sqs.send_message`` to a real `conveyor worker` process, and 
 from __future__ import annotations
 
 import json
-import os
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,11 +21,7 @@ from cloudevents.v1.conversion import to_structured
 from cloudevents.v1.http import CloudEvent as V1CloudEvent
 
 from infra import aws
-from infra.provision import apply
-from infra.topology import load_topology
-from tests import REPO
-from tests.conftest import AwsEnv
-from tests.faults.harness import TOPOLOGY, Cluster
+from tests.faults.harness import Cluster, cluster
 from tests.support.polling import eventually
 from workers import lambda_handler
 
@@ -94,21 +87,7 @@ def _id(body: bytes) -> str:
     return job_id
 
 
-@pytest.fixture
-def cluster(aws_env: AwsEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    """tests/faults/faults.yaml provisioned under a fresh name; its processes die at teardown."""
-    outbox = tmp_path / "outbox"
-    outbox.mkdir()
-    monkeypatch.setenv("CONVEYOR_QUEUES_FILE", str(TOPOLOGY))
-    monkeypatch.setenv("CONVEYOR_TEST_OUTBOX", str(outbox))
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
-    topology = load_topology(TOPOLOGY)
-    apply(topology)
-    system = Cluster(topology, dict(os.environ), outbox, tmp_path)
-    try:
-        yield system
-    finally:
-        system.close()
+__all__ = ["cluster"]  # the fault suite's fixture, used here
 
 
 def _ran(cluster: Cluster, ids: list[str], times: int = 1) -> bool:

@@ -16,6 +16,7 @@ else the short ones that ``make test`` runs (tests/support/scenarios.py).
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,13 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from infra import aws
 from infra.aws.names import sns_arn
 from infra.envelope import Envelope, encode, make_envelope
 from infra.failure import Failure
-from infra.topology import Topology
+from infra.provision import apply
+from infra.topology import Topology, load_topology
 from tests import REPO
 from tests.support import outbox as handler_outbox
+from tests.support.emulator import AwsEnv
 from tests.support.processes import Api, Child, Worker
 from tests.support.queues import depth, dlq_url, queue_url, receive_all
 from tests.support.scenarios import FULL, report, size
@@ -272,3 +277,20 @@ def sleeps(job_type: str, count: int, seconds: float) -> Iterator[Envelope]:
     """``count`` envelopes of a job type with a Sleep payload."""
     for _ in range(count):
         yield make_envelope(job_type, {"seconds": seconds})
+
+
+@pytest.fixture
+def cluster(aws_env: AwsEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    """tests/faults/faults.yaml provisioned under a fresh name; its processes die at teardown."""
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    monkeypatch.setenv("CONVEYOR_QUEUES_FILE", str(TOPOLOGY))
+    monkeypatch.setenv("CONVEYOR_TEST_OUTBOX", str(outbox))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # worker processes import tests.jobs
+    topology = load_topology(TOPOLOGY)
+    apply(topology)
+    system = Cluster(topology, dict(os.environ), outbox, tmp_path)
+    try:
+        yield system
+    finally:
+        system.close()
