@@ -254,6 +254,16 @@ class ScalingSettings(Section):
     """The kubeconfig context (unset: the current one)."""
 
 
+class SchedulingSettings(Section):
+    """Delayed jobs, cron schedules and the scheduler role (``conveyor scheduler``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_SCHEDULING_")
+
+    max_delay_s: float = Field(30 * 86400.0, gt=0, le=366 * 86400.0)
+    """The longest delay a job may ask for (``delay_s`` or ``not_before``); longer is a
+    422 that names the limit. Default 30 days, at most one year."""
+
+
 class Settings:
     """Every section; each is read from the environment on first use, then kept."""
 
@@ -289,6 +299,10 @@ class Settings:
     def scaling(self) -> ScalingSettings:
         return ScalingSettings()
 
+    @cached_property
+    def scheduling(self) -> SchedulingSettings:
+        return SchedulingSettings()
+
 
 #: Every section by its attribute on :class:`Settings`, in the order the docs list them.
 SECTIONS: Mapping[str, type[Section]] = {
@@ -300,6 +314,7 @@ SECTIONS: Mapping[str, type[Section]] = {
     "aws": AwsSettings,
     "emulator": EmulatorSettings,
     "scaling": ScalingSettings,
+    "scheduling": SchedulingSettings,
 }
 
 

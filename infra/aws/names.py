@@ -22,6 +22,11 @@ TABLE_BILLING_MODE = "PAY_PER_REQUEST"
 LEDGER_TABLE = "jobs"
 #: The producer API's idempotency keys: ``<project>-<environment>-idempotency`` (always).
 IDEMPOTENCY_TABLE = "idempotency"
+#: The scheduler's timer table is ``<project>-<environment>-timers``: delayed jobs,
+#: cron schedule state and tick claims (partition key ``pk``, sort key ``sk``).
+TIMERS_TABLE = "timers"
+#: The timer table's sort key (a string).
+TABLE_SORT_KEY = "sk"
 #: The claim-check bucket is ``<project>-<environment>-payloads-<account>-<region>``.
 PAYLOAD_BUCKET = "payloads"
 #: S3 bucket names: 3 to 63 characters, lower case letters, digits, dots and hyphens.
@@ -69,6 +74,11 @@ def succeeded_table_name(topology: Topology) -> str:
 def ledger_table_name(topology: Topology) -> str:
     """The name of the job ledger's table (whether or not any job type uses it)."""
     return topology.resource_name(LEDGER_TABLE)
+
+
+def timers_table_name(topology: Topology) -> str:
+    """The name of the scheduler's timer table (delayed jobs, schedules, tick claims)."""
+    return topology.resource_name(TIMERS_TABLE)
 
 
 def payload_bucket_prefix(topology: Topology) -> str:
