@@ -6,7 +6,10 @@ only (``pk``) and two kinds of item:
 - ``job#<job id>``: written by the producer once SNS accepted the job
   (:meth:`Ledger.record_queued`, BatchWriteItem, 25 per call): type, trace id, the
   queues it fans out to, ``queued_at``, and the name (never the secret) of the API
-  key that enqueued it (``key_name``: who may read its status).
+  key that enqueued it (``key_name``: who may read its status). A delayed job's is
+  first written once its timer is stored (``record_queued`` with ``scheduled``: the
+  same fields, ``state`` ``scheduled`` and ``due_at``), then replaced by the
+  scheduler's ``record_queued`` when the job is published (``due_at`` kept).
 - ``run#<queue>#<job id>``: written by the workers of that queue with a
   conditional UpdateItem: state (``running``, ``retrying``, ``succeeded``,
   ``dead-lettered``), attempt, timestamps, next attempt time, dead-letter reason.
@@ -62,7 +65,7 @@ if TYPE_CHECKING:
 
 log = structlog.stdlib.get_logger("conveyor.ledger")
 
-JobState = Literal["queued", "running", "retrying", "succeeded", "dead-lettered"]
+JobState = Literal["scheduled", "queued", "running", "retrying", "succeeded", "dead-lettered"]
 #: What a worker records; ``queued`` is the producer's.
 RunState = Literal["running", "retrying", "succeeded", "dead-lettered"]
 _PHASE: dict[str, int] = {"running": 1, "retrying": 2, "succeeded": 3, "dead-lettered": 3}
@@ -102,6 +105,10 @@ class QueuedJob:
     trace_id: str | None = None
     #: The name of the API key that enqueued the job (None: no authentication).
     key_name: str | None = None
+    #: A delayed job: when it is due.
+    due_at: datetime | None = None
+    #: Not published yet: its timer is stored (recorded as ``scheduled``).
+    scheduled: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,10 @@ class RunUpdate:
 class QueueStatus(BaseModel):
     """The job on one of the queues it fans out to."""
 
-    state: JobState = Field(description="queued, running, retrying, succeeded or dead-lettered.")
+    state: JobState = Field(
+        description="scheduled (a delayed job, not published yet), queued, running,"
+        " retrying, succeeded or dead-lettered."
+    )
     attempt: int = Field(0, description="The attempt number (0: not started yet).")
     redrives: int = Field(0, description="How often the job was redriven from the DLQ.")
     updated_at: datetime | None = Field(None, description="When this state was recorded.")
@@ -157,8 +167,11 @@ class JobRecord(BaseModel):
     type: str = Field(description="The job type.")
     state: JobState = Field(
         description="Overall: the state every queue is in, else the least advanced one"
-        " (queued < running < retrying < finished); dead-lettered once every queue"
-        " finished and one dead-lettered."
+        " (scheduled < queued < running < retrying < finished); dead-lettered once every"
+        " queue finished and one dead-lettered."
+    )
+    due_at: datetime | None = Field(
+        None, description="A delayed job: when it is (or was) due to be published."
     )
     trace_id: str | None = Field(None, description="The W3C trace id of the request.")
     queued_at: datetime | None = Field(
@@ -178,7 +191,7 @@ def overall_state(states: Sequence[str]) -> JobState:
     """The job's state from its queues' states (see :attr:`JobRecord.state`)."""
     if not states:
         return "queued"
-    for candidate in ("queued", "running", "retrying"):
+    for candidate in ("scheduled", "queued", "running", "retrying"):
         if candidate in states:
             return candidate
     return "dead-lettered" if "dead-lettered" in states else "succeeded"
@@ -265,7 +278,8 @@ class Ledger:
     def record_queued(self, jobs: Sequence[QueuedJob]) -> None:
         """Record accepted jobs as queued (BatchWriteItem, 25 per call); never raises.
 
-        Jobs whose type does not record status are skipped.
+        Jobs whose type does not record status are skipped. A ``scheduled`` job is
+        recorded as such (a delayed job whose timer is stored).
         """
         now = _iso(datetime.now(UTC))
         requests: dict[str, WriteRequestTypeDef] = {}
@@ -284,6 +298,10 @@ class Ledger:
                 item["trace_id"] = _s(job.trace_id)
             if job.key_name:
                 item["key_name"] = _s(job.key_name)
+            if job.due_at is not None:
+                item["due_at"] = _s(_iso(job.due_at))
+            if job.scheduled:
+                item["state"] = _s("scheduled")
             # One batch may not name a key twice (ValidationException): the last wins.
             requests[job.job_id] = {"PutRequest": {"Item": item}}
         chunks = [list(c) for c in _chunks(list(requests.values()), BATCH_WRITE_MAX)]
@@ -451,7 +469,8 @@ class Ledger:
         queued = items.get(job_key(job_id))
         runs = {q: items[run_key(q, job_id)] for q in self.queues if run_key(q, job_id) in items}
         declared: list[str] = list(_attr(queued, "queues") or []) if queued else []
-        statuses: dict[str, QueueStatus] = {q: QueueStatus(state="queued") for q in declared}
+        waiting = "scheduled" if queued and _attr(queued, "state") == "scheduled" else "queued"
+        statuses: dict[str, QueueStatus] = {q: QueueStatus(state=waiting) for q in declared}
         for queue, item in runs.items():
             statuses[queue] = QueueStatus(
                 state=_attr(item, "state"),
@@ -471,6 +490,7 @@ class Ledger:
             state=overall_state([s.state for s in statuses.values()]),
             trace_id=_attr(any_item, "trace_id"),
             queued_at=_attr(queued, "queued_at") if queued else None,
+            due_at=_attr(queued, "due_at") if queued else None,
             queues=dict(sorted(statuses.items())),
         )
         key_name = _attr(queued, "key_name") if queued else None

@@ -262,6 +262,27 @@ class SchedulingSettings(Section):
     max_delay_s: float = Field(30 * 86400.0, gt=0, le=366 * 86400.0)
     """The longest delay a job may ask for (``delay_s`` or ``not_before``); longer is a
     422 that names the limit. Default 30 days, at most one year."""
+    timer_retention_s: float = Field(7 * 86400.0, ge=3600.0)
+    """How long after its due time a delayed job that was never published is kept in
+    the timer table before DynamoDB's time to live deletes it (a safety net for a
+    scheduler that is down that long; a running one publishes jobs when due)."""
+    poll_interval_s: float = Field(0.5, gt=0, le=60.0)
+    """How often a scheduler asks the timer table for due jobs (and runs the cron
+    schedules' tick): a due job is published on average half of this late."""
+    lease_s: float = Field(30.0, ge=1.0, le=3600.0)
+    """How long a scheduler's claim on a due job lasts: a scheduler killed between claim
+    and publish leaves the job to another replica this long after the claim. Longer
+    than a publish takes (the SNS read timeout)."""
+    claim_threads: int = Field(8, ge=1, le=64)
+    """Conditional writes (claims) and publishes a scheduler runs at once."""
+    max_jobs_per_turn: int = Field(500, ge=1, le=10_000)
+    """The most due jobs one scheduler claims in one turn (the next turn takes the rest)."""
+    health_port: int | None = None
+    """Port of the scheduler's /healthz and /metrics (unset: not served);
+    ``conveyor scheduler --health-port`` overrides it."""
+    health_host: str = "127.0.0.1"
+    """Address the scheduler's /healthz and /metrics bind (``0.0.0.0`` in a container
+    probed from outside)."""
 
 
 class Settings:

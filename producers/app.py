@@ -12,21 +12,24 @@ import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from infra.aws.names import IDEMPOTENCY_TABLE
+from infra.aws.names import IDEMPOTENCY_TABLE, timers_table_name
 from infra.claim_check import claim_check_for
 from infra.ledger import ledger_for
-from infra.settings import ApiSettings
+from infra.settings import ApiSettings, SchedulingSettings, load_settings
+from infra.timers import TimerStore
 from infra.topology import Topology, payload_model
 from producers.auth import ApiKey
 from producers.batch import add_batch_route
+from producers.delay import DelayError, due_time
 from producers.enqueue import (
     SOURCE,
     Enqueuer,
@@ -67,6 +70,11 @@ class JobAccepted(BaseModel):
         description="An earlier request with this Idempotency-Key was accepted: this answer"
         " replays it and nothing was published now.",
     )
+    due_at: datetime | None = Field(
+        None,
+        description="A delayed job (delay_s or not_before in the future): stored, to be"
+        " published at this time (UTC). Absent: published now.",
+    )
 
 
 def create_app(
@@ -75,6 +83,7 @@ def create_app(
     max_body_bytes: int | None = None,
     keys: Sequence[ApiKey] | None = None,
     settings: ApiSettings | None = None,
+    scheduling: SchedulingSettings | None = None,
 ) -> FastAPI:
     """The producer API for ``topology``.
 
@@ -86,10 +95,12 @@ def create_app(
     name of the key that enqueued them (only that key, or an ``admin`` one, reads
     their status). The API key is checked before the body is read
     (:mod:`producers.gate`), the body's size and read time are limited before it is
-    parsed (:mod:`producers.limits`). Imports
+    parsed (:mod:`producers.limits`). Delayed jobs (``delay_s``/``not_before``, up to
+    ``scheduling.max_delay_s``) are stored in the timer table. Imports
     every job type's payload model (run ``check_imports`` first for a readable error).
     """
     settings = settings or ApiSettings()
+    scheduling = scheduling or load_settings().scheduling
     max_payload_bytes = topology.payloads.max_bytes
 
     @asynccontextmanager
@@ -137,12 +148,15 @@ def create_app(
         recorder=ledger_for(topology),
         max_payload_bytes=max_payload_bytes,
         observe=metrics.outcome,
+        timers=TimerStore(
+            timers_table_name(topology), retention_s=scheduling.timer_retention_s, **timeouts
+        ),
     )
     app.state.publisher = publisher
     app.state.enqueuer = enqueuer
     models = {name: payload_model(topology, name) for name in topology.job_types}
-    _add_job_routes(app, enqueuer, guard, models)
-    add_batch_route(app, enqueuer, guard, models, metrics)
+    _add_job_routes(app, enqueuer, guard, models, scheduling.max_delay_s)
+    add_batch_route(app, enqueuer, guard, models, metrics, max_delay_s=scheduling.max_delay_s)
     readiness = CachedReadiness(publisher.check_topics, settings.ready_cache_s)
     _add_status_routes(app, guard, readiness, status_router(topology, guard))
 
@@ -157,7 +171,11 @@ def create_app(
 
 
 def _add_job_routes(
-    app: FastAPI, enqueuer: Enqueuer, guard: Guard, models: dict[str, type[BaseModel]]
+    app: FastAPI,
+    enqueuer: Enqueuer,
+    guard: Guard,
+    models: dict[str, type[BaseModel]],
+    max_delay_s: float,
 ) -> None:
     """``POST /v1/jobs/<job type>`` for every job type, and a 404 for any other type."""
     topology = enqueuer.topology
@@ -170,10 +188,16 @@ def _add_job_routes(
     ) -> JSONResponse:
         # A sync function: FastAPI runs it in the threadpool, so blocking boto3
         # never stalls the event loop.
+        try:
+            due = due_time(
+                headers.delay_s, headers.not_before, now=datetime.now(UTC), max_delay_s=max_delay_s
+            )
+        except DelayError as exc:
+            raise error(422, str(exc)) from None
         guard.rate_limit(key, 1)
         data = payload.model_dump(mode="json")
         group = message_group_id(topology, job_type, data, headers.message_group_id)
-        job = Job(0, job_type, data, headers.idempotency_key, group)
+        job = Job(0, job_type, data, headers.idempotency_key, group, due)
         trace = valid_traceparent(headers.traceparent)
         [outcome] = enqueuer.run(
             [job], traceparent=trace, scope=guard.scope(key), key_name=guard.key_name(key)
@@ -188,9 +212,12 @@ def _add_job_routes(
             status_url=status_url,
             queues=outcome.queues,
             duplicate=outcome.duplicate,
+            due_at=outcome.due_at,
         )
         return JSONResponse(
-            accepted.model_dump(), status_code=202, headers={"Location": status_url}
+            accepted.model_dump(mode="json", exclude_none=True),
+            status_code=202,
+            headers={"Location": status_url},
         )
 
     for job_type in sorted(topology.job_types):
@@ -247,9 +274,24 @@ def _add_status_routes(
 
 @dataclass(frozen=True)
 class _Headers:
+    """What a single-job request says besides its body: headers and query parameters."""
+
     idempotency_key: str | None
     traceparent: str | None
     message_group_id: str | None
+    delay_s: float | None = None
+    not_before: datetime | None = None
+
+
+#: The single-job route's delay: query parameters (its body is the payload itself).
+DELAY_QUERY = Query(
+    description="Publish the job this many seconds from now (0 up to"
+    " scheduling.max_delay_s; 422 above it). Not with not_before.",
+)
+NOT_BEFORE_QUERY = Query(
+    description="Publish the job at this time: RFC 3339 with a UTC offset (URL-encode a"
+    " `+` as %2B); a time that has passed is now. Not with delay_s.",
+)
 
 
 def _route(
@@ -266,8 +308,11 @@ def _route(
         idempotency_key: str | None,
         traceparent: str | None,
         group_id: str | None,
+        *,
+        delay_s: float | None = None,
+        not_before: datetime | None = None,
     ) -> JSONResponse:
-        headers = _Headers(idempotency_key, traceparent, group_id)
+        headers = _Headers(idempotency_key, traceparent, group_id, delay_s, not_before)
         return enqueue(job_type, payload, key, headers)
 
     # The payload's type is only known at runtime: give FastAPI the signature it reads.
@@ -295,6 +340,15 @@ def _route(
                 keyword,
                 default=None,
                 annotation=Annotated[str | None, GROUP_HEADER],
+            ),
+            inspect.Parameter(
+                "delay_s", keyword, default=None, annotation=Annotated[float | None, DELAY_QUERY]
+            ),
+            inspect.Parameter(
+                "not_before",
+                keyword,
+                default=None,
+                annotation=Annotated[datetime | None, NOT_BEFORE_QUERY],
             ),
         ],
         return_annotation=JSONResponse,

@@ -14,6 +14,7 @@ A 503 (overall, or in any result) comes with ``Retry-After``.
 """
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from infra.logs import get_logger
 from infra.validation import errors_line
 from producers.auth import ApiKey
+from producers.delay import DelayError, due_time
 from producers.enqueue import Enqueuer, Job, Outcome, message_group_id
 from producers.guard import Guard
 from producers.http import ENQUEUE_ERRORS, IDEMPOTENCY_HEADER, TRACE_HEADER, valid_traceparent
@@ -60,6 +62,16 @@ class BatchJob(BaseModel):
             description="FIFO topics: the ordering group (default: the type's declared field).",
         ),
     ] = None
+    delay_s: float | None = Field(
+        default=None,
+        description="Publish the job this many seconds from now (0 up to the API's"
+        " scheduling.max_delay_s). Not with not_before.",
+    )
+    not_before: datetime | None = Field(
+        default=None,
+        description="Publish the job at this time (RFC 3339 with a UTC offset); a time"
+        " that has passed is now. Not with delay_s.",
+    )
 
 
 class BatchRequest(BaseModel):
@@ -82,6 +94,10 @@ class BatchItemResult(BaseModel):
     duplicate: bool | None = Field(
         default=None,
         description="Accepted earlier under the same idempotency key; nothing published now.",
+    )
+    due_at: datetime | None = Field(
+        default=None,
+        description="A delayed job: stored, to be published at this time (UTC).",
     )
     error: str | None = Field(default=None, description="Why the job was not accepted.")
     retry_after_s: int | None = None
@@ -107,6 +123,7 @@ def item_result(outcome: Outcome) -> BatchItemResult:
             status_url=f"/v1/jobs/{outcome.job_id}",
             queues=outcome.queues,
             duplicate=True if outcome.duplicate else None,
+            due_at=outcome.due_at,
         )
     return BatchItemResult(
         index=outcome.index,
@@ -150,8 +167,10 @@ def add_batch_route(
     guard: Guard,
     models: Mapping[str, type[BaseModel]],
     metrics: ApiMetrics,
+    *,
+    max_delay_s: float,
 ) -> None:
-    """Serve ``POST /v1/jobs`` on ``app``."""
+    """Serve ``POST /v1/jobs`` on ``app``; a job's delay may be up to ``max_delay_s``."""
     topology = enqueuer.topology
     known = ", ".join(sorted(models))
 
@@ -181,11 +200,17 @@ def add_batch_route(
             # One line: ``data.width_px: Input should be …``.
             error = errors_line(exc, prefix="data.")
             return Outcome(index, 422, item.type, "invalid", error=error)
+        try:
+            due = due_time(
+                item.delay_s, item.not_before, now=datetime.now(UTC), max_delay_s=max_delay_s
+            )
+        except DelayError as exc:
+            return Outcome(index, 422, item.type, "invalid", error=str(exc))
         item_key = item.idempotency_key
         if item_key is None and header_key is not None:
             item_key = f"{header_key}#{index}"
         group = message_group_id(topology, item.type, data, item.message_group_id)
-        return Job(index, item.type, data, item_key, group)
+        return Job(index, item.type, data, item_key, group, due)
 
     @app.post(
         "/v1/jobs",
@@ -209,7 +234,8 @@ def add_batch_route(
 
         An ``Idempotency-Key`` header applies to the whole request: job *i* without its
         own ``idempotency_key`` gets ``<header>#<i>``, so repeating the request
-        publishes nothing new.
+        publishes nothing new. A job with ``delay_s`` or ``not_before`` is stored and
+        published when due (its result carries ``due_at``).
         """
         # A sync function: FastAPI runs it in its threadpool (boto3 blocks).
         metrics.batch(len(request.jobs))

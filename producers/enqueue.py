@@ -5,6 +5,12 @@ large payload to S3 (claim check), publish, then settle the key and record the
 job in the ledger. Every job ends in exactly one :class:`Outcome`; an outcome is
 202 only once SNS accepted the job (or, for a repeated idempotency key, accepted
 it earlier).
+
+A delayed job (``Job.due_at`` set) takes the same path up to the publish: its
+envelope — id, payload, offloaded payload, FIFO ids — is built now, exactly as an
+immediate job's, and stored in the timer table (:mod:`infra.timers`) instead of
+published; its 202 comes once DynamoDB has it, and the ledger records it as
+``scheduled``. ``conveyor scheduler`` publishes it, unchanged, when it is due.
 """
 
 from __future__ import annotations
@@ -15,12 +21,15 @@ import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from infra.claim_check import ClaimCheckError
-from infra.envelope import Envelope, make_envelope, new_job_id
+from infra.envelope import Envelope, encode, make_envelope, new_job_id
 from infra.ledger import QueuedJob
+from infra.limits import SNS_MAX_MESSAGE_BYTES
 from infra.logs import get_logger
+from infra.timers import Timer, TimerStore
 from infra.topology import Topology
 from producers.idempotency import Claim, IdempotencyStore, IdempotencyUnavailableError
 from producers.publisher import (
@@ -63,6 +72,8 @@ class Job:
     data: dict[str, Any]
     idempotency_key: str | None = None
     message_group_id: str | None = None
+    #: A delayed job: when to publish it (timezone-aware; None: now).
+    due_at: datetime | None = None
 
 
 @dataclass
@@ -81,6 +92,8 @@ class Outcome:
     retry_after_s: int | None = None
     #: Accepted earlier under the same idempotency key: nothing was published now.
     duplicate: bool = False
+    #: A delayed job: when it will be published (stored, not published yet).
+    due_at: datetime | None = None
 
     @property
     def accepted(self) -> bool:
@@ -143,9 +156,12 @@ class Enqueuer:
         recorder: QueuedRecorder | None = None,
         max_payload_bytes: int | None = None,
         observe: Callable[[Outcome], None] | None = None,
+        timers: TimerStore | None = None,
     ) -> None:
         self.topology = topology
         self.publisher = publisher
+        #: Where delayed jobs wait (None: delayed jobs are refused with 503).
+        self.timers = timers
         self.idempotency = idempotency
         self.offloader = offloader
         self.recorder = recorder
@@ -181,7 +197,8 @@ class Enqueuer:
             if job.index not in outcomes
         ]
         flying = self._offload(flying, outcomes)
-        self._publish(flying, outcomes, key_name)
+        self._schedule([f for f in flying if f.job.due_at is not None], outcomes, key_name)
+        self._publish([f for f in flying if f.job.due_at is None], outcomes, key_name)
         ordered = [outcomes[job.index] for job in jobs]
         if self.observe is not None:
             for outcome in ordered:
@@ -412,6 +429,106 @@ class Enqueuer:
                     for f, _ in accepted
                 ]
             )
+
+    def _schedule(
+        self, flying: list[_InFlight], outcomes: dict[int, Outcome], key_name: str | None
+    ) -> None:
+        """Store delayed jobs' envelopes in the timer table; 202 once DynamoDB has them."""
+        if not flying:
+            return
+        storable: list[tuple[_InFlight, Timer]] = []
+        failed_claims: list[Claim] = []
+        for f in flying:
+            problem = self._unschedulable(f)
+            if problem is not None:
+                outcomes[f.job.index] = problem
+                if f.claim is not None:
+                    failed_claims.append(f.claim)
+                continue
+            assert f.job.due_at is not None
+            timer = Timer(
+                job_id=f.envelope.id,
+                job_type=f.job.job_type,
+                due_at=f.job.due_at,
+                envelope_json=encode(f.envelope),
+                key_name=key_name,
+                message_group_id=f.job.message_group_id,
+                deduplication_id=self._deduplication_id(f),
+            )
+            storable.append((f, timer))
+        assert self.timers is not None or not storable
+        results = self.timers.put_many([t for _, t in storable]) if self.timers else []
+        stored: list[_InFlight] = []
+        for (f, timer), result in zip(storable, results, strict=True):
+            jlog = log.bind(
+                job_id=f.envelope.id, job_type=f.job.job_type, trace_id=f.envelope.trace_id
+            )
+            if result is not None:
+                jlog.warning("job not scheduled", reason=str(result))
+                outcomes[f.job.index] = _failed(
+                    f.job,
+                    503,
+                    "unavailable",
+                    "job not scheduled: the delayed job could not be stored (retry later)",
+                    RETRY_AFTER_UNAVAILABLE_S,
+                )
+                if f.claim is not None:
+                    failed_claims.append(f.claim)
+                continue
+            queues = self.topology.queues_receiving(f.job.job_type)
+            jlog.info("job scheduled", due_at=timer.due_at.isoformat(), queues=queues)
+            outcomes[f.job.index] = Outcome(
+                f.job.index,
+                202,
+                f.job.job_type,
+                "accepted",
+                job_id=f.envelope.id,
+                queues=queues,
+                due_at=timer.due_at,
+            )
+            stored.append(f)
+        if failed_claims:
+            self._release(failed_claims)
+        settled = [f.claim for f in stored if f.claim is not None]
+        if settled and self.idempotency is not None:
+            self.idempotency.mark_published(settled)
+        if stored and self.recorder is not None:
+            self.recorder.record_queued(
+                [
+                    QueuedJob(
+                        f.envelope.id,
+                        f.job.job_type,
+                        outcomes[f.job.index].queues,
+                        f.envelope.trace_id,
+                        key_name,
+                        due_at=f.job.due_at,
+                        scheduled=True,
+                    )
+                    for f in stored
+                ]
+            )
+
+    def _unschedulable(self, f: _InFlight) -> Outcome | None:
+        """Why a delayed job cannot be stored (None: it can): no timer table, or an
+        envelope SNS would refuse when it is due (refused now, not at its due time)."""
+        if self.timers is None:
+            return _failed(
+                f.job,
+                503,
+                "unavailable",
+                "delayed jobs are not available on this API",
+                RETRY_AFTER_UNAVAILABLE_S,
+            )
+        size = len(encode(f.envelope).encode("utf-8"))
+        if size > SNS_MAX_MESSAGE_BYTES:
+            return _failed(
+                f.job,
+                413,
+                "too_large",
+                f"the job's envelope is {size} bytes, above SNS's limit of"
+                f" {SNS_MAX_MESSAGE_BYTES} bytes (send a smaller payload, or a reference to it)",
+            )
+        return None
 
     def _deduplication_id(self, f: _InFlight) -> str | None:
         """FIFO: the idempotency key's id, else the payload's hash when the topic asks for

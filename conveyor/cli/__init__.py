@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from conveyor.cli import api, dlq, infra, jobs, run, status, system, workers
+from conveyor.cli import api, dlq, infra, jobs, run, scheduler, status, system, workers
 from infra.errors import ConveyorError, exit_code
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.add_typer(
 app.add_typer(jobs.app, name="jobs", help="Jobs: show one's status (the job ledger).")
 api.register(app)
 run.register(app)
+scheduler.register(app)
 system.register(app)
 status.register(app)
 

@@ -59,20 +59,40 @@ def _allow(sid: str, actions: Iterable[str], resources: list[Any]) -> dict[str, 
 
 
 def table_resource(table: DesiredTable, name: Any, tags: list[dict[str, Any]]) -> dict[str, Any]:
-    """``AWS::DynamoDB::Table``: a string partition key, on demand, time to live."""
-    return {
-        "Type": "AWS::DynamoDB::Table",
-        "Properties": {
-            "TableName": name,
-            "AttributeDefinitions": [
-                {"AttributeName": table.partition_key, "AttributeType": table.partition_key_type}
-            ],
-            "KeySchema": [{"AttributeName": table.partition_key, "KeyType": "HASH"}],
-            "BillingMode": table.billing_mode,
-            "TimeToLiveSpecification": {"AttributeName": table.ttl_attribute, "Enabled": True},
-            "Tags": tags,
-        },
+    """``AWS::DynamoDB::Table``: a string partition key (the timer table: a sort key and
+    an index too), on demand, time to live."""
+    attributes = {table.partition_key: table.partition_key_type}
+    schema = [{"AttributeName": table.partition_key, "KeyType": "HASH"}]
+    if table.sort_key is not None:
+        attributes[table.sort_key] = "S"
+        schema.append({"AttributeName": table.sort_key, "KeyType": "RANGE"})
+    indexes = []
+    for index in table.indexes:
+        attributes[index.partition_key] = "S"
+        attributes[index.sort_key] = "S"
+        indexes.append(
+            {
+                "IndexName": index.name,
+                "KeySchema": [
+                    {"AttributeName": index.partition_key, "KeyType": "HASH"},
+                    {"AttributeName": index.sort_key, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        )
+    properties: dict[str, Any] = {
+        "TableName": name,
+        "AttributeDefinitions": [
+            {"AttributeName": a, "AttributeType": t} for a, t in attributes.items()
+        ],
+        "KeySchema": schema,
+        "BillingMode": table.billing_mode,
+        "TimeToLiveSpecification": {"AttributeName": table.ttl_attribute, "Enabled": True},
+        "Tags": tags,
     }
+    if indexes:
+        properties["GlobalSecondaryIndexes"] = indexes
+    return {"Type": "AWS::DynamoDB::Table", "Properties": properties}
 
 
 def bucket_resource(

@@ -90,6 +90,8 @@ class ActualTable:
     #: The KMS key encrypting the table; ``None`` for the AWS owned key (the default).
     kms_key: str | None
     tags: dict[str, str]
+    #: The names of its global secondary indexes.
+    indexes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,7 @@ def read_table(ddb: DynamoDBClient, name: str) -> ActualTable | None:
         ttl_attribute=ttl.get("AttributeName"),
         kms_key=kms_key,
         tags=tags,
+        indexes=tuple(str(i.get("IndexName", "")) for i in table.get("GlobalSecondaryIndexes", [])),
     )
 
 

@@ -232,16 +232,39 @@ class _Runner:
     def _run_table(self, op: TableOperation) -> None:
         match op:
             case CreateTable(name=name, partition_key=key, partition_key_type=key_type):
+                attributes: dict[str, str] = {key: key_type}
+                schema: list[Any] = [{"AttributeName": key, "KeyType": "HASH"}]
+                if op.sort_key is not None:
+                    attributes[op.sort_key] = "S"
+                    schema.append({"AttributeName": op.sort_key, "KeyType": "RANGE"})
+                extra: dict[str, Any] = {}
+                if op.indexes:
+                    extra["GlobalSecondaryIndexes"] = [
+                        {
+                            "IndexName": index.name,
+                            "KeySchema": [
+                                {"AttributeName": index.partition_key, "KeyType": "HASH"},
+                                {"AttributeName": index.sort_key, "KeyType": "RANGE"},
+                            ],
+                            "Projection": {"ProjectionType": "KEYS_ONLY"},
+                        }
+                        for index in op.indexes
+                    ]
+                    for index in op.indexes:
+                        attributes[index.partition_key] = "S"
+                        attributes[index.sort_key] = "S"
                 self.ddb.create_table(
                     TableName=name,
                     AttributeDefinitions=[
-                        {"AttributeName": key, "AttributeType": cast("Any", key_type)}
+                        {"AttributeName": a, "AttributeType": cast("Any", t)}
+                        for a, t in attributes.items()
                     ],
-                    KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                    KeySchema=schema,
                     BillingMode=cast("Any", op.billing_mode),
                     # Enabled=false: DynamoDB's default encryption, with the AWS owned key.
                     SSESpecification={"Enabled": False},
                     Tags=[{"Key": k, "Value": v} for k, v in op.tags.items()],
+                    **extra,
                 )
                 # AWS creates tables asynchronously: TTL and tags need an ACTIVE table.
                 self._wait_active(name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from infra.aws.names import (
@@ -18,7 +18,9 @@ from infra.aws.names import (
     SUCCEEDED_TABLE,
     TABLE_BILLING_MODE,
     TABLE_PARTITION_KEY,
+    TABLE_SORT_KEY,
     TABLE_TTL_ATTRIBUTE,
+    TIMERS_TABLE,
     dynamodb_table_arn,
     guarded_job_types,
     ledger_table_name,
@@ -28,7 +30,9 @@ from infra.aws.names import (
     sns_arn,
     sqs_arn,
     succeeded_table_name,
+    timers_table_name,
 )
+from infra.timers import DUE_BUCKET_ATTRIBUTE, DUE_INDEX, DUE_SORT_ATTRIBUTE
 from infra.topology import Topology
 
 #: Long polling by default: a receive waits up to 20 s (the AWS maximum) for a message.
@@ -103,8 +107,19 @@ class DesiredSubscription:
 
 
 @dataclass(frozen=True)
+class DesiredIndex:
+    """A global secondary index: string partition and sort keys, keys only projected."""
+
+    name: str
+    partition_key: str
+    sort_key: str
+
+
+@dataclass(frozen=True)
 class DesiredTable:
     """A DynamoDB table: a string partition key, on-demand billing, time to live.
+
+    The timer table also has a string sort key and a global secondary index.
 
     Encryption at rest is not a setting here: DynamoDB encrypts every table, and
     Conveyor creates it with the default AWS owned key (no KMS key, no KMS cost).
@@ -120,6 +135,9 @@ class DesiredTable:
     billing_mode: str
     ttl_attribute: str
     tags: dict[str, str]
+    #: A string sort key (the timer table's), or none.
+    sort_key: str | None = None
+    indexes: tuple[DesiredIndex, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -345,6 +363,15 @@ def desired_state(topology: Topology, account: str, region: str) -> DesiredState
         state.tables.append(table(LEDGER_TABLE, ledger_table_name(topology)))
     # Always: any request may carry an Idempotency-Key (the API touches the table only then).
     state.tables.append(table(IDEMPOTENCY_TABLE, topology.resource_name(IDEMPOTENCY_TABLE)))
+    # Always: any job may be delayed (the scheduler's timers; cron schedules' state too).
+    timers = table(TIMERS_TABLE, timers_table_name(topology))
+    state.tables.append(
+        replace(
+            timers,
+            sort_key=TABLE_SORT_KEY,
+            indexes=(DesiredIndex(DUE_INDEX, DUE_BUCKET_ATTRIBUTE, DUE_SORT_ATTRIBUTE),),
+        )
+    )
     bucket = payload_bucket_name(topology, account, region)
     state.buckets.append(
         DesiredBucket(

@@ -13,7 +13,7 @@ from typing import Any
 
 from infra.provision.actual import ActualTable
 from infra.provision.compare import tag_diffs
-from infra.provision.desired import DesiredTable
+from infra.provision.desired import DesiredIndex, DesiredTable
 from infra.provision.plan import Change
 
 #: TTL states in which the declared attribute counts as on (ENABLING: AWS is at it; it
@@ -30,6 +30,9 @@ class CreateTable:
     partition_key_type: str
     billing_mode: str
     tags: dict[str, str]
+    #: A string sort key, and global secondary indexes (the timer table's).
+    sort_key: str | None = None
+    indexes: tuple[DesiredIndex, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,13 @@ def table_changes(dt: DesiredTable, found: ActualTable | None) -> list[TableChan
     """What apply does for the declared table ``dt`` given what exists (``None``: nothing)."""
     if found is None:
         create = CreateTable(
-            dt.name, dt.partition_key, dt.partition_key_type, dt.billing_mode, dt.tags
+            dt.name,
+            dt.partition_key,
+            dt.partition_key_type,
+            dt.billing_mode,
+            dt.tags,
+            dt.sort_key,
+            dt.indexes,
         )
         return [
             (
@@ -125,7 +134,9 @@ def table_changes(dt: DesiredTable, found: ActualTable | None) -> list[TableChan
         return [
             _note(dt.name, "is being deleted; run `conveyor infra apply` again once it is gone")
         ]
-    want = ((dt.partition_key, "HASH", dt.partition_key_type),)
+    want: tuple[tuple[str, str, str], ...] = ((dt.partition_key, "HASH", dt.partition_key_type),)
+    if dt.sort_key is not None:
+        want += ((dt.sort_key, "RANGE", "S"),)
     if found.key_schema != want:
         message = (
             f"has the key {_key(found.key_schema)}, but {_key(want)} is declared: a table's"
@@ -135,6 +146,13 @@ def table_changes(dt: DesiredTable, found: ActualTable | None) -> list[TableChan
         return [_note(dt.name, message)]
 
     changes: list[TableChange] = []
+    missing = [i.name for i in dt.indexes if i.name not in found.indexes]
+    if missing:
+        message = (
+            f"has no index {', '.join(missing)}: left unchanged — delete the table (it holds"
+            " only Conveyor's short-lived records), then run `conveyor infra apply`"
+        )
+        changes.append(_note(dt.name, message))
     if found.kms_key is not None:
         message = (
             f"encrypted with KMS key {found.kms_key}; Conveyor creates it with DynamoDB's"

@@ -1,0 +1,75 @@
+"""Running the scheduler role in the foreground: store, publisher, loop, health, SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from infra.aws.names import timers_table_name
+from infra.logs import get_logger
+from infra.settings import SchedulingSettings
+from infra.timers import TimerStore
+from infra.topology import Topology
+from producers.scheduler import metrics
+from producers.scheduler.health import serve_health
+from producers.scheduler.loop import Scheduler, TickSource
+from producers.scheduler.publish import DuePublisher
+
+log = get_logger("conveyor.scheduler")
+
+
+def build_scheduler(
+    topology: Topology,
+    settings: SchedulingSettings,
+    *,
+    tick_sources: Sequence[TickSource] = (),
+) -> Scheduler:
+    """A scheduler for ``topology``'s timer table, publishing as the API does."""
+    store = TimerStore(timers_table_name(topology), retention_s=settings.timer_retention_s)
+    publisher = DuePublisher.for_topology(topology, publish_threads=settings.claim_threads)
+    return Scheduler(store, publisher, settings, tick_sources=tick_sources)
+
+
+def run_scheduler(
+    topology: Topology,
+    settings: SchedulingSettings,
+    *,
+    health_port: int | None = None,
+    tick_sources: Sequence[TickSource] = (),
+) -> int:
+    """Run until SIGTERM or SIGINT (the turn in progress ends first); the exit code.
+
+    ``health_port``: serve ``/healthz`` and ``/metrics`` there (0: any free port; the
+    bound port is logged); None: not served.
+    """
+    scheduler = build_scheduler(topology, settings, tick_sources=tick_sources)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("scheduler.stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = None
+    if health_port is not None:
+        server = serve_health(
+            settings.health_host,
+            health_port,
+            healthy=scheduler.healthy,
+            metrics=metrics.exposition,
+        )
+        log.info(
+            "scheduler.health_serving",
+            url=f"http://{settings.health_host}:{server.server_port}/healthz",
+        )
+    try:
+        scheduler.run(stop)
+    finally:
+        if server is not None:
+            server.shutdown()
+        scheduler.close()
+        scheduler.publisher.close()
+    return 0
