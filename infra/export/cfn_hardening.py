@@ -20,6 +20,7 @@ role to name; ``infra apply`` leaves SNS's default policy on topics it creates.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from infra.provision.desired import deny_insecure_transport
@@ -37,10 +38,13 @@ def _accounts_of_roots(publishers: list[str]) -> list[str]:
     return sorted(arn.split(":")[4] for arn in publishers if arn.endswith(":root"))
 
 
-def topic_policy_resource(topic: Any, api_role_arn: Any, publishers: list[str]) -> dict[str, Any]:
-    """``AWS::SNS::TopicPolicy``: only the API role and ``publishers`` publish, over TLS."""
-    principals = [api_role_arn, *publishers]
-    named = [api_role_arn, *(arn for arn in publishers if not arn.endswith(":root"))]
+def topic_policy_resource(
+    topic: Any, api_role_arn: Any, publishers: list[str], *, roles: Sequence[Any] = ()
+) -> dict[str, Any]:
+    """``AWS::SNS::TopicPolicy``: only the API role, ``roles`` (the scheduler's) and
+    ``publishers`` publish, over TLS."""
+    principals = [api_role_arn, *roles, *publishers]
+    named = [api_role_arn, *roles, *(arn for arn in publishers if not arn.endswith(":root"))]
     # Everyone else is denied: the Allow alone would not stop a principal of the account
     # whose own IAM policy allows sns:Publish. aws:PrincipalArn is the role for a session.
     others: dict[str, Any] = {"ArnNotEquals": {"aws:PrincipalArn": named}}

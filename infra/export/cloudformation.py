@@ -15,8 +15,11 @@ CloudFormation intrinsics, so the template and the provisioner cannot drift:
   API role and the topic's ``publishers`` publish), TLS-only policies, ``Retain``
   on DLQs, tables and the bucket, a security group per ECS service;
 - IAM roles with least-privilege inline policies: one for the producer API, one
-  per worker pool (trusted by ECS tasks and by EKS Pod Identity); the storage
-  resources and their statements are built in :mod:`infra.export.cfn_storage`;
+  per worker pool, one for the scheduler (trusted by ECS tasks and by EKS Pod
+  Identity); the storage resources and their statements are built in
+  :mod:`infra.export.cfn_storage`, the scheduler's in :mod:`infra.export.cfn_scheduler`;
+- the scheduler (``conveyor scheduler``: delayed jobs, cron schedules) as an ECS
+  service of two tasks;
 - an ECS cluster (Fargate) with a service per pool running ``conveyor worker
   --pool P``, and Application Auto Scaling target tracking on backlog per task
   (metric math over SQS's and Container Insights' own metrics: no publisher);
@@ -39,6 +42,11 @@ from infra.export.cfn_hardening import (
     bucket_policy_resource,
     security_group_resource,
     topic_policy_resource,
+)
+from infra.export.cfn_scheduler import (
+    api_timer_statements,
+    scheduler_statements,
+    scheduler_task,
 )
 from infra.export.cfn_storage import (
     api_storage_statements,
@@ -289,6 +297,7 @@ class _Builder:
             },
         ]
         statements += api_storage_statements(self.topology, self.table_ids, self.bucket_id)
+        statements += api_timer_statements(self.table_ids)
         self.resources["ApiRole"] = _role(
             "Conveyor producer API: publish jobs to the topics, store large payloads,"
             " record and read job status, keep idempotency keys.",
@@ -301,8 +310,29 @@ class _Builder:
         """Per topic: the API role and the topic's listed publishers publish, nobody else."""
         for key, topic in self.topology.topics.items():
             self.resources[self.ids("TopicPolicy", key)] = topic_policy_resource(
-                {"Ref": self.topic_ids[key]}, _get_att("ApiRole"), list(topic.publishers)
+                {"Ref": self.topic_ids[key]},
+                _get_att("ApiRole"),
+                list(topic.publishers),
+                roles=[_get_att("SchedulerRole")],
             )
+
+    def scheduler(self) -> None:
+        """The scheduler's role and its ECS service (the cluster must exist)."""
+        statements = scheduler_statements(
+            self.topology, self.topic_ids, self.table_ids, self.bucket_id
+        )
+        self.resources["SchedulerRole"] = _role(
+            "Conveyor scheduler: publish delayed jobs when due, keep cron schedules' state.",
+            statements,
+            "conveyor-scheduler",
+        )
+        self.outputs["SchedulerRoleArn"] = {"Value": _get_att("SchedulerRole")}
+        group = self.ids("SecurityGroup", "scheduler")
+        tags = {TAG_PROJECT: self.topology.project, TAG_ENVIRONMENT: ENV_PLACEHOLDER}
+        self.resources[group] = security_group_resource("scheduler", _tags(tags))
+        task, service = scheduler_task(self.name("scheduler"), "SchedulerRole", "LogGroup", group)
+        self.resources[self.ids("TaskDefinition", "scheduler")] = task
+        self.resources[self.ids("Service", "scheduler")] = service
 
     def worker_role(self, pool: str) -> str:
         queues = self.topology.pools[pool].queues
@@ -564,10 +594,10 @@ def cloudformation_template(topology: Topology) -> dict[str, Any]:
     b.bucket()
     b.api_role()
     b.topic_policies()
-    if topology.pools:
-        b.cluster()
+    b.cluster()  # the scheduler runs there, with or without pools
     for pool in topology.pools:
         b.pool_service(pool, b.worker_role(pool))
+    b.scheduler()
     b.alarms()
     for logical in b.topic_ids.values():
         b.outputs[f"{logical}Arn"] = {"Value": {"Ref": logical}}

@@ -11,7 +11,10 @@
 - the API: a ServiceAccount, a Deployment (readiness ``/readyz``, liveness
   ``/healthz``; its API keys from the Secret ``conveyor-api-keys``, created by hand:
   ``kubectl create secret generic conveyor-api-keys --from-file=keys.yaml``) and a
-  ClusterIP Service.
+  ClusterIP Service;
+- the scheduler (``conveyor scheduler``: delayed jobs, cron schedules): a
+  ServiceAccount and a Deployment of two replicas (liveness ``/healthz``; any number
+  may run, each due job is claimed before it is published).
 
 AWS credentials come from the pods' identity (EKS Pod Identity or IRSA bound to
 the ServiceAccounts; the CloudFormation export's roles trust EKS Pod Identity),
@@ -29,6 +32,9 @@ from infra.topology import Topology
 
 API_PORT = 8000
 WORKER_HEALTH_PORT = 8001
+SCHEDULER_HEALTH_PORT = 8002
+#: Two: one may be rescheduled while the other publishes.
+SCHEDULER_REPLICAS = 2
 #: The image's non-root user (see the Dockerfile).
 RUN_AS_USER = 10001
 #: Seconds a worker has to finish the jobs in hand after SIGTERM.
@@ -247,7 +253,29 @@ def kubernetes_manifests(
                 },
             }
         )
+    manifests += _scheduler(topology, image)
     return manifests
+
+
+def _scheduler(topology: Topology, image: str) -> list[dict[str, Any]]:
+    """The scheduler's ServiceAccount and Deployment."""
+    name = k8s_name(topology.project, "scheduler")
+    labels = _labels(topology, "scheduler")
+    container = {
+        "name": "scheduler",
+        "image": image,
+        "args": ["scheduler", "--health-port", str(SCHEDULER_HEALTH_PORT)],
+        "ports": [{"name": "health", "containerPort": SCHEDULER_HEALTH_PORT}],
+        "envFrom": _env_from(),
+        # The kubelet probes the pod IP: /healthz must listen beyond loopback.
+        "env": [{"name": "CONVEYOR_SCHEDULING_HEALTH_HOST", "value": "0.0.0.0"}],  # noqa: S104
+        "livenessProbe": _probe("/healthz", "health", 20),
+        "securityContext": _security_context(),
+    }
+    return [
+        _service_account(name, labels),
+        _deployment(name, labels, SCHEDULER_REPLICAS, container),
+    ]
 
 
 def manifest_filename(index: int, manifest: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from tests.unit.test_export_cloudformation import EXAMPLE_YAML, TOPOLOGIES
 ROLE = "arn:aws:iam::123456789012:role/checkout/orders-producer"
 ACCOUNT = "arn:aws:iam::210987654321:root"
 API_ROLE = {"Fn::GetAtt": ["ApiRole", "Arn"]}
+SCHEDULER_ROLE = {"Fn::GetAtt": ["SchedulerRole", "Arn"]}
 TLS_CONDITION = {"Bool": {"aws:SecureTransport": "false"}}
 
 
@@ -55,16 +56,19 @@ def test_only_the_api_role_and_the_listed_publishers_may_publish() -> None:
         (deny,) = [s for s in denies if s["Action"] == "sns:Publish"]
         assert deny["Principal"] == "*"
         assert deny["Resource"] == {"Ref": topic}
+        # The scheduler publishes delayed jobs: its role is named beside the API's.
         if topic == "TopicJobs":
-            assert allow["Principal"] == {"AWS": [API_ROLE, ROLE, ACCOUNT]}
+            assert allow["Principal"] == {"AWS": [API_ROLE, SCHEDULER_ROLE, ROLE, ACCOUNT]}
             # Every principal but the API role and the listed role; a listed account as a whole.
             assert deny["Condition"] == {
-                "ArnNotEquals": {"aws:PrincipalArn": [API_ROLE, ROLE]},
+                "ArnNotEquals": {"aws:PrincipalArn": [API_ROLE, SCHEDULER_ROLE, ROLE]},
                 "StringNotEquals": {"aws:PrincipalAccount": ["210987654321"]},
             }
-        else:  # a topic that lists nobody: the API role alone
-            assert allow["Principal"] == {"AWS": [API_ROLE]}
-            assert deny["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": [API_ROLE]}}
+        else:  # a topic that lists nobody: the API role alone (and the scheduler's)
+            assert allow["Principal"] == {"AWS": [API_ROLE, SCHEDULER_ROLE]}
+            assert deny["Condition"] == {
+                "ArnNotEquals": {"aws:PrincipalArn": [API_ROLE, SCHEDULER_ROLE]}
+            }
 
 
 @pytest.mark.parametrize("name", sorted(TOPOLOGIES))
@@ -140,8 +144,10 @@ def test_health_listens_on_loopback_on_ecs_and_beyond_it_on_kubernetes() -> None
     for task in _resources(template, "AWS::ECS::TaskDefinition").values():
         (container,) = task["Properties"]["ContainerDefinitions"]
         env = {e["Name"]: e["Value"] for e in container["Environment"]}
-        # The ECS health check runs inside the container, on loopback.
-        assert env["CONVEYOR_WORKER_HEALTH_HOST"] == "127.0.0.1"
+        # The ECS health check runs inside the container, on loopback (a worker's, or the
+        # scheduler's).
+        host = env.get("CONVEYOR_WORKER_HEALTH_HOST") or env["CONVEYOR_SCHEDULING_HEALTH_HOST"]
+        assert host == "127.0.0.1"
         assert "http://127.0.0.1:" in container["HealthCheck"]["Command"][-1]
     workers = [
         m

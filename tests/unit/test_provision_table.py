@@ -57,7 +57,10 @@ def table(desired: DesiredState) -> DesiredTable:
 
 
 def _without_idempotency_keys(state: DesiredState) -> DesiredState:
-    return replace(state, tables=[t for t in state.tables if t.key != "idempotency"])
+    # Also without the scheduler's timer table, declared always too.
+    return replace(
+        state, tables=[t for t in state.tables if t.key not in ("idempotency", "timers")]
+    )
 
 
 def _existing(table: DesiredTable) -> ActualTable:
@@ -83,7 +86,8 @@ def test_guard_is_off_by_default_and_declares_no_table() -> None:
     topology = _topology(guard=False)
     assert topology.job_types["mail.send"].idempotency_guard is False
     state = desired_state(topology, ACCOUNT, REGION)
-    assert [t.name for t in state.tables] == ["shop-prod-idempotency"]  # the API's, always
+    # The API's idempotency keys and the scheduler's timers, always.
+    assert [t.name for t in state.tables] == ["shop-prod-idempotency", "shop-prod-timers"]
     state = _without_idempotency_keys(state)
     assert all(c.kind != "table" for c in _plan(apply_steps(state, ActualState())).changes)
 

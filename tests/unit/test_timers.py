@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -224,7 +224,7 @@ class Clock:
 
 
 @pytest.fixture
-def received(topology: Topology) -> Iterator[Callable[[], list[dict[str, object]]]]:
+def received(topology: Topology) -> Callable[[], list[dict[str, object]]]:
     """Bodies published to the topic, via an SQS queue of the test's own."""
     sqs = aws.client("sqs")
     url = sqs.create_queue(QueueName="tm-unit-seen")["QueueUrl"]
@@ -247,7 +247,7 @@ def received(topology: Topology) -> Iterator[Callable[[], list[dict[str, object]
                 bodies.append(json.loads(message["Body"]))
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
-    yield drain
+    return drain
 
 
 def _scheduler(
