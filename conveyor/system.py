@@ -1,4 +1,5 @@
-"""The whole system on one machine: emulator (when no AWS endpoint is set), topology, API, workers.
+"""The whole system on one machine: emulator (when no AWS endpoint is set), topology, API,
+a scheduler (delayed jobs), workers.
 
 Composition only: it starts the processes the packages provide and stops them in
 the right order. Each part runs as its own process, as it would in production.
@@ -79,6 +80,8 @@ class LocalSystem:
     env: dict[str, str]
     #: The embedded emulator's endpoint, when this system started one.
     emulator_url: str | None = None
+    #: The scheduler's /healthz (and /metrics beside it).
+    scheduler_health_url: str | None = None
     children: list[Child] = field(default_factory=list)
     log_dir: Path | None = None
     #: Where desired replicas and the supervisor's status live (``workers scale`` uses it).
@@ -233,6 +236,16 @@ def local_system(
         supervisor.acquire()  # a second `conveyor up` for the same environment stops here
         api = _spawn("api", _conveyor("api", "--port", str(port)), env, log_dir)
         system.children.append(api)
+        # One scheduler publishes delayed jobs (any number could: each job is claimed).
+        scheduler_port = free_port()
+        scheduler = _spawn(
+            "scheduler",
+            _conveyor("scheduler", "--health-port", str(scheduler_port)),
+            env,
+            log_dir,
+        )
+        system.children.append(scheduler)
+        system.scheduler_health_url = f"http://127.0.0.1:{scheduler_port}/healthz"
         system.threads.append(_Service("supervisor", supervisor.run))
         if autoscale:
             backend = LocalBackend(topology, state_dir=system.state_dir, with_jobs=False)
@@ -241,9 +254,12 @@ def local_system(
             thread.start()
         try:
             wait_for_http(f"{system.api_url}/healthz", proc=api.proc)
+            wait_for_http(system.scheduler_health_url, proc=scheduler.proc)
             yield system
         finally:
-            # Workers first (they drain), then the API, so nothing is accepted unprocessed.
+            # The scheduler first (it publishes no more), then the workers (they drain),
+            # then the API, so nothing is accepted unprocessed.
+            _stop([c for c in system.children if c.name == "scheduler"], 10.0)
             for thread in reversed(system.threads):
                 thread.close(timeout_s=STOP_GRACE_S + 10.0)
             _stop([c for c in system.children if c.name == "api"], 10.0)

@@ -266,4 +266,6 @@ def add_batch_route(
         )
         retry = retry_after_s(ordered)
         headers = {"Retry-After": str(retry)} if retry is not None and status != 202 else {}
-        return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+        return JSONResponse(
+            body.model_dump(mode="json", exclude_none=True), status_code=status, headers=headers
+        )

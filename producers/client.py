@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -82,6 +83,28 @@ class EnqueueResult:
     status_url: str
     queues: list[str]
     duplicate: bool = False
+    #: A delayed job: stored, to be published at this time (None: published now).
+    due_at: datetime | None = None
+
+
+def _due_at(raw: Any) -> datetime | None:
+    """The answer's ``due_at`` (RFC 3339), or None when absent or unreadable."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        return datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+
+
+def _delay_fields(delay_s: float | None, not_before: datetime | None) -> dict[str, Any]:
+    """The delay as the API reads it (it checks it: both at once, or too long, is a 422)."""
+    fields: dict[str, Any] = {}
+    if delay_s is not None:
+        fields["delay_s"] = delay_s
+    if not_before is not None:
+        fields["not_before"] = not_before.isoformat()
+    return fields
 
 
 @dataclass(frozen=True)
@@ -97,6 +120,8 @@ class BatchItemResult:
     error: str | None = None
     duplicate: bool = False
     retry_after_s: float | None = None
+    #: A delayed job: stored, to be published at this time.
+    due_at: datetime | None = None
 
     @property
     def accepted(self) -> bool:
@@ -110,7 +135,8 @@ class JobStatus:
 
     id: str
     type: str | None
-    #: Overall: queued, running, retrying, succeeded, dead-lettered.
+    #: Overall: scheduled (delayed, not published yet), queued, running, retrying,
+    #: succeeded, dead-lettered.
     state: str
     #: Per queue: its state, attempt, timestamps, next attempt, dead-letter reason.
     queues: dict[str, dict[str, Any]]
@@ -240,6 +266,7 @@ def _batch_item(raw: Any, index: int) -> BatchItemResult:
         error=raw.get("error"),
         duplicate=bool(raw.get("duplicate", False)),
         retry_after_s=raw.get("retry_after_s"),
+        due_at=_due_at(raw.get("due_at")),
     )
 
 
@@ -333,8 +360,14 @@ class Client:
         idempotency_key: str | None = None,
         traceparent: str | None = None,
         message_group_id: str | None = None,
+        delay_s: float | None = None,
+        not_before: datetime | None = None,
     ) -> EnqueueResult:
-        """Submit one job; return once the API answered 202, else raise :class:`EnqueueError`."""
+        """Submit one job; return once the API answered 202, else raise :class:`EnqueueError`.
+
+        ``delay_s`` (seconds from now) or ``not_before`` (a timezone-aware time) delays
+        it: the API stores it and publishes it when due (``EnqueueResult.due_at``).
+        """
         headers = {}
         if idempotency_key is None and self.auto_idempotency_keys:
             idempotency_key = _auto_key()
@@ -346,7 +379,13 @@ class Client:
             headers["X-Message-Group-Id"] = message_group_id
         path = f"/v1/jobs/{quote(job_type, safe='')}"
         response, body = self._with_retries(
-            lambda: self._send("POST", path, json=dict(payload), headers=headers),
+            lambda: self._send(
+                "POST",
+                path,
+                json=dict(payload),
+                headers=headers,
+                params=_delay_fields(delay_s, not_before),
+            ),
             resend_safe=idempotency_key is not None,
         )
         if response.status_code != 202:
@@ -359,6 +398,7 @@ class Client:
             status_url=str(body["status_url"]),
             queues=[str(q) for q in body.get("queues", [])],
             duplicate=bool(body.get("duplicate", False)),
+            due_at=_due_at(body.get("due_at")),
         )
 
     def enqueue_many(
@@ -367,6 +407,8 @@ class Client:
         *,
         idempotency_key: str | None = None,
         traceparent: str | None = None,
+        delay_s: float | None = None,
+        not_before: datetime | None = None,
     ) -> list[BatchItemResult]:
         """Submit jobs (``{"type", "data", "idempotency_key"?}``) in requests of up to 500.
 
@@ -374,9 +416,16 @@ class Client:
         the API refused, only when a whole request was refused: 401, 422 for a
         malformed batch, …). Jobs answered 503 are sent again within the retry budget.
         ``idempotency_key`` names the whole call: job *i* gets ``<key>-<i>`` unless it
-        has its own.
+        has its own. ``delay_s`` or ``not_before`` delays every job that sets neither
+        itself (a job may carry its own ``delay_s`` or ``not_before``).
         """
         items = [dict(job) for job in jobs]
+        delay = _delay_fields(delay_s, not_before)
+        for item in items:
+            if delay and "delay_s" not in item and "not_before" not in item:
+                item.update(delay)
+            if isinstance(item.get("not_before"), datetime):
+                item["not_before"] = item["not_before"].isoformat()
         for i, item in enumerate(items):
             if idempotency_key is not None:
                 item.setdefault("idempotency_key", f"{idempotency_key}-{i}")

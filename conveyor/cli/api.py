@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ import typer
 
 from conveyor.cli import common
 from conveyor.cli.batch import describe, enqueue_file
+from infra.durations import parse_duration_s
 from infra.errors import exit_code
 from infra.logs import configure_logging, get_logger
 from infra.settings import ApiSettings, SettingsError, load_settings
@@ -266,17 +268,35 @@ def enqueue(
     ] = None,
     timeout_s: TimeoutS = 30.0,
     retry_for_s: RetryForS = 30.0,
+    delay: Annotated[
+        str | None,
+        typer.Option(
+            help="Publish the job(s) this long from now: seconds, or 30s, 10m, 2h, 3d"
+            " (up to the API's CONVEYOR_SCHEDULING_MAX_DELAY_S).",
+            show_default=False,
+        ),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help="Publish the job(s) at this time: RFC 3339 with a UTC offset, e.g."
+            " 2026-12-24T18:00:00+01:00.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Submit one job (JOB_TYPE --data JSON) or a batch file (--batch FILE.jsonl).
 
-    Prints the job id; with --batch, a progress bar, then every refused line with
-    its line number, and exits 1 if any job was not accepted.
+    Prints the job id (a delayed job's due time goes to stderr); with --batch, a
+    progress bar, then every refused line with its line number, and exits 1 if any
+    job was not accepted.
     """
+    when = _delay_option(delay, at)
     if batch is not None:
         if job_type is not None or data is not None or payload_json is not None:
             common.fail("--batch takes no JOB_TYPE or payload", common.EXIT_USAGE)
         with api_client(api_url, api_key, timeout_s, retry_for_s) as client:
-            failed = enqueue_file(client, batch, batch_size=batch_size)
+            failed = enqueue_file(client, batch, batch_size=batch_size, delay=when)
         raise typer.Exit(common.EXIT_FAILED if failed else 0)
     if job_type is None:
         common.fail("give a JOB_TYPE and --data, or --batch FILE", common.EXIT_USAGE)
@@ -285,10 +305,35 @@ def enqueue(
     payload = _read_payload(data if data is not None else payload_json or "{}")
     try:
         with api_client(api_url, api_key, timeout_s, retry_for_s) as client:
-            result = client.enqueue(job_type, payload, idempotency_key=idempotency_key)
+            result = client.enqueue(job_type, payload, idempotency_key=idempotency_key, **when)
     except EnqueueError as exc:
         common.fail(describe(exc), exit_code(exc))
     typer.echo(result.id)
+    if result.due_at is not None:
+        typer.echo(f"scheduled for {result.due_at.isoformat()}", err=True)
+
+
+def _delay_option(delay: str | None, at: str | None) -> dict[str, Any]:
+    """``--delay``/``--at`` as the client's ``delay_s``/``not_before``; exit 2 if unreadable."""
+    if delay is not None and at is not None:
+        common.fail("give --delay or --at, not both", common.EXIT_USAGE)
+    if delay is not None:
+        try:
+            return {"delay_s": parse_duration_s(delay)}
+        except ValueError as exc:
+            common.fail(f"--delay: {exc}", common.EXIT_USAGE)
+    if at is not None:
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError:
+            common.fail(
+                f"--at: {at!r} is not an RFC 3339 time (e.g. 2026-12-24T18:00:00+01:00)",
+                common.EXIT_USAGE,
+            )
+        if when.tzinfo is None:
+            common.fail("--at: the time needs a UTC offset (e.g. Z or +01:00)", common.EXIT_USAGE)
+        return {"not_before": when}
+    return {}
 
 
 def register(app: typer.Typer) -> None:

@@ -46,7 +46,8 @@ def parse_line(text: str) -> dict[str, Any] | str:
         return f"not valid JSON: {exc}"
     if not isinstance(doc, dict):
         return "not a JSON object"
-    unknown = sorted(set(doc) - {"type", "data", "idempotency_key", "message_group_id"})
+    known = {"type", "data", "idempotency_key", "message_group_id", "delay_s", "not_before"}
+    unknown = sorted(set(doc) - known)
     if unknown:
         return f"unknown field(s): {', '.join(unknown)}"
     if not isinstance(doc.get("type"), str) or not doc["type"]:
@@ -65,8 +66,13 @@ def _read(path: Path) -> list[str]:
         common.fail(f"cannot read {path}: {exc}", common.EXIT_USAGE)
 
 
-def enqueue_file(client: Client, path: Path, *, batch_size: int) -> int:
-    """Send every job of ``path``; report per line; return how many were not accepted."""
+def enqueue_file(
+    client: Client, path: Path, *, batch_size: int, delay: dict[str, Any] | None = None
+) -> int:
+    """Send every job of ``path``; report per line; return how many were not accepted.
+
+    ``delay`` (``enqueue_many``'s ``delay_s`` or ``not_before``) delays every line that
+    sets neither itself."""
     lines: list[_Line] = []
     errors: dict[int, str] = {}
     for number, text in enumerate(_read(path), start=1):
@@ -93,7 +99,7 @@ def enqueue_file(client: Client, path: Path, *, batch_size: int) -> int:
         for start in range(0, len(lines), batch_size):
             chunk = lines[start : start + batch_size]
             try:
-                results = client.enqueue_many([line.job for line in chunk])
+                results = client.enqueue_many([line.job for line in chunk], **(delay or {}))
             except EnqueueError as exc:
                 for line in chunk:
                     errors[line.number] = describe(exc).removeprefix("enqueue failed: ")

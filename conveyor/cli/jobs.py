@@ -37,7 +37,7 @@ def render(status: JobStatus, console: Console) -> None:
     """The job's overall state, then one row per queue."""
     raw = status.raw
     console.print(f"job {status.id}  type {status.type or '?'}  [bold]{status.state}[/bold]")
-    extra = [f"{k} {raw[k]}" for k in ("queued_at", "trace_id") if raw.get(k)]
+    extra = [f"{k} {raw[k]}" for k in ("queued_at", "due_at", "trace_id") if raw.get(k)]
     if extra:
         console.print("  ".join(extra))
     table = Table("queue", *(title for _, title in _COLUMNS))

@@ -83,6 +83,7 @@ def up(
             autoscale=autoscale,
         ) as system:
             typer.echo(f"conveyor is up: API {system.api_url} (OpenAPI at {system.api_url}/docs)")
+            typer.echo(f"  scheduler (delayed jobs): {system.scheduler_health_url}")
             if system.emulator_url:
                 typer.echo(
                     "to use the CLI from another shell (conveyor dlq list, infra plan …):\n"
