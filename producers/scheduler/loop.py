@@ -75,6 +75,11 @@ class TurnResult:
     published: int = 0
     failed: int = 0
     fired: int = 0
+    #: Seconds spent listing, claiming, publishing (and recording), deleting.
+    list_s: float = 0.0
+    claim_s: float = 0.0
+    publish_s: float = 0.0
+    delete_s: float = 0.0
 
 
 class Scheduler:
@@ -208,7 +213,9 @@ class Scheduler:
         return self.store.claim(ref.job_id, self.owner, self.clock(), self.settings.lease_s)
 
     def _publish_due(self, now: datetime, result: TurnResult) -> None:
+        started = time.monotonic()
         refs = self.due(now)
+        result.list_s = time.monotonic() - started
         result.due = len(refs)
         metrics.DUE_BACKLOG.set(len(refs))
         mono = time.monotonic()
@@ -231,6 +238,7 @@ class Scheduler:
                 timers.append(timer)
         metrics.CLAIMS_LOST.inc(result.lost)
         result.claimed = len(timers)
+        result.claim_s = time.monotonic() - claimed_at
         if not timers:
             return
         if time.monotonic() - claimed_at > self.settings.lease_s - self._margin_s:
@@ -241,9 +249,23 @@ class Scheduler:
                 self.store.release(timer.job_id, self.owner)
             return
         self._publish(timers, result)
+        log.info(
+            "scheduler.turn",
+            due=result.due,
+            claimed=result.claimed,
+            lost=result.lost,
+            published=result.published,
+            failed=result.failed,
+            list_s=round(result.list_s, 3),
+            claim_s=round(result.claim_s, 3),
+            publish_s=round(result.publish_s, 3),
+            delete_s=round(result.delete_s, 3),
+        )
 
     def _publish(self, timers: list[Timer], result: TurnResult) -> None:
+        started = time.monotonic()
         outcomes = self.publisher.publish_timers(timers)
+        result.publish_s = time.monotonic() - started
         done_at = self.clock()
         published: list[str] = []
         failed: list[Timer] = []
@@ -274,7 +296,9 @@ class Scheduler:
         if published:
             # A failed delete leaves the timer to be published again after its lease:
             # the same job id, which the idempotency guard collapses.
+            started = time.monotonic()
             error = self.store.complete(published)
+            result.delete_s = time.monotonic() - started
             if error is not None:
                 log.warning("scheduler.delete_failed", jobs=len(published), error=str(error))
         for timer in failed:

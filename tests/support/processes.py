@@ -253,3 +253,32 @@ def metric(text: str, name: str, **labels: str) -> float:
         if sample == name and found == wanted:
             return float(value)
     return 0.0
+
+
+class Scheduler(Child):
+    """``conveyor scheduler --health-port PORT``: ready once its ``/healthz`` answers 200."""
+
+    def __init__(self, *, env: dict[str, str], log_dir: Path, name: str = "scheduler") -> None:
+        self.health_port = free_port()
+        argv = [*CONVEYOR, "scheduler", "--health-port", str(self.health_port)]
+        super().__init__(name, argv, env=env, log_dir=log_dir)
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.health_port}"
+
+    def ready(self) -> bool:
+        healthz = self.answers(f"{self.health_url}/healthz")
+        return healthz is not None and healthz.status_code == 200
+
+    def published(self) -> float:
+        """How many delayed jobs it has published (its /metrics)."""
+        page = self.answers(f"{self.health_url}/metrics")
+        return metric(page.text, "conveyor_scheduler_published_total") if page else 0.0
+
+
+def start_scheduler(*, env: dict[str, str], log_dir: Path, name: str = "scheduler") -> Scheduler:
+    """Start a scheduler and wait until its ``/healthz`` answers 200."""
+    scheduler = Scheduler(env=env, log_dir=log_dir, name=name)
+    scheduler.wait_ready()
+    return scheduler

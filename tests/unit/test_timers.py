@@ -17,6 +17,7 @@ import pytest
 from infra import aws
 from infra.aws.names import timers_table_name
 from infra.envelope import encode, make_envelope
+from infra.ledger import ledger_for
 from infra.provision import apply
 from infra.settings import SchedulingSettings
 from infra.timers import (
@@ -333,3 +334,18 @@ def test_the_watermark_moves_past_old_empty_buckets(topology: Topology, store: T
     # The next turn finds the old buckets empty and leaves them behind, up to the grace.
     scheduler.turn()
     assert store.watermark(EDGE) == bucket_of(EDGE - timedelta(seconds=WATERMARK_GRACE_S))
+
+
+def test_a_published_job_is_queued_in_the_ledger_with_its_due_time(
+    topology: Topology, store: TimerStore
+) -> None:
+    timer = _timer(EDGE)
+    _put(store, timer)
+    _scheduler(topology, store, Clock(EDGE), "a").turn()
+    ledger = ledger_for(topology)
+    assert ledger is not None
+    record = ledger.get(timer.job_id)
+    assert record is not None
+    assert record.state == "queued"
+    assert record.due_at == EDGE
+    assert record.key_name == "alpha"  # the key that enqueued it still reads its status
