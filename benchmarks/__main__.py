@@ -1,4 +1,9 @@
-"""``python -m benchmarks [--n N] [--out FILE] ...``: run the benchmark, print JSON and a table."""
+"""``python -m benchmarks [--n N] [--out FILE] ...``: run the benchmark, print JSON and a table.
+
+Then the delayed-jobs benchmark (:mod:`benchmarks.delayed`: lateness and requests per
+job for a 30 s and a 1 h delay), under ``delayed_jobs`` in the JSON; ``--delayed-only``
+runs just that (about two minutes), ``--no-delayed`` skips it.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from importlib.metadata import version
 from pathlib import Path
 from types import FrameType
 
-from benchmarks import report
+from benchmarks import delayed, report
 from benchmarks.run import Settings, run
 from benchmarks.systems import SYSTEMS
 
@@ -62,7 +67,20 @@ def main() -> int:
     parser.add_argument("--deadline-s", type=float, default=d.deadline_s, help="give up after")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--results-md", type=Path, help="also write a RESULTS.md here")
+    parser.add_argument("--delayed-jobs", type=int, default=100, help="jobs per delay scenario")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--delayed-only", action="store_true", help="only the delayed jobs")
+    which.add_argument("--no-delayed", action="store_true", help="skip the delayed jobs")
     args = parser.parse_args()
+    if args.delayed_only:
+        found = {"meta": _meta(), "delayed_jobs": delayed.run(jobs=args.delayed_jobs)}
+        text = json.dumps(found, indent=2)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text + "\n")
+        print(text)
+        print(delayed.table(found["delayed_jobs"]), file=sys.stderr)
+        return 0
     settings = Settings(
         n=args.n,
         window=args.window,
@@ -78,6 +96,8 @@ def main() -> int:
     results = run(settings)
     meta["duration_s"] = round(time.monotonic() - started, 1)
     doc = report.build(results, {**asdict(settings), "work_dir": str(settings.work_dir)}, meta)
+    if not args.no_delayed:
+        doc["delayed_jobs"] = delayed.run(jobs=args.delayed_jobs)
     text = json.dumps(doc, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -88,6 +108,8 @@ def main() -> int:
         command = " ".join(["python -m benchmarks", *_figure_args(sys.argv[1:])])
         args.results_md.write_text(report.markdown(doc, command) + "\n")
     print(report.table(doc), file=sys.stderr)
+    if "delayed_jobs" in doc:
+        print(delayed.table(doc["delayed_jobs"]), file=sys.stderr)
     return 0
 
 
