@@ -25,10 +25,15 @@ def build_scheduler(
     settings: SchedulingSettings,
     *,
     tick_sources: Sequence[TickSource] = (),
+    publisher: DuePublisher | None = None,
 ) -> Scheduler:
-    """A scheduler for ``topology``'s timer table, publishing as the API does."""
+    """A scheduler for ``topology``'s timer table, publishing as the API does.
+
+    ``publisher``: the one the tick sources publish through too (default: a new one).
+    """
     store = TimerStore(timers_table_name(topology), retention_s=settings.timer_retention_s)
-    publisher = DuePublisher.for_topology(topology, publish_threads=settings.claim_threads)
+    if publisher is None:
+        publisher = DuePublisher.for_topology(topology, publish_threads=settings.claim_threads)
     return Scheduler(store, publisher, settings, tick_sources=tick_sources)
 
 
@@ -38,13 +43,16 @@ def run_scheduler(
     *,
     health_port: int | None = None,
     tick_sources: Sequence[TickSource] = (),
+    publisher: DuePublisher | None = None,
 ) -> int:
     """Run until SIGTERM or SIGINT (the turn in progress ends first); the exit code.
 
     ``health_port``: serve ``/healthz`` and ``/metrics`` there (0: any free port; the
-    bound port is logged); None: not served.
+    bound port is logged); None: not served. ``tick_sources`` run every turn (the cron
+    schedules' ``fire_due``), publishing through ``publisher`` (built by the caller
+    with :meth:`DuePublisher.for_topology`, so both share it).
     """
-    scheduler = build_scheduler(topology, settings, tick_sources=tick_sources)
+    scheduler = build_scheduler(topology, settings, tick_sources=tick_sources, publisher=publisher)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
