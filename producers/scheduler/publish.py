@@ -65,6 +65,7 @@ class DuePublisher:
         Published ones are recorded in the ledger as queued (with their due time).
         """
         results: list[Published | PublishError | None] = [None] * len(timers)
+        traces: list[str | None] = [None] * len(timers)
         outgoing: list[tuple[int, Outgoing]] = []
         for index, timer in enumerate(timers):
             try:
@@ -77,6 +78,7 @@ class DuePublisher:
                     f"job type '{envelope.type}' is not in queues.yaml any more"
                 )
                 continue
+            traces[index] = envelope.trace_id
             outgoing.append(
                 (index, Outgoing(envelope, timer.message_group_id, timer.deduplication_id))
             )
@@ -91,11 +93,11 @@ class DuePublisher:
                     t.job_id,
                     t.job_type,
                     self.topology.queues_receiving(t.job_type),
-                    None,
+                    trace,
                     t.key_name,
                     due_at=t.due_at,
                 )
-                for t, r in zip(timers, final, strict=True)
+                for t, r, trace in zip(timers, final, traces, strict=True)
                 if isinstance(r, Published)
             ]
         )

@@ -99,6 +99,7 @@ def test_delayed_jobs_run_once_on_time_though_a_scheduler_is_killed(
         assert not early, f"{len(early)} jobs ran before their due time: {early[:5]}"
         assert not twice, f"{len(twice)} jobs ran more than once: {twice[:5]}"
         assert len(os.listdir(box)) == JOBS  # no job the test did not enqueue
+        assert survivor.stop(timeout_s=30) == 0  # SIGTERM: the turn ends, the process exits
 
     finally:
         for child in (survivor, doomed, worker, api):
