@@ -6,8 +6,11 @@ One turn every ``scheduling.poll_interval_s``:
    (:meth:`infra.timers.TimerStore.due_in`), shards in an order of this replica's own
    so replicas start on different partitions; move the watermark past old buckets
    found empty;
-2. claim each (one conditional write, in parallel; a lost claim is counted and the
-   job left alone for a lease, so replicas do not fight over it every turn);
+2. claim each (one conditional write, ``claim_threads`` at a time, partition by
+   partition in this replica's order; a lost claim is counted, the job left alone
+   for a lease, and the rest of that partition left to the replica that is working
+   on it this turn — so replicas spread over partitions instead of racing for the
+   same jobs);
 3. publish the claimed ones (:class:`~producers.scheduler.publish.DuePublisher`), if
    their lease still holds; delete the published timers; release the others (SNS
    failed: the next turns retry them, after a pause that doubles up to 30 s);
@@ -222,20 +225,24 @@ class Scheduler:
         if mono < self._pause_until or not refs:
             return
         self._skip = {k: v for k, v in self._skip.items() if v > mono}
-        refs = [r for r in refs if r.job_id not in self._skip]
+        by_partition: dict[str, list[DueRef]] = {}
+        for ref in refs:
+            if ref.job_id not in self._skip:
+                by_partition.setdefault(ref.partition, []).append(ref)
         claimed_at = time.monotonic()
-        claims = (
-            list(self._pool.map(self._claim, refs))
-            if len(refs) > 1
-            else [self._claim(r) for r in refs]
-        )
         timers: list[Timer] = []
-        for ref, timer in zip(refs, claims, strict=True):
-            if timer is None:
-                result.lost += 1
-                self._skip[ref.job_id] = time.monotonic() + self.settings.lease_s
-            else:
-                timers.append(timer)
+        step = self.settings.claim_threads
+        for part_refs in by_partition.values():
+            for start in range(0, len(part_refs), step):
+                chunk = part_refs[start : start + step]
+                claims = list(self._pool.map(self._claim, chunk))
+                lost = [ref for ref, timer in zip(chunk, claims, strict=True) if timer is None]
+                timers += [timer for timer in claims if timer is not None]
+                for ref in lost:
+                    self._skip[ref.job_id] = time.monotonic() + self.settings.lease_s
+                result.lost += len(lost)
+                if lost:
+                    break  # another replica works on this partition: leave it the rest
         metrics.CLAIMS_LOST.inc(result.lost)
         result.claimed = len(timers)
         result.claim_s = time.monotonic() - claimed_at

@@ -349,3 +349,28 @@ def test_a_published_job_is_queued_in_the_ledger_with_its_due_time(
     assert record.state == "queued"
     assert record.due_at == EDGE
     assert record.key_name == "alpha"  # the key that enqueued it still reads its status
+
+
+def test_two_replicas_turning_at_once_publish_each_job_once(
+    topology: Topology, store: TimerStore, received: Callable[[], list[dict[str, object]]]
+) -> None:
+    timers = [_timer(EDGE) for _ in range(40)]
+    _put(store, *timers)
+    clock = Clock(EDGE)
+    replicas = [_scheduler(topology, store, clock, name) for name in ("a", "b")]
+    barrier = threading.Barrier(2)
+    results = []
+
+    def turn(scheduler: Scheduler) -> None:
+        barrier.wait()
+        results.append(scheduler.turn())
+
+    threads = [threading.Thread(target=turn, args=(s,)) for s in replicas]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r.published for r in results) == 40
+    ids = [str(body["id"]) for body in received()]
+    assert sorted(ids) == sorted(t.job_id for t in timers)  # each once
+    assert all(store.get(t.job_id) is None for t in timers)
