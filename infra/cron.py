@@ -77,9 +77,7 @@ def normalize_cron(expression: str) -> str:
     if text.startswith("@"):
         expanded = ALIASES.get(text.lower())
         if expanded is None:
-            raise CronError(
-                f"unknown cron alias '{text}' (known: {', '.join(sorted(ALIASES))})"
-            )
+            raise CronError(f"unknown cron alias '{text}' (known: {', '.join(sorted(ALIASES))})")
         return expanded
     parts = text.split(" ") if text else []
     if len(parts) != 5:

@@ -63,6 +63,11 @@ class Job:
     data: dict[str, Any]
     idempotency_key: str | None = None
     message_group_id: str | None = None
+    #: A job id decided by the caller (a schedule's tick); None: a fresh one. An
+    #: idempotency key's claimed id still wins.
+    job_id: str | None = None
+    #: The envelope's CloudEvents ``source``; None: this API's (:data:`SOURCE`).
+    source: str | None = None
 
 
 @dataclass
@@ -280,8 +285,8 @@ class Enqueuer:
             job.job_type,
             job.data,
             # A key taken over keeps its first job id: a copy of a job is the same job.
-            job_id=claim.job_id if claim is not None else None,
-            source=SOURCE,
+            job_id=claim.job_id if claim is not None else job.job_id,
+            source=job.source or SOURCE,
             traceparent=traceparent,
             idempotency_key=job.idempotency_key,
         )

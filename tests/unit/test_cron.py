@@ -193,7 +193,7 @@ def test_ticks_between_is_bounded() -> None:
 
 def test_naive_datetimes_are_refused() -> None:
     with pytest.raises(ValueError, match="naive"):
-        Every(60).next_after(datetime(2026, 1, 1))  # noqa: DTZ001 - the point of the test
+        Every(60).next_after(datetime(2026, 1, 1))
 
 
 # --- ids and jitter ---------------------------------------------------------------------------

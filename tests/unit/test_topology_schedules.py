@@ -52,9 +52,13 @@ tick:
     )
     nightly, tick = t.schedules["nightly"], t.schedules["tick"]
     assert isinstance(nightly.recurrence(), Cron)
-    assert nightly.catch_up_count == 3 and nightly.jitter_s == 10
-    assert tick.every == 300 and isinstance(tick.recurrence(), Every)
-    assert tick.catch_up_count == 0 and tick.enabled is False and tick.misfire_grace_s == 60
+    assert nightly.catch_up_count == 3
+    assert nightly.jitter_s == 10
+    assert tick.every == 300
+    assert isinstance(tick.recurrence(), Every)
+    assert tick.catch_up_count == 0
+    assert tick.enabled is False
+    assert tick.misfire_grace_s == 60
 
 
 def test_aliases_are_expanded_and_catch_up_has_a_default_limit() -> None:
@@ -143,7 +147,9 @@ def test_static_checks_are_one_line_each(block: str, expected: str) -> None:
 
 
 def test_check_imports_validates_data_against_the_payload_model() -> None:
-    good = parse_topology(with_schedules(f"s: {{every: 1m, job_type: image.resize, data: {RESIZE}}}"))
+    good = parse_topology(
+        with_schedules(f"s: {{every: 1m, job_type: image.resize, data: {RESIZE}}}")
+    )
     check_imports(good, handlers=False)
     bad = parse_topology(
         with_schedules("s: {every: 1m, job_type: image.resize, data: {width_px: wide}}")
@@ -152,4 +158,5 @@ def test_check_imports_validates_data_against_the_payload_model() -> None:
         check_imports(bad, source="queues.yaml", handlers=False)
     [line] = str(caught.value).splitlines()
     assert line.startswith("queues.yaml: schedules.s.data: not a valid image.resize payload: ")
-    assert "image_url: Field required" in line and "width_px: " in line
+    assert "image_url: Field required" in line
+    assert "width_px: " in line
