@@ -242,6 +242,11 @@ class ScheduleFirer:
             entries.append((tick, due_at))
             if now - due_at > grace:
                 missed.append(tick)
+        if cursor is None:
+            # A schedule never fired before starts with its latest due tick (if on time),
+            # not with every tick of the grace window (60 jobs for an `every: 1s`).
+            missed = [t for t in missed if entries and t == entries[-1][0]]
+            entries = entries[-1:]
         caught_up = set(missed[-schedule.catch_up_count :]) if schedule.catch_up_count else set()
         dropped = set(missed) - caught_up
         candidates = []

@@ -207,6 +207,26 @@ def test_a_first_run_catches_nothing_up(mocked_aws: None, firers: list[ScheduleF
     assert jobs(topology) == ids(topology, "catchup", T0)
 
 
+def test_a_first_run_fires_only_the_latest_tick_of_the_grace_window(
+    mocked_aws: None, firers: list[ScheduleFirer]
+) -> None:
+    topology = parse_topology(
+        TOPOLOGY.replace(
+            "every: 1m\n    job_type: test.record\n    data: {label: minutely}",
+            "every: 10s\n    job_type: test.record\n    data: {label: minutely}",
+        )
+    )
+    topology = topology.model_copy(
+        update={"schedules": {"minutely": topology.schedules["minutely"]}}
+    )
+    assert topology.schedules["minutely"].every == 10
+    apply(topology)
+    create_timers_table(topology)
+    # Six ticks of 10 s lie within the 60 s grace; a schedule never seen fires the last.
+    assert firer_for(topology, firers, "a").fire_due(T0 + timedelta(seconds=55)) == 1
+    assert jobs(topology) == ids(topology, "minutely", T0 + timedelta(seconds=50))
+
+
 def test_pause_stops_firing_and_resume_does_not_catch_up(
     mocked_aws: None, firers: list[ScheduleFirer]
 ) -> None:
