@@ -9,7 +9,8 @@ window (:meth:`Recurrence.last_ticks`, what a catch-up after an outage fires).
   names such as ``mon`` and ``jan`` allowed, the day fields OR-ed as in Vixie cron when
   both are restricted) or an alias (``@hourly``, ``@daily``/``@midnight``, ``@weekly``,
   ``@monthly``, ``@yearly``/``@annually``), read in an IANA timezone. The matching is
-  cronsim's (the library healthchecks.io uses), which follows Debian's cron.
+  cronsim's (the library healthchecks.io uses), which follows Debian's cron; its
+  extensions (``L`` and ``LW`` in day-of-month, ``L`` and ``#`` in day-of-week) work too.
 - :class:`Every`: a fixed interval, counted from the Unix epoch in UTC, so every
   replica computes the same ticks without sharing a start time (``every: 5m`` fires at
   :00, :05, … of each hour; ``every: 1d`` at midnight UTC).

@@ -331,3 +331,16 @@ def test_bad_schedule_data_stops_the_firer_at_start(mocked_aws: None) -> None:
             ScheduleFirer(topology, enqueuer)
     finally:
         enqueuer.close()
+
+
+def test_a_missing_timer_table_is_counted_and_never_raises(
+    mocked_aws: None, firers: list[ScheduleFirer]
+) -> None:
+    topology = only(TOPOLOGY, "minutely")
+    apply(topology)  # topics and queues, but no timer table
+    firer = firer_for(topology, firers, "a")
+    failures = count(metrics.STORE_FAILURES, "minutely")
+    assert firer.fire_due(T0 + timedelta(seconds=1)) == 0
+    assert count(metrics.STORE_FAILURES, "minutely") == failures + 1
+    assert firer.next_due(T0) == T0 + timedelta(seconds=2)  # tried again a second later
+    assert jobs(topology) == []
