@@ -39,7 +39,9 @@ def ls_json() -> dict[str, dict[str, object]]:
 
 
 def test_ls_shows_next_and_last_fire_and_the_ledger_status(topology: Topology) -> None:
+    asked_from = datetime.now(UTC)
     before = ls_json()
+    asked_until = datetime.now(UTC)
     assert set(before) == {"minutely", "catchup", "jittery", "idle"}
     minutely = before["minutely"]
     assert minutely["state"] == "active"
@@ -47,7 +49,9 @@ def test_ls_shows_next_and_last_fire_and_the_ledger_status(topology: Topology) -
     assert minutely["timetable"] == "every 1m"
     assert minutely["last_job_id"] is None
     next_fire = datetime.fromisoformat(str(minutely["next_fire"]))
-    assert timedelta(0) < next_fire - datetime.now(UTC) <= timedelta(minutes=1)
+    # The next minute boundary after the moment ls asked.
+    assert asked_from < next_fire <= asked_until + timedelta(minutes=1)
+    assert next_fire.second == 0
     assert before["idle"]["state"] == "disabled"
     assert before["idle"]["next_fire"] is None
     assert before["catchup"]["misfire"] == "catch_up (up to 3)"

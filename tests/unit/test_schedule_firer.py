@@ -344,3 +344,35 @@ def test_a_missing_timer_table_is_counted_and_never_raises(
     assert count(metrics.STORE_FAILURES, "minutely") == failures + 1
     assert firer.next_due(T0) == T0 + timedelta(seconds=2)  # tried again a second later
     assert jobs(topology) == []
+
+
+@pytest.mark.parametrize(
+    ("start", "fired_at"),
+    [
+        # Fall back (02:30 happens twice): one job, at the first 02:30 (CEST).
+        (datetime(2026, 10, 24, 22, tzinfo=UTC), datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
+        # Spring forward (no 02:30): one job, at 03:00 CEST.
+        (datetime(2027, 3, 27, 22, tzinfo=UTC), datetime(2027, 3, 28, 1, 0, tzinfo=UTC)),
+    ],
+)
+def test_a_berlin_0230_schedule_fires_once_on_dst_days(
+    mocked_aws: None, firers: list[ScheduleFirer], start: datetime, fired_at: datetime
+) -> None:
+    text = TOPOLOGY.replace(
+        "every: 1m\n    job_type: test.record\n    data: {label: minutely}",
+        'cron: "30 2 * * *"\n    timezone: Europe/Berlin\n'
+        "    job_type: test.record\n    data: {label: minutely}",
+    )
+    topology = only(text, "minutely")
+    apply(topology)
+    create_timers_table(topology)
+    a, b = firer_for(topology, firers, "a"), firer_for(topology, firers, "b")
+    fired = []
+    for step in range(6 * 12):  # six hours, a turn every five minutes, two replicas
+        now = start + timedelta(minutes=5 * step, seconds=7)
+        for firer in (a, b):
+            if firer.fire_due(now):
+                fired.append(now)
+    assert len(fired) == 1
+    assert fired_at <= fired[0] < fired_at + timedelta(minutes=5)
+    assert jobs(topology) == ids(topology, "minutely", fired_at)
