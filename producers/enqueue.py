@@ -74,6 +74,11 @@ class Job:
     message_group_id: str | None = None
     #: A delayed job: when to publish it (timezone-aware; None: now).
     due_at: datetime | None = None
+    #: A job id decided by the caller (a schedule's tick); None: a fresh one. An
+    #: idempotency key's claimed id still wins.
+    job_id: str | None = None
+    #: The envelope's CloudEvents ``source``; None: this API's (:data:`SOURCE`).
+    source: str | None = None
 
 
 @dataclass
@@ -297,8 +302,8 @@ class Enqueuer:
             job.job_type,
             job.data,
             # A key taken over keeps its first job id: a copy of a job is the same job.
-            job_id=claim.job_id if claim is not None else None,
-            source=SOURCE,
+            job_id=claim.job_id if claim is not None else job.job_id,
+            source=job.source or SOURCE,
             traceparent=traceparent,
             idempotency_key=job.idempotency_key,
         )

@@ -6,7 +6,18 @@ import sys
 
 import typer
 
-from conveyor.cli import api, dlq, infra, jobs, run, scheduler, status, system, workers
+from conveyor.cli import (
+    api,
+    dlq,
+    infra,
+    jobs,
+    run,
+    scheduler,
+    schedules,
+    status,
+    system,
+    workers,
+)
 from infra.errors import ConveyorError, exit_code
 
 app = typer.Typer(
@@ -22,6 +33,7 @@ app.add_typer(
     workers.app, name="workers", help="Worker pools: scale, ls, up (supervisor), autoscale."
 )
 app.add_typer(jobs.app, name="jobs", help="Jobs: show one's status (the job ledger).")
+app.add_typer(schedules.app, name="schedules", help="Cron schedules: ls, pause, resume, trigger.")
 api.register(app)
 run.register(app)
 scheduler.register(app)

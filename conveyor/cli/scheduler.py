@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from conveyor.cli.common import EXIT_USAGE, fail, load
+from infra.errors import ConfigError
 from infra.logs import configure_logging
 from infra.settings import SchedulingSettings, SettingsError, load_settings
 from infra.topology import TopologyError, check_imports
@@ -45,9 +46,27 @@ def scheduler(
         raise typer.Exit(EXIT_USAGE) from None
     configure_logging(settings.logging.format, settings.logging.level)
     # Imported here: `conveyor --help` needs neither boto3 nor prometheus_client.
+    from producers.scheduler import metrics  # noqa: PLC0415
     from producers.scheduler.serve import run_scheduler  # noqa: PLC0415
 
-    raise typer.Exit(run_scheduler(topology, scheduling, health_port=health_port))
+    if not topology.schedules:
+        raise typer.Exit(run_scheduler(topology, scheduling, health_port=health_port))
+    # Cron schedules fire from the same loop (docs/scheduling.md, "Cron schedules").
+    from producers.schedules import ScheduleFirer  # noqa: PLC0415
+    from producers.schedules import metrics as schedule_metrics  # noqa: PLC0415
+
+    try:
+        firer = ScheduleFirer(topology)
+    except ConfigError as exc:  # a schedule's data no longer fits its job type's model
+        fail(str(exc), EXIT_USAGE)
+    metrics.also_expose(schedule_metrics.REGISTRY)
+    try:
+        code = run_scheduler(
+            topology, scheduling, health_port=health_port, tick_sources=[firer.fire_due]
+        )
+    finally:
+        firer.close()
+    raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

@@ -291,6 +291,15 @@ def _publishers_are_principals(t: Topology) -> Iterator[Problem]:
             seen.add(arn)
 
 
+def _schedules_are_sound(t: Topology) -> Iterator[Problem]:
+    for name, schedule in t.schedules.items():
+        if schedule.job_type not in t.job_types:
+            yield Problem(
+                f"schedules.{name}.job_type",
+                f"unknown job type '{schedule.job_type}' (known: {_known(t.job_types)})",
+            )
+
+
 CHECKS: tuple[Callable[[Topology], Iterator[Problem]], ...] = (
     _topics_exist,
     _subscriptions_are_sound,
@@ -304,6 +313,7 @@ CHECKS: tuple[Callable[[Topology], Iterator[Problem]], ...] = (
     _ledger_outlasts_queues,
     _message_groups_on_fifo_topics,
     _publishers_are_principals,
+    _schedules_are_sound,
 )
 
 

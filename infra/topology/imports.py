@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from infra.topology.errors import Problem, TopologyError
 from infra.topology.model import Topology
+from infra.validation import errors_line
 
 
 def add_search_path(directory: Path) -> None:
@@ -53,10 +54,32 @@ def _check(path: str, key: str, *, want_model: bool) -> Problem | None:
     return None
 
 
+def _schedule_data_problems(topology: Topology, *, failed: set[str]) -> list[Problem]:
+    """Each schedule's ``data`` validated against its job type's payload model, as the API
+    validates a job's payload (models that failed to import are reported already)."""
+    problems = []
+    for name, schedule in topology.schedules.items():
+        jt = topology.job_types.get(schedule.job_type)
+        if jt is None or f"job_types.{schedule.job_type}.payload" in failed:
+            continue
+        try:
+            payload_model(topology, schedule.job_type).model_validate(schedule.data)
+        except ValidationError as exc:
+            problems.append(
+                Problem(
+                    f"schedules.{name}.data",
+                    f"not a valid {schedule.job_type} payload: {errors_line(exc, whole='data')}",
+                )
+            )
+    return problems
+
+
 def check_imports(
     topology: Topology, *, source: str = "queues.yaml", handlers: bool = True
 ) -> None:
     """Import every payload model (and handler, if ``handlers``); raise TopologyError if any fails.
+
+    Every schedule's ``data`` is validated against its job type's payload model too.
 
     Kept apart from the static checks so that the producer API, which never runs
     handlers, does not need the workers' code importable.
@@ -71,6 +94,7 @@ def check_imports(
             and (p := _check(jt.handler, f"job_types.{name}.handler", want_model=False))
         ):
             problems.append(p)
+    problems.extend(_schedule_data_problems(topology, failed={p.path for p in problems}))
     if handlers:
         for qname, q in topology.queues.items():
             for jt_name, path in q.handlers.items():

@@ -6,7 +6,7 @@ part of the file to another live in :mod:`infra.topology.checks`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -14,10 +14,12 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
 from infra.backoff import Jitter
+from infra.cron import CronError, Recurrence, normalize_cron, recurrence, zone
 from infra.durations import format_duration_s, parse_duration_s
 from infra.limits import (
     MAX_DELAY_S,
@@ -294,6 +296,99 @@ class Pool(_Strict):
         return self.autoscale or Autoscale()
 
 
+#: A schedule's interval: a whole number of seconds, from one second to a year.
+EveryS = Annotated[float, _duration(1, 366 * 86400)]
+#: How late a tick may still fire on time (see :class:`Schedule`).
+MisfireGraceS = Annotated[float, _duration(1, 86400)]
+ScheduleJitterS = Annotated[float, _duration(0, 86400)]
+#: Missed ticks a ``catch_up`` schedule fires when none is given.
+DEFAULT_CATCH_UP_LIMIT = 10
+
+
+class Schedule(_Strict):
+    """A job published on a timetable by the scheduler role (``conveyor scheduler``).
+
+    Each tick fires once across every scheduler replica, as a job of ``job_type`` with
+    payload ``data`` and a job id derived from the schedule's name and the tick. A tick
+    no scheduler reached within ``misfire_grace_s`` (the schedulers were down) is
+    *missed*: ``misfire: skip`` drops it, ``misfire: catch_up`` fires the most recent
+    ``catch_up_limit`` missed ticks late, oldest first.
+    """
+
+    #: A 5-field cron expression or an alias (``@hourly``, ``@daily``, ``@weekly``,
+    #: ``@monthly``, ``@yearly``), read in ``timezone``. Exactly one of cron and every.
+    cron: str | None = None
+    #: A fixed interval (``30s``, ``5m``, ``1h``), whole seconds, counted from the
+    #: Unix epoch in UTC (``5m`` fires at :00, :05, … of every hour).
+    every: EveryS | None = None
+    #: The IANA timezone the cron expression is read in (DST-correct); cron only.
+    timezone: str = "UTC"
+    job_type: JobTypeName
+    #: The payload; ``conveyor check`` validates it against the job type's model.
+    data: dict[str, Any] = Field(default_factory=dict)
+    misfire: Literal["skip", "catch_up"] = "skip"
+    #: ``catch_up`` only: the most missed ticks fired after an outage (default 10).
+    catch_up_limit: Annotated[int, Field(ge=1, le=1000)] | None = None
+    #: A tick fired this late is still on time; later, it is missed (see misfire).
+    misfire_grace_s: MisfireGraceS = 60.0
+    #: Each tick fires up to this much later (a delay derived from the schedule and
+    #: the tick, the same on every replica), to spread schedules that share a time.
+    jitter_s: ScheduleJitterS = 0.0
+    #: false: the schedule never fires (``conveyor schedules pause`` stops one at run time).
+    enabled: bool = True
+    description: str = ""
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_cron(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        zone(value)
+        return value
+
+    @field_validator("every")
+    @classmethod
+    def _whole_seconds(cls, value: float | None) -> float | None:
+        if value is not None and value != int(value):
+            raise ValueError(f"{value:g}s is not a whole number of seconds")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Schedule:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("set exactly one of cron and every")
+        if self.every is not None and self.timezone != "UTC":
+            raise ValueError(
+                "timezone applies to cron schedules only (every counts from the Unix epoch"
+                " in UTC; use cron for wall-clock times)"
+            )
+        if self.catch_up_limit is not None and self.misfire != "catch_up":
+            raise ValueError("catch_up_limit applies to misfire: catch_up only")
+        if self.every is not None and self.jitter_s >= self.every:
+            raise ValueError(
+                f"jitter_s ({self.jitter_s:g}) must be below every ({self.every:g}s):"
+                " a tick would fire after the next one"
+            )
+        return self
+
+    @property
+    def catch_up_count(self) -> int:
+        """Missed ticks fired after an outage: 0 for ``skip``."""
+        if self.misfire == "skip":
+            return 0
+        return self.catch_up_limit or DEFAULT_CATCH_UP_LIMIT
+
+    def recurrence(self) -> Recurrence:
+        """When this schedule's ticks fall (:mod:`infra.cron`)."""
+        try:
+            return recurrence(cron=self.cron, every_s=self.every, timezone=self.timezone)
+        except CronError as exc:  # validated above; kept for a readable failure
+            raise ValueError(str(exc)) from None
+
+
 class Topology(_Strict):
     """The whole of queues.yaml."""
 
@@ -308,6 +403,8 @@ class Topology(_Strict):
     pools: dict[Name, Pool] = Field(default_factory=dict)
     payloads: Payloads = Field(default_factory=Payloads)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    #: Jobs published on a timetable (cron or a fixed interval) by ``conveyor scheduler``.
+    schedules: dict[Name, Schedule] = Field(default_factory=dict)
 
     # -- physical names -------------------------------------------------------------
 

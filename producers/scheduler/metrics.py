@@ -46,6 +46,16 @@ TURNS = Counter(
 )
 
 
+#: Other registries served at the same ``/metrics`` (the cron schedules' counters).
+_ALSO: list[CollectorRegistry] = []
+
+
+def also_expose(registry: CollectorRegistry) -> None:
+    """Serve ``registry`` beside the scheduler's own metrics."""
+    if registry not in _ALSO:
+        _ALSO.append(registry)
+
+
 def exposition() -> tuple[bytes, str]:
     """The metrics in Prometheus' text format, and its content type."""
-    return generate_latest(REGISTRY), CONTENT_TYPE
+    return generate_latest(REGISTRY) + b"".join(generate_latest(r) for r in _ALSO), CONTENT_TYPE
