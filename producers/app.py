@@ -27,6 +27,7 @@ from infra.settings import ApiSettings
 from infra.topology import Topology, payload_model
 from producers.auth import ApiKey
 from producers.batch import add_batch_route
+from producers.cancel import cancel_router
 from producers.enqueue import (
     SOURCE,
     Enqueuer,
@@ -145,6 +146,7 @@ def create_app(
     add_batch_route(app, enqueuer, guard, models, metrics)
     readiness = CachedReadiness(publisher.check_topics, settings.ready_cache_s)
     _add_status_routes(app, guard, readiness, status_router(topology, guard))
+    app.include_router(cancel_router(topology, guard), dependencies=[Depends(guard.authenticate)])
 
     @app.exception_handler(RequestValidationError)
     async def count_invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -37,6 +37,7 @@ class _Instruments:
     failed: Any
     retried: Any
     dead_lettered: Any
+    cancelled: Any
     duration: Any
     lag: Any
 
@@ -54,6 +55,11 @@ def instruments() -> _Instruments:
         retried=Counter("conveyor_jobs_retried", "Failed attempts scheduled for a retry.", labels),
         dead_lettered=Counter(
             "conveyor_jobs_dead_lettered", "Jobs sent to a dead-letter queue.", (*labels, "reason")
+        ),
+        cancelled=Counter(
+            "conveyor_jobs_cancelled",
+            "Deliveries of cancelled jobs, deleted without running the handler.",
+            labels,
         ),
         duration=Histogram(
             "conveyor_job_duration_seconds",
