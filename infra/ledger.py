@@ -530,6 +530,48 @@ class Ledger:
             answer[queue] = ("cancelled", True)
         return answer
 
+    def record_unpublished(self, job: QueuedJob) -> None:
+        """Record a job that was never published (a delayed job cancelled before its time).
+
+        Written only if the job has no producer's record yet (a conditional put), so
+        its type, queues and owner are known to :meth:`get` — the owner may then see and
+        cancel it again. Never raises (logged).
+        """
+        if not self.records(job.job_type) or len(job.job_id) > MAX_JOB_ID_LEN:
+            return
+        item: dict[str, AttributeValueTypeDef] = {
+            TABLE_PARTITION_KEY: _s(job_key(job.job_id)),
+            "job_id": _s(job.job_id),
+            "job_type": _s(job.job_type),
+            "queues": {"L": [_s(q) for q in job.queues]},
+            TABLE_TTL_ATTRIBUTE: self._expires_at(),
+        }
+        if job.key_name:
+            item["key_name"] = _s(job.key_name)
+        try:
+            self._ddb().put_item(
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression=f"attribute_not_exists({TABLE_PARTITION_KEY})",
+            )
+        except ClientError as exc:
+            if not is_condition_failed(exc):
+                log.warning(
+                    "ledger.record_failed",
+                    table=self.table_name,
+                    job_id=job.job_id,
+                    state="cancelled",
+                    error=describe_aws_error(exc),
+                )
+        except BotoCoreError as exc:
+            log.warning(
+                "ledger.record_failed",
+                table=self.table_name,
+                job_id=job.job_id,
+                state="cancelled",
+                error=describe_aws_error(exc),
+            )
+
     def _cancel_failed(
         self, job_id: str, queue: str, exc: BotoCoreError | ClientError
     ) -> LedgerUnavailableError:

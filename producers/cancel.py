@@ -42,6 +42,7 @@ from infra.ledger import (
     JobRecord,
     Ledger,
     LedgerUnavailableError,
+    QueuedJob,
     ledger_for,
     overall_state,
 )
@@ -243,6 +244,8 @@ class Canceller:
         if self.ledger is not None and self.ledger.records(timer.job_type):
             try:
                 self.ledger.cancel(timer.job_id, timer.job_type, queues, by=by)
+                job = QueuedJob(timer.job_id, timer.job_type, queues, key_name=timer.key_name)
+                self.ledger.record_unpublished(job)
             except LedgerUnavailableError as exc:
                 # Still cancelled (it will never be published); its status lags.
                 log.warning("job cancel not recorded", job_id=timer.job_id, reason=str(exc))
