@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,9 +43,20 @@ class _Instruments:
     lag: Any
 
 
-@functools.cache
+#: functools.cache does not hold concurrent first callers back: two threads of a
+#: ``threads`` pool starting their first jobs at once would both register the metrics
+#: (prometheus_client's DuplicateTimeseries fails both jobs).
+_INSTRUMENTS_LOCK = threading.Lock()
+
+
 def instruments() -> _Instruments:
-    """The job metrics, created on first use in each process."""
+    """The job metrics, created on first use in each process (thread-safe)."""
+    with _INSTRUMENTS_LOCK:
+        return _instruments()
+
+
+@functools.cache
+def _instruments() -> _Instruments:
     from prometheus_client import Counter, Histogram  # noqa: PLC0415 - see the module doc
 
     labels = ("job_type", "queue")
