@@ -26,8 +26,10 @@ from producers import cancel as cancel_module
 from producers.app import create_app
 from producers.auth import ApiKey, hash_key
 from tests.unit.test_api import provision
+from tests.unit.test_lambda_adapter import lambda_record
 from workers.hooks import Inline, Job, LedgerHook
-from workers.idempotency import job_hooks
+from workers.idempotency import LAMBDA_ENVIRONMENT_VARIABLE, job_hooks
+from workers.lambda_adapter import LambdaAdapter
 from workers.outcome import Outcome
 from workers.runner import JobRunner
 
@@ -173,6 +175,24 @@ def test_a_worker_deletes_a_cancelled_job_without_running_it(
     # A job that was not cancelled runs as always.
     assert runner.run(_message(encode(kept)), "work").kind == "succeeded"
     assert (tmp_path / f"{kept.id}.jsonl").exists()
+
+
+def test_the_lambda_adapter_deletes_a_cancelled_job_without_running_it(
+    topology: Topology,
+    ledger: Ledger,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CONVEYOR_TEST_OUTBOX", str(tmp_path))
+    monkeypatch.setenv(LAMBDA_ENVIRONMENT_VARIABLE, "cx-work")  # ledger writes inline
+    adapter = LambdaAdapter(topology)
+    cancelled = make_envelope("test.record", NOTE)
+    ledger.cancel(cancelled.id, "test.record", ["work"])
+    arn = f"arn:aws:sqs:us-east-1:123456789012:{topology.queue_name('work')}"
+    record = lambda_record("m-1", arn=arn, body=encode(cancelled))
+    response = adapter.handle({"Records": [record]})
+    assert response == {"batchItemFailures": []}  # Lambda deletes it
+    assert not (tmp_path / f"{cancelled.id}.jsonl").exists()
 
 
 class Writes:
