@@ -284,7 +284,8 @@ class Canceller:
         """Cancel on the queues in ``states`` (queue → state read) where it has not started."""
         assert self.ledger is not None
         # The read is consistent; the conditional writes settle any race with a worker.
-        open_queues = sorted(q for q, s in states.items() if s in CANCELLABLE)
+        # A queue still shown waiting (scheduled) was published since its timer went.
+        open_queues = sorted(q for q, s in states.items() if s in CANCELLABLE | WAITING_STATES)
         try:
             results = self.ledger.cancel(job_id, job_type, open_queues, by=by)
         except LedgerUnavailableError as exc:
