@@ -307,9 +307,13 @@ class Canceller:
                 409,
                 NotCancelled(detail=detail, id=job_id, state=overall, queues=queues).model_dump(),
             )
-        started = sorted(q for q, s in final.items() if s != "cancelled")
+        started = [f"{q} ({s})" for q, s in queues.items() if s != "cancelled"]
         if started:
-            detail = f"cancelled where it had not started; it goes on on {', '.join(started)}"
+            detail = (
+                "cancelled on the queues where it had not started; not on "
+                + ", ".join(started)
+                + ", where it had (a started job is not interrupted)"
+            )
         else:
             detail = "cancelled: a worker that receives it deletes it without running it"
         log.info("job cancelled", job_id=job_id, job_type=job_type, queues=now, was="queued")

@@ -324,7 +324,7 @@ def test_a_started_job_is_409_with_its_state_and_a_partial_fan_out_cancels_the_r
     body = answer.json()
     assert body["queues"] == {"audit": "succeeded", "work": "cancelled"}
     assert body["state"] == "cancelled"  # every queue finished, one cancelled
-    assert "goes on on audit" in body["detail"]
+    assert "not on audit (succeeded)" in body["detail"]
 
 
 def test_a_delayed_job_is_removed_from_the_timer_store(
