@@ -12,7 +12,9 @@ only (``pk``) and two kinds of item:
   scheduler's ``record_queued`` when the job is published (``due_at`` kept).
 - ``run#<queue>#<job id>``: written by the workers of that queue with a
   conditional UpdateItem: state (``running``, ``retrying``, ``succeeded``,
-  ``dead-lettered``), attempt, timestamps, next attempt time, dead-letter reason.
+  ``dead-lettered``), attempt, timestamps, next attempt time, dead-letter reason;
+  or by a cancellation (:meth:`Ledger.cancel`): ``cancelled``, finished, written
+  only while the job has not started on that queue (no item yet, or ``retrying``).
 
 Why two kinds and not one item with a per-queue map: BatchWriteItem can only
 put whole items, unconditionally. A worker can start a job before the producer's
@@ -27,6 +29,12 @@ redrive, the item is not finished yet and its ``seq`` is higher. So a late or
 duplicate write never moves a job backwards, a finished state stays finished
 (a duplicate delivery after a success does not turn it back into ``running``), and
 a redrive, which gives the job a fresh attempt budget, starts a new history.
+``cancelled`` is final for good: no worker write, not even a redrive's, replaces it.
+
+Cancellation costs the workers no extra request: a worker's ``running`` write
+(:meth:`Ledger.record_start`, made before the handler) asks DynamoDB for the old
+item when its condition fails (``ReturnValuesOnConditionCheckFailure``), so a
+delivery of a cancelled job learns it from the write it makes anyway.
 
 Ledger failures never fail anything: writes log and return; only
 :meth:`Ledger.get` raises (:class:`LedgerUnavailableError`), so the API can
@@ -65,11 +73,21 @@ if TYPE_CHECKING:
 
 log = structlog.stdlib.get_logger("conveyor.ledger")
 
-JobState = Literal["scheduled", "queued", "running", "retrying", "succeeded", "dead-lettered"]
-#: What a worker records; ``queued`` is the producer's.
+JobState = Literal[
+    "scheduled", "queued", "running", "retrying", "succeeded", "dead-lettered", "cancelled"
+]
+#: What a worker records; ``queued`` is the producer's, ``scheduled`` a delayed job's,
+#: ``cancelled`` a cancellation's.
 RunState = Literal["running", "retrying", "succeeded", "dead-lettered"]
 _PHASE: dict[str, int] = {"running": 1, "retrying": 2, "succeeded": 3, "dead-lettered": 3}
-FINISHED: frozenset[str] = frozenset({"succeeded", "dead-lettered"})
+FINISHED: frozenset[str] = frozenset({"succeeded", "dead-lettered", "cancelled"})
+#: What :meth:`Ledger.record_start` found: ``recorded`` — the job is running, go on;
+#: ``cancelled`` — the job was cancelled on this queue, do not run it; ``ignored`` — an
+#: older or duplicate write (the job runs, as it always did); ``failed`` — DynamoDB
+#: failed (logged; the job runs: a ledger outage never holds jobs back).
+StartVerdict = Literal["recorded", "cancelled", "ignored", "failed"]
+#: States in which a job has not started on a queue, so it can still be cancelled there.
+CANCELLABLE: frozenset[str] = frozenset({"queued", "retrying"})
 
 #: DynamoDB's limits: 25 writes per BatchWriteItem, 100 keys per BatchGetItem.
 BATCH_WRITE_MAX = 25
@@ -142,7 +160,7 @@ class QueueStatus(BaseModel):
 
     state: JobState = Field(
         description="scheduled (a delayed job, not published yet), queued, running,"
-        " retrying, succeeded or dead-lettered."
+        " retrying, succeeded, dead-lettered or cancelled."
     )
     attempt: int = Field(0, description="The attempt number (0: not started yet).")
     redrives: int = Field(0, description="How often the job was redriven from the DLQ.")
@@ -167,8 +185,9 @@ class JobRecord(BaseModel):
     type: str = Field(description="The job type.")
     state: JobState = Field(
         description="Overall: the state every queue is in, else the least advanced one"
-        " (scheduled < queued < running < retrying < finished); dead-lettered once every"
-        " queue finished and one dead-lettered."
+        " (scheduled < queued < running < retrying < finished); once every queue"
+        " finished: dead-lettered if one dead-lettered, else cancelled if one was"
+        " cancelled."
     )
     due_at: datetime | None = Field(
         None, description="A delayed job: when it is (or was) due to be published."
@@ -191,10 +210,10 @@ def overall_state(states: Sequence[str]) -> JobState:
     """The job's state from its queues' states (see :attr:`JobRecord.state`)."""
     if not states:
         return "queued"
-    for candidate in ("scheduled", "queued", "running", "retrying"):
+    for candidate in ("scheduled", "queued", "running", "retrying", "dead-lettered", "cancelled"):
         if candidate in states:
             return candidate
-    return "dead-lettered" if "dead-lettered" in states else "succeeded"
+    return "succeeded"
 
 
 def _iso(at: datetime) -> str:
@@ -388,14 +407,28 @@ class Ledger:
         """Record a worker's update; never raises.
 
         Returns whether it was written: False when it was older than what is
-        recorded (ignored on purpose) or when DynamoDB failed (logged).
+        recorded (ignored on purpose), when the job was cancelled on this queue, or
+        when DynamoDB failed (logged).
         """
+        return self._write_run(update, want_old=False) == "recorded"
+
+    def record_start(self, update: RunUpdate) -> StartVerdict:
+        """Record ``running`` before the handler runs, and say whether the job was cancelled.
+
+        One conditional UpdateItem, as :meth:`record_run`; when its condition fails,
+        DynamoDB hands back the item it kept (``ReturnValuesOnConditionCheckFailure``),
+        so a cancelled job is told apart from a stale write without a read. Never raises.
+        """
+        return self._write_run(update, want_old=True)
+
+    def _write_run(self, update: RunUpdate, *, want_old: bool) -> StartVerdict:
         if not self.records(update.job_type) or len(update.job_id) > MAX_JOB_ID_LEN:
-            return False
+            return "ignored"
         fields, remove = self._run_fields(update)
         names = {f"#{name}": name for name in [*fields, *remove, TABLE_PARTITION_KEY]}
         values = {f":{name}": value for name, value in fields.items()}
         values[":no"] = {"BOOL": False}
+        values[":cancelled"] = _s("cancelled")
         expression = "SET " + ", ".join(f"#{name} = :{name}" for name in fields)
         if remove:
             expression += " REMOVE " + ", ".join(f"#{name}" for name in remove)
@@ -404,16 +437,21 @@ class Ledger:
                 TableName=self.table_name,
                 Key={TABLE_PARTITION_KEY: _s(run_key(update.queue, update.job_id))},
                 UpdateExpression=expression,
+                # A cancelled item is final for every write, a redrive's included.
                 ConditionExpression=(
                     f"attribute_not_exists(#{TABLE_PARTITION_KEY})"
-                    " OR #redrives < :redrives"
-                    " OR (#redrives = :redrives AND #finished = :no AND #seq < :seq)"
+                    " OR (#state <> :cancelled AND (#redrives < :redrives"
+                    " OR (#redrives = :redrives AND #finished = :no AND #seq < :seq)))"
                 ),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD" if want_old else "NONE",
             )
         except ClientError as exc:
             if is_condition_failed(exc):
+                old = exc.response.get("Item")
+                if isinstance(old, dict) and _attr(old, "state") == "cancelled":
+                    return "cancelled"
                 log.debug(
                     "ledger.stale_update_ignored",
                     job_id=update.job_id,
@@ -421,13 +459,155 @@ class Ledger:
                     state=update.state,
                     attempt=update.attempt,
                 )
-                return False
+                return "ignored"
             self._run_failed(update, exc)
-            return False
+            return "failed"
         except BotoCoreError as exc:
             self._run_failed(update, exc)
-            return False
-        return True
+            return "failed"
+        return "recorded"
+
+    # -- cancelling -----------------------------------------------------------------
+
+    def cancel(
+        self, job_id: str, job_type: str, queues: Sequence[str], *, by: str | None = None
+    ) -> dict[str, tuple[str, bool]]:
+        """Mark ``job_id`` cancelled on each of ``queues`` where it has not started.
+
+        Per queue one conditional UpdateItem: written only when the job has no run
+        item there yet (queued, or not even delivered) or is ``retrying`` (waiting
+        for its next attempt). Returns per queue ``(state, now)``: ``("cancelled",
+        True)`` cancelled by this call; otherwise the state that stopped it
+        (``cancelled`` by an earlier call, ``running``, ``succeeded`` …) and False.
+        Raises :class:`LedgerUnavailableError` when DynamoDB fails (the queues done
+        so far stay cancelled: a retry of the whole call is safe).
+        """
+        now = _iso(datetime.now(UTC))
+        values: dict[str, AttributeValueTypeDef] = {
+            ":cancelled": _s("cancelled"),
+            ":retrying": _s("retrying"),
+            ":yes": {"BOOL": True},
+            ":zero": _n(0),
+            ":seq": _n(_PHASE["succeeded"]),
+            ":now": _s(now),
+            ":job_id": _s(job_id),
+            ":job_type": _s(job_type),
+            ":expires_at": self._expires_at(),
+        }
+        by_clause = ""
+        if by is not None:
+            values[":by"] = _s(by)
+            by_clause = ", #cancelled_by = :by"
+        answer: dict[str, tuple[str, bool]] = {}
+        for queue in queues:
+            values[":queue"] = _s(queue)
+            try:
+                self._ddb().update_item(
+                    TableName=self.table_name,
+                    Key={TABLE_PARTITION_KEY: _s(run_key(queue, job_id))},
+                    UpdateExpression=(
+                        "SET #state = :cancelled, #finished = :yes, #updated_at = :now,"
+                        " #finished_at = :now, #job_id = :job_id, #job_type = :job_type,"
+                        " #queue = :queue, #expires_at = :expires_at,"
+                        " #attempt = if_not_exists(#attempt, :zero),"
+                        " #redrives = if_not_exists(#redrives, :zero),"
+                        " #seq = if_not_exists(#seq, :seq)" + by_clause + " REMOVE #next_attempt_at"
+                    ),
+                    ConditionExpression=(
+                        f"attribute_not_exists(#{TABLE_PARTITION_KEY}) OR #state = :retrying"
+                    ),
+                    ExpressionAttributeNames={
+                        f"#{name}": name
+                        for name in (
+                            TABLE_PARTITION_KEY,
+                            "state",
+                            "finished",
+                            "updated_at",
+                            "finished_at",
+                            "job_id",
+                            "job_type",
+                            "queue",
+                            TABLE_TTL_ATTRIBUTE,
+                            "attempt",
+                            "redrives",
+                            "seq",
+                            "next_attempt_at",
+                            *(["cancelled_by"] if by is not None else []),
+                        )
+                    },
+                    ExpressionAttributeValues=values,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except ClientError as exc:
+                if is_condition_failed(exc):
+                    old = exc.response.get("Item")
+                    state = _attr(old, "state") if isinstance(old, dict) else None
+                    answer[queue] = (str(state or "unknown"), False)
+                    continue
+                raise self._cancel_failed(job_id, queue, exc) from exc
+            except BotoCoreError as exc:
+                raise self._cancel_failed(job_id, queue, exc) from exc
+            answer[queue] = ("cancelled", True)
+        return answer
+
+    def record_unpublished(self, job: QueuedJob) -> None:
+        """Record a job that was never published (a delayed job cancelled before its time).
+
+        Written only if the job has no producer's record yet (a conditional put), so
+        its type, queues and owner are known to :meth:`get` — the owner may then see and
+        cancel it again. Never raises (logged).
+        """
+        if not self.records(job.job_type) or len(job.job_id) > MAX_JOB_ID_LEN:
+            return
+        item: dict[str, AttributeValueTypeDef] = {
+            TABLE_PARTITION_KEY: _s(job_key(job.job_id)),
+            "job_id": _s(job.job_id),
+            "job_type": _s(job.job_type),
+            "queues": {"L": [_s(q) for q in job.queues]},
+            TABLE_TTL_ATTRIBUTE: self._expires_at(),
+        }
+        if job.key_name:
+            item["key_name"] = _s(job.key_name)
+        try:
+            self._ddb().put_item(
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression=f"attribute_not_exists({TABLE_PARTITION_KEY})",
+            )
+        except ClientError as exc:
+            if not is_condition_failed(exc):
+                log.warning(
+                    "ledger.record_failed",
+                    table=self.table_name,
+                    job_id=job.job_id,
+                    state="cancelled",
+                    error=describe_aws_error(exc),
+                )
+        except BotoCoreError as exc:
+            log.warning(
+                "ledger.record_failed",
+                table=self.table_name,
+                job_id=job.job_id,
+                state="cancelled",
+                error=describe_aws_error(exc),
+            )
+
+    def _cancel_failed(
+        self, job_id: str, queue: str, exc: BotoCoreError | ClientError
+    ) -> LedgerUnavailableError:
+        log.warning(
+            "ledger.cancel_failed",
+            table=self.table_name,
+            job_id=job_id,
+            queue=queue,
+            error=describe_aws_error(exc),
+        )
+        if isinstance(exc, ClientError) and is_table_missing(exc):
+            return LedgerUnavailableError(
+                f"the job ledger's table {self.table_name} does not exist:"
+                " run `conveyor infra apply`"
+            )
+        return LedgerUnavailableError("the job ledger could not be written")
 
     def _run_failed(self, update: RunUpdate, exc: BotoCoreError | ClientError) -> None:
         log.warning(

@@ -29,6 +29,7 @@ from infra.timers import TimerStore
 from infra.topology import Topology, payload_model
 from producers.auth import ApiKey
 from producers.batch import add_batch_route
+from producers.cancel import cancel_router
 from producers.delay import DelayError, due_time
 from producers.enqueue import (
     SOURCE,
@@ -159,6 +160,7 @@ def create_app(
     add_batch_route(app, enqueuer, guard, models, metrics, max_delay_s=scheduling.max_delay_s)
     readiness = CachedReadiness(publisher.check_topics, settings.ready_cache_s)
     _add_status_routes(app, guard, readiness, status_router(topology, guard))
+    app.include_router(cancel_router(topology, guard), dependencies=[Depends(guard.authenticate)])
 
     @app.exception_handler(RequestValidationError)
     async def count_invalid(request: Request, exc: RequestValidationError) -> Response:

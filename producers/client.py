@@ -5,6 +5,7 @@
                           idempotency_key="resize-42")
         results = api.enqueue_many([{"type": "email.send", "data": {...}}, ...])
         status = api.wait(job.id, timeout_s=30)
+        api.cancel(job.id)   # if it has not started: it never runs
 
 A 503 (not published, or SNS did not confirm the publish), a 429 (rate limit) and a
 409 "in progress" (another request with the same idempotency key is still being
@@ -42,7 +43,7 @@ from infra.errors import ConveyorError
 #: The most jobs the API takes in one request.
 BATCH_LIMIT = 500
 #: States after which a job's record no longer changes.
-FINAL_STATES = frozenset({"succeeded", "dead-lettered"})
+FINAL_STATES = frozenset({"succeeded", "dead-lettered", "cancelled"})
 #: Statuses worth retrying: not published (503), rate limited (429). A 409 is retried
 #: only when it carries Retry-After: "in progress", not "a different job under this key".
 RETRYABLE = frozenset({429, 503})
@@ -145,8 +146,23 @@ class JobStatus:
 
     @property
     def done(self) -> bool:
-        """The job succeeded or was dead-lettered everywhere it went."""
+        """The job succeeded, was dead-lettered or was cancelled everywhere it went."""
         return self.state in FINAL_STATES
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """A job cancelled (``DELETE /v1/jobs/{id}`` answered 200), now or by an earlier call."""
+
+    id: str
+    type: str | None
+    #: Overall: ``cancelled``; or, when it had started on some queue, that queue's state.
+    state: str
+    #: Per queue: ``cancelled``, or the state it was already in (``running`` …).
+    queues: dict[str, str]
+    detail: str
+    #: The whole answer, as the API sent it.
+    raw: dict[str, Any]
 
 
 class ApiError(ConveyorError):
@@ -193,6 +209,17 @@ class AuthError(EnqueueError):
 
 class NotFoundError(EnqueueError):
     """404: an unknown job type, or no status recorded for the job id."""
+
+
+class NotCancelledError(EnqueueError):
+    """409 to a cancel: the job started or finished (``state``), or cannot be found
+    because its type does not record status (``state`` None)."""
+
+    @property
+    def state(self) -> str | None:
+        """The job's overall state when the API refused (running, succeeded …)."""
+        state = self.body.get("state") if isinstance(self.body, dict) else None
+        return str(state) if state is not None else None
 
 
 class WaitTimeoutError(ConveyorError, TimeoutError):
@@ -525,6 +552,37 @@ class Client:
             if time.monotonic() + poll_s > deadline:
                 raise WaitTimeoutError(job_id, timeout_s, last)
             self._sleep(poll_s)
+
+    # -- cancel -------------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> Cancellation:
+        """Cancel a job that has not started (``DELETE /v1/jobs/{id}``).
+
+        A delayed job not yet due is never published; a queued job is deleted unrun by
+        the worker that receives it. Cancelling twice answers the same. Raises
+        :class:`NotCancelledError` (409: running or finished, ``.state`` says which),
+        :class:`NotFoundError` (404: unknown, another key's, or a queued job whose type
+        does not record status), :class:`AuthError`, or :class:`EnqueueError`.
+        """
+        path = f"/v1/jobs/{quote(job_id, safe='')}"
+        # A cancel is idempotent: safe to resend after a lost answer.
+        response, body = self._with_retries(lambda: self._send("DELETE", path), resend_safe=True)
+        if response.status_code == 409:
+            raise NotCancelledError(
+                409, _render_detail(body, "not cancelled"), retry_after_s=None, body=body
+            )
+        if response.status_code != 200:
+            raise _error_for(response, body)
+        if not isinstance(body, dict):
+            raise EnqueueError(200, "the cancel's answer is unreadable")
+        return Cancellation(
+            id=str(body.get("id") or job_id),
+            type=body.get("type"),
+            state=str(body.get("state", "unknown")),
+            queues={str(q): str(s) for q, s in (body.get("queues") or {}).items()},
+            detail=str(body.get("detail", "")),
+            raw=body,
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -130,7 +130,10 @@ def job_hooks(topology: Topology, queues: list[str]) -> tuple[Hook, ...]:
         ledger.records(jt) for q in queues for jt in topology.job_types_of_queue(q)
     ):
         inline = running_in_aws_lambda()
-        hooks.append(LedgerHook(ledger, submitter=Inline(ledger.record_run) if inline else None))
+        submitter = Inline(ledger.record_run) if inline else None
+        # check_cancelled: `running` is written before the handler, so a cancelled job
+        # is deleted unrun (every pool and the Lambda adapter build their hooks here).
+        hooks.append(LedgerHook(ledger, submitter=submitter, check_cancelled=True))
     guarded = job_types_to_guard(topology, queues)
     if guarded:
         # Innermost, so a skipped duplicate is still logged with its job context and counted.

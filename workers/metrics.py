@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,13 +38,25 @@ class _Instruments:
     failed: Any
     retried: Any
     dead_lettered: Any
+    cancelled: Any
     duration: Any
     lag: Any
 
 
-@functools.cache
+#: functools.cache does not hold concurrent first callers back: two threads of a
+#: ``threads`` pool starting their first jobs at once would both register the metrics
+#: (prometheus_client's DuplicateTimeseries fails both jobs).
+_INSTRUMENTS_LOCK = threading.Lock()
+
+
 def instruments() -> _Instruments:
-    """The job metrics, created on first use in each process."""
+    """The job metrics, created on first use in each process (thread-safe)."""
+    with _INSTRUMENTS_LOCK:
+        return _instruments()
+
+
+@functools.cache
+def _instruments() -> _Instruments:
     from prometheus_client import Counter, Histogram  # noqa: PLC0415 - see the module doc
 
     labels = ("job_type", "queue")
@@ -54,6 +67,11 @@ def instruments() -> _Instruments:
         retried=Counter("conveyor_jobs_retried", "Failed attempts scheduled for a retry.", labels),
         dead_lettered=Counter(
             "conveyor_jobs_dead_lettered", "Jobs sent to a dead-letter queue.", (*labels, "reason")
+        ),
+        cancelled=Counter(
+            "conveyor_jobs_cancelled",
+            "Deliveries of cancelled jobs, deleted without running the handler.",
+            labels,
         ),
         duration=Histogram(
             "conveyor_job_duration_seconds",

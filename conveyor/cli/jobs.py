@@ -1,4 +1,4 @@
-"""``conveyor jobs show ID``: a job's status from the producer API (the job ledger)."""
+"""``conveyor jobs show ID`` and ``conveyor jobs cancel ID``, through the producer API."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from rich.table import Table
 from conveyor.cli import common
 from conveyor.cli.api import ApiKeyOption, ApiUrl, TimeoutS, api_client
 from conveyor.cli.batch import describe
-from infra.errors import exit_code
-from producers.client import EnqueueError, JobStatus
+from infra.errors import EXIT_FAILED, exit_code
+from producers.client import Cancellation, EnqueueError, JobStatus, NotCancelledError
 
-app = typer.Typer(help="Jobs: show one's status.", no_args_is_help=True)
+app = typer.Typer(help="Jobs: show one's status, cancel one.", no_args_is_help=True)
 
 #: Per-queue fields, in the order a person reads them.
 _COLUMNS = (
@@ -66,3 +66,40 @@ def show(
         typer.echo(json.dumps(status.raw, indent=2, sort_keys=True))
         return
     render(status, Console(width=120))
+
+
+def render_cancellation(result: Cancellation, console: Console) -> None:
+    """``job ID cancelled``, then each queue's state when not every queue was cancelled."""
+    console.print(f"job {result.id}  type {result.type or '?'}  [bold]{result.state}[/bold]")
+    console.print(result.detail)
+    if any(state != "cancelled" for state in result.queues.values()):
+        table = Table("queue", "state")
+        for queue, state in sorted(result.queues.items()):
+            table.add_row(queue, state)
+        console.print(table)
+
+
+@app.command("cancel")
+def cancel(
+    job_id: Annotated[str, typer.Argument(metavar="ID", help="The job id.")],
+    *,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON answer.")] = False,
+    api_url: ApiUrl = None,
+    api_key: ApiKeyOption = None,
+    timeout_s: TimeoutS = 10.0,
+) -> None:
+    """Cancel a job that has not started: a delayed job is never published, a queued one
+    is deleted unrun. A running or finished job is not interrupted (exit 1, its state)."""
+    try:
+        with api_client(api_url, api_key, timeout_s) as client:
+            result = client.cancel(job_id)
+    except NotCancelledError as exc:
+        if as_json and isinstance(exc.body, dict):
+            typer.echo(json.dumps(exc.body, indent=2, sort_keys=True))
+        common.fail(f"not cancelled: {exc.detail}", EXIT_FAILED)
+    except EnqueueError as exc:
+        common.fail(describe(exc).replace("enqueue failed", "cancel failed", 1), exit_code(exc))
+    if as_json:
+        typer.echo(json.dumps(result.raw, indent=2, sort_keys=True))
+        return
+    render_cancellation(result, Console(width=120))
