@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from infra import aws
+from infra.aws.names import timers_table_name
 from infra.cron import jitter_offset_s, tick_id
 from infra.errors import ConfigError
 from infra.ledger import ledger_for
@@ -337,7 +339,8 @@ def test_a_missing_timer_table_is_counted_and_never_raises(
     mocked_aws: None, firers: list[ScheduleFirer]
 ) -> None:
     topology = only(TOPOLOGY, "minutely")
-    apply(topology)  # topics and queues, but no timer table
+    apply(topology)  # topics, queues and the timer table: the table is then deleted
+    aws.client("dynamodb").delete_table(TableName=timers_table_name(topology))
     firer = firer_for(topology, firers, "a")
     failures = count(metrics.STORE_FAILURES, "minutely")
     assert firer.fire_due(T0 + timedelta(seconds=1)) == 0
