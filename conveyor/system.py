@@ -25,6 +25,7 @@ import httpx
 
 from infra import aws
 from infra.emulator import EmulatorProcess
+from infra.errors import ConveyorError
 from infra.logs import get_logger
 from infra.net import free_port
 from infra.provision import apply
@@ -59,6 +60,18 @@ def wait_for_http(
                 pass
             time.sleep(0.1)  # polling interval, bounded by the deadline
     raise TimeoutError(f"{url} did not answer within {timeout_s:g} s")
+
+
+class StartError(ConveyorError):
+    """A part of the local system did not start; ``str()`` is one line saying which."""
+
+
+def _last_line(exc: BaseException) -> str:
+    """The first line of ``exc`` and the last line of the output it carries (the cause)."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else type(exc).__name__
+    return f"{lines[0].rstrip(':; ')} ({lines[-1].strip()})"
 
 
 @dataclass
@@ -193,7 +206,10 @@ def local_system(
             emulator = EmulatorProcess(
                 emulator_port, log_path=log_dir / "emulator.log" if log_dir else None
             )
-            emulator.start()
+            try:
+                emulator.start()
+            except (RuntimeError, TimeoutError) as exc:
+                raise StartError(f"the embedded emulator did not start: {_last_line(exc)}") from exc
             env.update(
                 AWS_ENDPOINT_URL=emulator.endpoint_url,
                 AWS_ACCESS_KEY_ID=env.get("AWS_ACCESS_KEY_ID", "testing"),
@@ -240,7 +256,10 @@ def local_system(
         for thread in system.threads:
             thread.start()
         try:
-            wait_for_http(f"{system.api_url}/healthz", proc=api.proc)
+            try:
+                wait_for_http(f"{system.api_url}/healthz", proc=api.proc)
+            except (RuntimeError, TimeoutError) as exc:
+                raise StartError(f"the producer API did not start: {exc}") from exc
             yield system
         finally:
             # Workers first (they drain), then the API, so nothing is accepted unprocessed.
