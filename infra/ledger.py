@@ -102,6 +102,10 @@ class QueuedJob:
     trace_id: str | None = None
     #: The name of the API key that enqueued the job (None: no authentication).
     key_name: str | None = None
+    #: When the API accepted the job (its envelope's ``time``), set before it was
+    #: published: the record is written after SNS answered, when a fast worker may have
+    #: finished it already, so "now" at that point would put queued after finished.
+    queued_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -277,7 +281,7 @@ class Ledger:
                 "job_id": _s(job.job_id),
                 "job_type": _s(job.job_type),
                 "queues": {"L": [_s(q) for q in job.queues]},
-                "queued_at": _s(now),
+                "queued_at": _s(_iso(job.queued_at) if job.queued_at is not None else now),
                 TABLE_TTL_ATTRIBUTE: self._expires_at(),
             }
             if job.trace_id:
