@@ -209,6 +209,7 @@ def local_system(
             try:
                 emulator.start()
             except (RuntimeError, TimeoutError) as exc:
+                emulator = None  # start() stopped what it started
                 raise StartError(f"the embedded emulator did not start: {_last_line(exc)}") from exc
             env.update(
                 AWS_ENDPOINT_URL=emulator.endpoint_url,

@@ -97,6 +97,9 @@ LOADED: list[tuple[str, str, Any]] = [
     ("CONVEYOR_ECS_CLUSTER", "jobs", "jobs"),
     ("CONVEYOR_K8S_NAMESPACE", "conveyor", "conveyor"),
     ("CONVEYOR_K8S_CONTEXT", "prod", "prod"),
+    ("CONVEYOR_IMPORT_PROJECT_DIR", "false", False),
+    ("CONVEYOR_USE_AWS", "true", True),
+    ("CONVEYOR_DISCOVERY", "false", False),
 ]
 
 
