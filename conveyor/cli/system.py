@@ -38,7 +38,6 @@ from infra.logs import configure_logging, get_logger
 from infra.net import answers, port_in_use
 from infra.settings import aws_endpoint_url, aws_target_variables, load_settings
 from infra.topology import Topology, TopologyError, check_imports, load_topology
-from ops.scaling.errors import ScalingError
 
 log = get_logger("conveyor.cli")
 
@@ -291,9 +290,7 @@ def up(
                 remove_discovery(path, os.getpid())
 
     try:
-        _run_reporting(debug, serve)
-    except ScalingError as exc:
-        fail(exc.message, EXIT_FAILED)
+        _run_reporting(debug, serve)  # a ScalingError (a second supervisor) is one line too
     except (KeyboardInterrupt, _StopRequested):
         typer.echo("conveyor stopped", err=True)
 
