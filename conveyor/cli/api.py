@@ -15,6 +15,7 @@ from conveyor.cli.batch import describe, enqueue_file
 from infra.discovery import is_loopback, resolve_api_url
 from infra.errors import exit_code
 from infra.logs import configure_logging, get_logger
+from infra.net import port_in_use
 from infra.settings import ApiSettings, SettingsError, load_settings
 from infra.topology import Topology, TopologyError, check_imports, payload_model
 from producers.auth import ApiKey, KeysError, generate_key, hash_key, load_keys
@@ -170,6 +171,11 @@ def api(
     except SettingsError as exc:  # names every bad CONVEYOR_API_* variable
         common.fail(str(exc), common.EXIT_USAGE)
     keys = require_keys(api_settings, topology)
+    if port and port_in_use(port, host):
+        common.fail(
+            f"port {port} is in use: stop what listens there, or pass --port with another",
+            common.EXIT_FAILED,
+        )
     configure_logging(settings.logging.format, settings.logging.level)
     log = get_logger("conveyor.api")
     if keys is None:

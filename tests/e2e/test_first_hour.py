@@ -220,6 +220,10 @@ def test_a_busy_api_port_names_the_option(project: Path, listening: int) -> None
     line = one_line_failure(run(project, "up", "--api-port", str(listening)))
     assert f"port {listening}" in line
     assert "--api-port" in line
+    # The API on its own names its own option.
+    line = one_line_failure(run(project, "api", "--port", str(listening), CONVEYOR_API_AUTH="none"))
+    assert f"port {listening} is in use" in line
+    assert "--port" in line
 
 
 def test_a_missing_keys_file_on_aws_is_one_line(project: Path, listening: int) -> None:
