@@ -30,6 +30,8 @@ SAMPLE_WORKLOAD: list[tuple[str, dict[str, Any], int]] = [
     # Rejected by the API with 422 (width must be positive): never published.
     ("image.resize", {"image_url": "https://example.com/cat.png", "width_px": -1}, 1),
 ]
+#: How many of the sample's jobs are invalid on purpose (the last entry: a 422).
+DELIBERATELY_INVALID = SAMPLE_WORKLOAD[-1][2]
 
 
 @dataclass
@@ -57,7 +59,12 @@ class Summary:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.dead_letter_reasons.items()))
         lines = [
             f"accepted       {self.accepted} jobs ({self.deliveries} deliveries after fan-out)",
-            f"rejected       {self.rejected} ({'; '.join(self.rejections) or 'none'})",
+            f"rejected       {self.rejected} ({'; '.join(self.rejections) or 'none'})"
+            + (
+                " — on purpose: the sample includes an invalid payload"
+                if self.rejected == DELIBERATELY_INVALID
+                else ""
+            ),
             f"succeeded      {self.succeeded}",
             f"retried        {self.retried} times (backoff via visibility timeout)",
             f"dead-lettered  {self.dead_lettered} ({reasons or 'none'})",

@@ -26,6 +26,7 @@ import httpx
 
 from infra import aws
 from infra.emulator import EmulatorProcess
+from infra.errors import ConveyorError
 from infra.logs import get_logger
 from infra.net import free_port
 from infra.provision import apply
@@ -60,6 +61,18 @@ def wait_for_http(
                 pass
             time.sleep(0.1)  # polling interval, bounded by the deadline
     raise TimeoutError(f"{url} did not answer within {timeout_s:g} s")
+
+
+class StartError(ConveyorError):
+    """A part of the local system did not start; ``str()`` is one line saying which."""
+
+
+def _last_line(exc: BaseException) -> str:
+    """The first line of ``exc`` and the last line of the output it carries (the cause)."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else type(exc).__name__
+    return f"{lines[0].rstrip(':; ')} ({lines[-1].strip()})"
 
 
 @dataclass
@@ -171,6 +184,41 @@ def _stop(children: list[Child], grace_s: float) -> None:
             log.info("process.stopped", process=child.name, exit_code=code)
 
 
+def _start_emulator(port: int, log_dir: Path | None, env: dict[str, str]) -> EmulatorProcess:
+    """Start the embedded emulator and point ``env`` and this process at it."""
+    emulator = EmulatorProcess(port, log_path=log_dir / "emulator.log" if log_dir else None)
+    try:
+        emulator.start()
+    except (RuntimeError, TimeoutError) as exc:  # start() stopped what it started
+        raise StartError(f"the embedded emulator did not start: {_last_line(exc)}") from exc
+    env.update(
+        AWS_ENDPOINT_URL=emulator.endpoint_url,
+        AWS_ACCESS_KEY_ID=env.get("AWS_ACCESS_KEY_ID", "testing"),
+        AWS_SECRET_ACCESS_KEY=env.get("AWS_SECRET_ACCESS_KEY", "testing"),
+        AWS_DEFAULT_REGION=env.get("AWS_DEFAULT_REGION", aws.DEFAULT_REGION),
+    )
+    set_environment(
+        {
+            k: env[k]
+            for k in (
+                "AWS_ENDPOINT_URL",
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_DEFAULT_REGION",
+            )
+        }
+    )
+    return emulator
+
+
+def _wait_started(what: str, url: str, child: Child) -> None:
+    """Wait until ``child`` answers ``url``; a :class:`StartError` naming ``what`` if not."""
+    try:
+        wait_for_http(url, proc=child.proc)
+    except (RuntimeError, TimeoutError) as exc:
+        raise StartError(f"{what} did not start: {exc}") from exc
+
+
 @contextmanager
 def local_system(
     topology: Topology,
@@ -193,27 +241,7 @@ def local_system(
         if use_emulator:
             # The embedded emulator is a local sandbox: its API runs without keys (contract C2).
             env.setdefault("CONVEYOR_API_AUTH", "none")
-            emulator = EmulatorProcess(
-                emulator_port, log_path=log_dir / "emulator.log" if log_dir else None
-            )
-            emulator.start()
-            env.update(
-                AWS_ENDPOINT_URL=emulator.endpoint_url,
-                AWS_ACCESS_KEY_ID=env.get("AWS_ACCESS_KEY_ID", "testing"),
-                AWS_SECRET_ACCESS_KEY=env.get("AWS_SECRET_ACCESS_KEY", "testing"),
-                AWS_DEFAULT_REGION=env.get("AWS_DEFAULT_REGION", aws.DEFAULT_REGION),
-            )
-            set_environment(
-                {
-                    k: env[k]
-                    for k in (
-                        "AWS_ENDPOINT_URL",
-                        "AWS_ACCESS_KEY_ID",
-                        "AWS_SECRET_ACCESS_KEY",
-                        "AWS_DEFAULT_REGION",
-                    )
-                }
-            )
+            emulator = _start_emulator(emulator_port, log_dir, env)
             aws.reset_clients()
             log.info("emulator.started", endpoint=emulator.endpoint_url)
         changes = apply(topology)
@@ -253,8 +281,8 @@ def local_system(
         for thread in system.threads:
             thread.start()
         try:
-            wait_for_http(f"{system.api_url}/healthz", proc=api.proc)
-            wait_for_http(system.scheduler_health_url, proc=scheduler.proc)
+            _wait_started("the producer API", f"{system.api_url}/healthz", api)
+            _wait_started("the scheduler", system.scheduler_health_url, scheduler)
             yield system
         finally:
             # The scheduler first (it publishes no more), then the workers (they drain),

@@ -127,6 +127,10 @@ class QueuedJob:
     due_at: datetime | None = None
     #: Not published yet: its timer is stored (recorded as ``scheduled``).
     scheduled: bool = False
+    #: When the API accepted the job (its envelope's ``time``), set before it was
+    #: published: the record is written after SNS answered, when a fast worker may have
+    #: finished it already, so "now" at that point would put queued after finished.
+    queued_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -310,7 +314,7 @@ class Ledger:
                 "job_id": _s(job.job_id),
                 "job_type": _s(job.job_type),
                 "queues": {"L": [_s(q) for q in job.queues]},
-                "queued_at": _s(now),
+                "queued_at": _s(_iso(job.queued_at) if job.queued_at is not None else now),
                 TABLE_TTL_ATTRIBUTE: self._expires_at(),
             }
             if job.trace_id:

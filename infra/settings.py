@@ -100,6 +100,11 @@ class TopologySettings(Section):
     environment: str | None = None
     """Overrides ``environment`` in queues.yaml (e.g. one namespace per test run): every
     resource is named ``<project>-<environment>-<name>``."""
+    import_project_dir: bool = True
+    """Put the directory of queues.yaml on the import path (appended, so an installed
+    package of the same name wins), so that handler and payload modules beside it
+    (``mypkg/handlers.py``) import in every role without ``PYTHONPATH``; false: only
+    what ``PYTHONPATH`` and the installed packages provide."""
 
 
 class LoggingSettings(Section):
@@ -186,7 +191,9 @@ class ClientSettings(Section):
     """The CLI's client of the producer API (``conveyor enqueue``, ``conveyor jobs``)."""
 
     api_url: str = "http://127.0.0.1:8000"
-    """Where the CLI finds the producer API; ``--api-url`` overrides it."""
+    """Where the CLI and the Python client find the producer API; ``--api-url`` overrides
+    it. Unset: the API of the running ``conveyor up`` (``.conveyor/up.json``), else
+    this default."""
     client_api_key: str | None = Field(default=None, repr=False)
     """The API key the CLI sends (``Authorization: Bearer``); ``--api-key`` overrides it.
     Not to be confused with ``CONVEYOR_API_KEYS``, the server's document of hashed keys."""
@@ -285,6 +292,19 @@ class SchedulingSettings(Section):
     probed from outside)."""
 
 
+class LocalSettings(Section):
+    """The system on this machine: ``conveyor up`` and how other shells find it."""
+
+    use_aws: bool = False
+    """``conveyor up``/``demo`` use the AWS (or ``AWS_ENDPOINT_URL``) the environment
+    configures instead of starting the embedded emulator, as ``--aws`` does. Without it,
+    an exported ``AWS_ENDPOINT_URL`` makes ``conveyor up`` stop with one line."""
+    discovery: bool = True
+    """Commands and the Python client find a running ``conveyor up`` through
+    ``.conveyor/up.json`` beside queues.yaml when no AWS endpoint, credentials or API URL
+    are set; false: never (explicit settings always win either way)."""
+
+
 class Settings:
     """Every section; each is read from the environment on first use, then kept."""
 
@@ -324,6 +344,10 @@ class Settings:
     def scheduling(self) -> SchedulingSettings:
         return SchedulingSettings()
 
+    @cached_property
+    def local(self) -> LocalSettings:
+        return LocalSettings()
+
 
 #: Every section by its attribute on :class:`Settings`, in the order the docs list them.
 SECTIONS: Mapping[str, type[Section]] = {
@@ -336,6 +360,7 @@ SECTIONS: Mapping[str, type[Section]] = {
     "emulator": EmulatorSettings,
     "scaling": ScalingSettings,
     "scheduling": SchedulingSettings,
+    "local": LocalSettings,
 }
 
 
@@ -348,8 +373,11 @@ def load_settings() -> Settings:
 
 #: Variables other tools own that Conveyor reads or sets, for docs/settings.md.
 OTHER_VARIABLES: Mapping[str, str] = {
-    "AWS_ENDPOINT_URL": "read by boto3; Conveyor also reads it to tell the emulator from"
-    " AWS (`conveyor up`) and to key its cache of account ids",
+    "AWS_ENDPOINT_URL": "read by boto3; Conveyor also keys its cache of account ids by it;"
+    " when set, commands do not use the running `conveyor up`'s emulator (discovery), and"
+    " `conveyor up` stops unless `--aws` says to use it",
+    "AWS_PROFILE": "read by boto3; when set (as when AWS_ACCESS_KEY_ID is), commands do not"
+    " use the running `conveyor up`'s emulator (discovery)",
     "AWS_ACCESS_KEY_ID": "read by boto3; Conveyor also keys its cache of account ids by it",
     "AWS_RETRY_MODE": "read by botocore; when unset, Conveyor's clients use the `standard` mode",
     "AWS_LAMBDA_FUNCTION_NAME": "set by AWS Lambda; when present, the Lambda adapter"
@@ -379,6 +407,15 @@ def set_environment(values: Mapping[str, str]) -> None:
 def aws_endpoint_url() -> str | None:
     """``AWS_ENDPOINT_URL`` (the emulator, when set), None when unset or empty."""
     return os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+#: The variables that, when set, say which AWS to use: local discovery then leaves AWS alone.
+AWS_TARGET_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_PROFILE")
+
+
+def aws_target_variables() -> list[str]:
+    """Which of :data:`AWS_TARGET_VARIABLES` are set (non-empty) in this environment."""
+    return [name for name in AWS_TARGET_VARIABLES if os.environ.get(name)]
 
 
 def aws_access_key_id() -> str | None:

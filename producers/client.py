@@ -1,6 +1,6 @@
 """The Python client of the producer API.
 
-    with Client("http://127.0.0.1:8000", api_key="cvy_…") as api:
+    with Client(api_key="cvy_…") as api:  # or Client("https://jobs.example.com", …)
         job = api.enqueue("image.resize", {"image_url": "https://…", "width_px": 640},
                           idempotency_key="resize-42")
         results = api.enqueue_many([{"type": "email.send", "data": {...}}, ...])
@@ -22,6 +22,11 @@ a second job. Pass your own key to make retries safe across processes too, or
 (then a retry after an uncertain failure may enqueue the job twice).
 Other refusals raise at once: 401/403 :class:`AuthError`, 404 :class:`NotFoundError`,
 anything else :class:`EnqueueError` with the status and the API's reason.
+
+Without a URL, the client finds the API as the CLI does (:func:`infra.discovery.resolve_api_url`):
+``CONVEYOR_API_URL``, else the running ``conveyor up`` of the project (``.conveyor/up.json``
+beside queues.yaml), else ``http://127.0.0.1:8000``. A local API (loopback) gets a short
+connect timeout: nothing to wait for on this machine.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from urllib.parse import quote
 import httpx
 
 from infra.backoff import exponential_delay_s
+from infra.discovery import is_loopback, resolve_api_url
 from infra.errors import ConveyorError
 
 #: The most jobs the API takes in one request.
@@ -47,6 +53,9 @@ FINAL_STATES = frozenset({"succeeded", "dead-lettered", "cancelled"})
 #: Statuses worth retrying: not published (503), rate limited (429). A 409 is retried
 #: only when it carries Retry-After: "in progress", not "a different job under this key".
 RETRYABLE = frozenset({429, 503})
+#: Connect timeout for an API on this machine: a loopback connection is accepted or
+#: refused at once, so a longer wait only delays the answer "nothing listens there".
+LOCAL_CONNECT_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -302,7 +311,7 @@ class Client:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None = None,
         api_key: str | None = None,
         *,
         timeout_s: float = 30,
@@ -310,19 +319,30 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         auto_idempotency_keys: bool = True,
+        retry_refused: bool = True,
     ) -> None:
-        """``transport`` replaces httpx's network transport (proxies, mTLS, tests).
+        """``base_url`` None: found as the module's docstring says. ``transport`` replaces
+        httpx's network transport (proxies, mTLS, tests).
 
         ``auto_idempotency_keys``: give every job without a key a random one, so that
         this client's own retries never enqueue a job twice (see the module's docstring).
+        ``retry_refused`` False: a connection that could not be made is not retried
+        (the CLI's choice for a local API, where nothing listening stays so).
         """
+        if base_url is None:
+            base_url, _ = resolve_api_url()
         self.base_url = base_url.rstrip("/")
         self.retry = retry
         self.auto_idempotency_keys = auto_idempotency_keys
+        self.retry_refused = retry_refused
         self._sleep = sleep
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        connect_s = min(timeout_s, LOCAL_CONNECT_TIMEOUT_S) if is_loopback(self.base_url) else None
         self._http = httpx.Client(
-            base_url=self.base_url, timeout=timeout_s, transport=transport, headers=headers
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout_s, connect=connect_s or timeout_s),
+            transport=transport,
+            headers=headers,
         )
 
     # -- HTTP ---------------------------------------------------------------------------
@@ -354,6 +374,8 @@ class Client:
         Never sent (connect failed): always safe. Sent without an answer: safe only when
         an idempotency key (or a read-only request) makes a second copy harmless.
         """
+        if not exc.sent and not self.retry_refused:
+            raise exc
         if not (resend_safe or not exc.sent) or not self._may_retry(attempt, started, None):
             raise exc
 

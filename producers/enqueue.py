@@ -430,6 +430,7 @@ class Enqueuer:
                         outcomes[f.job.index].queues,
                         f.envelope.trace_id,
                         key_name,
+                        queued_at=f.envelope.time,
                     )
                     for f, _ in accepted
                 ]

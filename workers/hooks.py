@@ -47,6 +47,15 @@ Proceed = Callable[[], Outcome]
 Hook = Callable[[Job, Proceed], Outcome]
 
 
+def _not_before_sent(job: Job) -> datetime:
+    """Now, but never before SQS accepted the message: a worker whose clock lags AWS's
+    would otherwise record a job as running (or finished) before it was queued."""
+    now = datetime.now(UTC)
+    if job.sent_at_s is None:
+        return now
+    return max(now, datetime.fromtimestamp(job.sent_at_s, UTC))
+
+
 def log_context(job: Job, proceed: Proceed) -> Outcome:
     """Bind job id, type, queue, attempt and trace id to every log event of the job."""
     with structlog.contextvars.bound_contextvars(
@@ -304,7 +313,7 @@ class LedgerHook:
             next_attempt_at=next_attempt_at,
             reason=reason,
             error=error,
-            at=datetime.now(UTC),
+            at=_not_before_sent(job),
         )
 
     def __call__(self, job: Job, proceed: Proceed) -> Outcome:

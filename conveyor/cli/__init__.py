@@ -18,6 +18,7 @@ from conveyor.cli import (
     system,
     workers,
 )
+from infra.discovery import apply_discovery
 from infra.errors import ConveyorError, exit_code
 
 app = typer.Typer(
@@ -27,6 +28,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+#: Commands that start their own system, so never adopt a running one's (local discovery).
+_STARTS_ITS_OWN = frozenset({"up", "demo", "emulator"})
+
+
+@app.callback()
+def _discover(ctx: typer.Context) -> None:
+    # Before any command: with no AWS settings given, talk to the running `conveyor up`
+    # of this project (infra.discovery). No docstring: it would replace the app's help.
+    if ctx.invoked_subcommand not in _STARTS_ITS_OWN:
+        apply_discovery()
+
+
 app.add_typer(infra.app, name="infra", help="Provision queues.yaml: plan, apply, destroy.")
 app.add_typer(dlq.app, name="dlq", help="DLQs: list, show, redrive, export, delete, purge.")
 app.add_typer(

@@ -13,9 +13,11 @@ import typer
 
 from conveyor.cli import common
 from conveyor.cli.batch import describe, enqueue_file
+from infra.discovery import is_loopback, resolve_api_url
 from infra.durations import parse_duration_s
 from infra.errors import exit_code
 from infra.logs import configure_logging, get_logger
+from infra.net import port_in_use
 from infra.settings import ApiSettings, SettingsError, load_settings
 from infra.topology import Topology, TopologyError, check_imports, payload_model
 from producers.auth import ApiKey, KeysError, generate_key, hash_key, load_keys
@@ -32,7 +34,8 @@ api_app.add_typer(keys_app, name="keys")
 ApiUrl = Annotated[
     str | None,
     typer.Option(
-        help="The producer API (default: CONVEYOR_API_URL or http://127.0.0.1:8000).",
+        help="The producer API (default: CONVEYOR_API_URL, else the running `conveyor up`'s,"
+        " else http://127.0.0.1:8000).",
         show_default=False,
     ),
 ]
@@ -75,10 +78,32 @@ def api_client(
             _WARNED.add(message)
             typer.echo(f"conveyor: warning: {message}", err=True)
     retry = Retry(max_wait_s=retry_for_s) if retry_for_s > 0 else NO_RETRY
-    return Client(api_url or settings.api_url, key, timeout_s=timeout_s, retry=retry)
+    url, source = resolve_api_url(api_url)
+    _API_SOURCE[url.rstrip("/")] = source
+    # A local API that refuses the connection is not there: say so at once, not after
+    # the retry budget (503s and 429s are still retried as before).
+    return Client(url, key, timeout_s=timeout_s, retry=retry, retry_refused=not is_loopback(url))
 
 
-def _keys(settings: ApiSettings, topology: Topology) -> list[ApiKey] | None:
+#: Where each API URL this process used came from (``--api-url``, the discovery file …).
+_API_SOURCE: dict[str, str] = {}
+
+
+def describe_failure(exc: EnqueueError, doing: str = "enqueue failed") -> str:
+    """One line for a failed request; an API that did not answer names where its URL
+    came from, so the user knows which setting to change."""
+    message = describe(exc).replace("enqueue failed", doing, 1)
+    if exc.status_code is None and "cannot reach" in exc.detail:
+        for url, source in _API_SOURCE.items():
+            if url in exc.detail:
+                hint = " is `conveyor up` running?" if is_loopback(url) else ""
+                message += f" (the URL is from {source};{hint} --api-url or"
+                message += " CONVEYOR_API_URL name another)"
+                break
+    return message
+
+
+def require_keys(settings: ApiSettings, topology: Topology) -> list[ApiKey] | None:
     """The API keys to require, None when CONVEYOR_API_AUTH=none; exit 2 when none are set."""
     if settings.auth == "none":
         return None
@@ -147,7 +172,12 @@ def api(
         api_settings = settings.api
     except SettingsError as exc:  # names every bad CONVEYOR_API_* variable
         common.fail(str(exc), common.EXIT_USAGE)
-    keys = _keys(api_settings, topology)
+    keys = require_keys(api_settings, topology)
+    if port and port_in_use(port, host):
+        common.fail(
+            f"port {port} is in use: stop what listens there, or pass --port with another",
+            common.EXIT_FAILED,
+        )
     configure_logging(settings.logging.format, settings.logging.level)
     log = get_logger("conveyor.api")
     if keys is None:
@@ -307,7 +337,7 @@ def enqueue(
         with api_client(api_url, api_key, timeout_s, retry_for_s) as client:
             result = client.enqueue(job_type, payload, idempotency_key=idempotency_key, **when)
     except EnqueueError as exc:
-        common.fail(describe(exc), exit_code(exc))
+        common.fail(describe_failure(exc), exit_code(exc))
     typer.echo(result.id)
     if result.due_at is not None:
         typer.echo(f"scheduled for {result.due_at.isoformat()}", err=True)

@@ -35,6 +35,9 @@ from ops import dlq as dlq_ops
 from ops.dlq import DeadLetterQueue, DlqError, JobFilter, Peek, RedriveResult, render
 from ops.text import printable, printable_json
 
+#: A redrive shorter than this reports no jobs-per-second figure: too short to mean one.
+MIN_RATE_WINDOW_S = 1.0
+
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
@@ -195,9 +198,8 @@ class _Progress:
             self._bar.stop()
 
     def __call__(self, result: RedriveResult) -> None:
-        detail = f"{result.rate_per_s:.1f}/s" + (
-            f", {result.failed} failed" if result.failed else ""
-        )
+        rate = f"{result.rate_per_s:.1f}/s" if result.elapsed_s >= MIN_RATE_WINDOW_S else ""
+        detail = ", ".join(filter(None, [rate, f"{result.failed} failed" if result.failed else ""]))
         if self._bar is not None:
             self._bar.update(self._task, completed=result.moved, detail=detail)
         else:
@@ -414,7 +416,7 @@ def redrive(
             hold_s=hold_s,
             on_progress=progress,
         )
-    _redrive_summary(result, dlq, target.name, partial=bool(not_found))
+    _redrive_summary(result, dlq, target.name, partial=bool(not_found), rate_limit_per_s=rate_per_s)
 
 
 def _not_found(job_filter: JobFilter, found: Peek, dlq: DeadLetterQueue) -> list[str]:
@@ -427,12 +429,27 @@ def _not_found(job_filter: JobFilter, found: Peek, dlq: DeadLetterQueue) -> list
     return missing
 
 
+def _duration_and_rate(result: RedriveResult, rate_limit_per_s: float | None) -> str:
+    """``12.0 s (5.0/s, limit 5/s)``; a run shorter than a second has no rate worth
+    printing (4 jobs in one batch would read as hundreds per second)."""
+    limit = f"limit {rate_limit_per_s:g}/s" if rate_limit_per_s is not None else ""
+    if result.elapsed_s < MIN_RATE_WINDOW_S:
+        return f"{result.elapsed_s:.2f} s" + (f" ({limit})" if limit else "")
+    rate = f"{result.rate_per_s:.1f}/s"
+    return f"{result.elapsed_s:.1f} s ({rate}{', ' + limit if limit else ''})"
+
+
 def _redrive_summary(
-    result: RedriveResult, dlq: DeadLetterQueue, target: str, *, partial: bool
+    result: RedriveResult,
+    dlq: DeadLetterQueue,
+    target: str,
+    *,
+    partial: bool,
+    rate_limit_per_s: float | None = None,
 ) -> None:
     typer.echo(
         f"moved {result.moved} of {result.selected} jobs from {dlq.name} to {target}"
-        f" in {result.elapsed_s:.1f} s ({result.rate_per_s:.1f}/s)"
+        f" in {_duration_and_rate(result, rate_limit_per_s)}"
     )
     for line in render.redrive_notes(result, dlq.name):
         _note(line)

@@ -10,8 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor.cli import common
-from conveyor.cli.api import ApiKeyOption, ApiUrl, TimeoutS, api_client
-from conveyor.cli.batch import describe
+from conveyor.cli.api import ApiKeyOption, ApiUrl, TimeoutS, api_client, describe_failure
 from infra.errors import EXIT_FAILED, exit_code
 from producers.client import Cancellation, EnqueueError, JobStatus, NotCancelledError
 
@@ -60,8 +59,7 @@ def show(
         with api_client(api_url, api_key, timeout_s) as client:
             status = client.status(job_id)
     except EnqueueError as exc:
-        message = describe(exc).replace("enqueue failed", "status unavailable", 1)
-        common.fail(message, exit_code(exc))
+        common.fail(describe_failure(exc, "status unavailable"), exit_code(exc))
     if as_json:
         typer.echo(json.dumps(status.raw, indent=2, sort_keys=True))
         return
@@ -98,7 +96,9 @@ def cancel(
             typer.echo(json.dumps(exc.body, indent=2, sort_keys=True))
         common.fail(f"not cancelled: {exc.detail}", EXIT_FAILED)
     except EnqueueError as exc:
-        common.fail(describe(exc).replace("enqueue failed", "cancel failed", 1), exit_code(exc))
+        common.fail(
+            describe_failure(exc).replace("enqueue failed", "cancel failed", 1), exit_code(exc)
+        )
     if as_json:
         typer.echo(json.dumps(result.raw, indent=2, sort_keys=True))
         return

@@ -10,17 +10,40 @@ import typer
 from conveyor.cli.common import EXIT_FAILED, EXIT_USAGE, fail, load
 from infra.logs import configure_logging
 from infra.settings import load_settings
-from infra.topology import TopologyError, check_imports
+from infra.topology import (
+    Topology,
+    TopologyError,
+    check_imports,
+    load_topology,
+    use_project_dir,
+)
 
 
 def check() -> None:
-    """Validate queues.yaml, including that every payload model and handler imports."""
-    topology = load()
+    """Validate queues.yaml, including that every payload model and handler imports.
+
+    Every problem is reported at once, one line each (file, key, what is wrong).
+    """
+    settings = load_settings().topology
+    source = str(settings.queues_file)
+    problems: list[str] = []
+    topology: Topology | None
     try:
-        check_imports(topology, source=str(load_settings().topology.queues_file), handlers=True)
+        topology = load_topology(settings.queues_file, environment=settings.environment)
     except TopologyError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        problems += str(exc).splitlines()
+        # What could be read (unknown keys left out) still gets its imports checked.
+        topology = exc.partial
+        use_project_dir(settings.queues_file)
+    if topology is not None:
+        try:
+            check_imports(topology, source=source, handlers=True)
+        except TopologyError as exc:
+            problems += str(exc).splitlines()
+    if problems or topology is None:
+        for line in problems:
+            typer.echo(line, err=True)
+        raise typer.Exit(EXIT_USAGE)
     typer.echo(
         f"{load_settings().topology.queues_file}: OK — {len(topology.topics)} topics,"
         f" {len(topology.queues)} queues, {len(topology.job_types)} job types,"

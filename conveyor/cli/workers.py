@@ -240,7 +240,15 @@ def autoscale(
         local = backend.name == "local"
         later = "; decisions are stored and applied once one runs" if local else ""
         typer.echo(f"note: {printable(note)}{later}", err=True)
-    autoscaler = Autoscaler(topology, backend, pools=names, dry_run=dry_run, on_decision=show)
+    # A decision printed on stdout is not logged again on stderr: once per stream.
+    autoscaler = Autoscaler(
+        topology,
+        backend,
+        pools=names,
+        dry_run=dry_run,
+        on_decision=show,
+        log_decisions=not (dry_run or once),
+    )
     if once:
         with _errors():
             autoscaler.tick()

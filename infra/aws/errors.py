@@ -10,8 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+)
 
+from infra.discovery import endpoint_hint
 from infra.errors import AwsError
 
 #: "Slow down", as AWS spells it across services and SDK generations.
@@ -129,6 +136,15 @@ def describe_aws_error(exc: BotoCoreError | ClientError) -> str:
         code = error.get("Code") or "error"
         message = error.get("Message") or str(exc)
         return f"{code}: {message}"
+    if isinstance(exc, NoCredentialsError):
+        return (
+            f"{exc}: set AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID …), or run"
+            " `conveyor up` for this project to use its emulator"
+        )
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
+        # Nothing answers at the endpoint: say which setting named it, and how to drop it.
+        hint = endpoint_hint()
+        return f"{exc}; {hint}" if hint else str(exc)
     return str(exc)
 
 

@@ -2,7 +2,7 @@
 
 from infra.topology.errors import Problem, TopologyError
 from infra.topology.imports import check_imports, import_object, payload_model
-from infra.topology.load import load_topology, parse_topology
+from infra.topology.load import load_topology, parse_topology, use_project_dir
 from infra.topology.model import (
     Backoff,
     JobType,
@@ -32,4 +32,5 @@ __all__ = [
     "load_topology",
     "parse_topology",
     "payload_model",
+    "use_project_dir",
 ]

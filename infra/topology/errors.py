@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from infra.errors import ConfigError
+
+if TYPE_CHECKING:
+    from infra.topology.model import Topology
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,12 @@ class Problem:
 class TopologyError(ConfigError, ValueError):
     """queues.yaml is unreadable or inconsistent; every problem found is listed."""
 
-    def __init__(self, source: str, problems: list[Problem]) -> None:
+    def __init__(
+        self, source: str, problems: list[Problem], *, partial: Topology | None = None
+    ) -> None:
         self.source = source
         self.problems = problems
+        #: The topology as far as it could be read (unknown keys left out), so that a
+        #: caller can check more of it (``conveyor check`` imports its handlers); or None.
+        self.partial = partial
         super().__init__("\n".join(p.render(source) for p in problems))

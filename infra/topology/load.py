@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -131,11 +132,34 @@ def parse_topology(
     try:
         topology = Topology.model_validate(data)
     except ValidationError as exc:
-        raise TopologyError(source, _problems_from_validation(exc)) from None
+        problems = _problems_from_validation(exc)
+        # An unknown key must not hide the file's other problems: check the rest without it.
+        partial = _without_unknown_keys(data, exc)
+        if partial is not None:
+            problems += [p for p in check_topology(partial) if p not in problems]
+        raise TopologyError(source, problems, partial=partial) from None
     problems = check_topology(topology)
     if problems:
-        raise TopologyError(source, problems)
+        raise TopologyError(source, problems, partial=topology)
     return topology
+
+
+def _without_unknown_keys(data: dict[str, Any], error: ValidationError) -> Topology | None:
+    """The topology with the unknown keys ``error`` names removed, when that is its only
+    kind of problem (else None: a model cannot be built to check the rest against)."""
+    unknown = [tuple(e["loc"]) for e in error.errors() if e["type"] == "extra_forbidden"]
+    if not unknown or len(unknown) != len(error.errors()):
+        return None
+    stripped: Any = copy.deepcopy(data)
+    for loc in unknown:
+        parent = stripped
+        for part in loc[:-1]:
+            parent = parent[part]
+        parent.pop(loc[-1], None)
+    try:
+        return Topology.model_validate(stripped)
+    except (ValidationError, KeyError, IndexError, TypeError):
+        return None
 
 
 def load_topology(path: str | os.PathLike[str], *, environment: str | None = None) -> Topology:
@@ -153,6 +177,18 @@ def load_topology(path: str | os.PathLike[str], *, environment: str | None = Non
         raise TopologyError(source, [Problem("", f"cannot read the file: {exc}")]) from None
     env = environment or load_settings().topology.environment or None
     topology = parse_topology(text, source=source, environment=env)
-    # Handler and payload modules named in the file may live beside it (sample_jobs/).
-    add_search_path(Path(path).parent)
+    use_project_dir(path)
     return topology
+
+
+def use_project_dir(queues_file: str | os.PathLike[str]) -> None:
+    """Let handler and payload modules beside ``queues_file`` (``mypkg/handlers.py``,
+    ``sample_jobs/``) be imported, unless ``CONVEYOR_IMPORT_PROJECT_DIR=false``.
+
+    The one mechanism every role uses (:func:`load_topology` calls it: ``check``, ``up``,
+    ``api``, ``worker``, the Lambda adapter; a role that reads queues.yaml otherwise calls
+    it itself). Child processes get it by loading the topology themselves, and a worker's
+    forked pool processes inherit the parent's import path.
+    """
+    if load_settings().topology.import_project_dir:
+        add_search_path(Path(queues_file).parent)

@@ -158,8 +158,12 @@ class Autoscaler:
         backlog: BacklogReader | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_decision: Callable[[Decision], None] | None = None,
+        log_decisions: bool = True,
     ) -> None:
+        """``log_decisions`` False: ``on_decision`` alone reports them (a CLI printing each
+        decision on stdout does not want the same decision again as a log line)."""
         self.topology = topology
+        self.log_decisions = log_decisions
         self.backend = backend
         self.pools = list(pools or topology.pools)
         self.dry_run = dry_run
@@ -182,7 +186,8 @@ class Autoscaler:
                 now, self.backlog.read(name), current[name].desired
             )
             decisions.append(decision)
-            log.info("autoscale.decision", dry_run=self.dry_run, **decision.to_json())
+            if self.log_decisions:
+                log.info("autoscale.decision", dry_run=self.dry_run, **decision.to_json())
             if decision.action != "hold":
                 changes[name] = decision.desired
             if self.on_decision is not None:

@@ -105,6 +105,9 @@ LOADED: list[tuple[str, str, Any]] = [
     ("CONVEYOR_SCHEDULING_MAX_JOBS_PER_TURN", "100", 100),
     ("CONVEYOR_SCHEDULING_HEALTH_PORT", "8002", 8002),
     ("CONVEYOR_SCHEDULING_HEALTH_HOST", "10.0.0.5", "10.0.0.5"),
+    ("CONVEYOR_IMPORT_PROJECT_DIR", "false", False),
+    ("CONVEYOR_USE_AWS", "true", True),
+    ("CONVEYOR_DISCOVERY", "false", False),
 ]
 
 
