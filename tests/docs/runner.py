@@ -34,6 +34,7 @@ must hold no placeholder (``…``): the page must show how to get the real value
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -325,10 +326,8 @@ class Terminal:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=STOP_TIMEOUT_S)
-        try:  # anything it left behind in its group (a worker node) goes too
+        with contextlib.suppress(ProcessLookupError):  # whatever it left in its group goes too
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @dataclass
@@ -376,23 +375,21 @@ class Session:
             return
         if block.lang not in RUNNABLE:
             return
+        started = time.monotonic()
         if block.long_running():
             self.start_terminal(block)
         else:
             self.run_foreground(block)
-        self.ran.append(block.where)
+        self.ran.append(f"{block.where} ({time.monotonic() - started:.1f} s)")
 
     def _argv(self, block: Block) -> list[str]:
         if block.lang == "python":
-            script = self.root / f"block-{block.line}.py"
-            script.write_text(block.text, encoding="utf-8")
-            return [sys.executable, str(script)]
-        names = sorted(
-            {m.group(1) for c in block.commands() for m in [_ASSIGNMENT.match(c)] if m}
-        )
+            # -c, as a reader pasting it into python in the project's directory: the
+            # working directory is on the import path (a script's own directory is not).
+            return [sys.executable, "-c", block.text]
+        names = sorted({m.group(1) for c in block.commands() for m in [_ASSIGNMENT.match(c)] if m})
         save = "".join(
-            f"\ndeclare -p {n} >> {shlex.quote(str(self._vars))} 2>/dev/null || true"
-            for n in names
+            f"\ndeclare -p {n} >> {shlex.quote(str(self._vars))} 2>/dev/null || true" for n in names
         )
         script = f"source {shlex.quote(str(self._vars))}\n{block.script()}{save}\n"
         return ["bash", "-e", "-o", "pipefail", "-c", script]
@@ -415,14 +412,15 @@ class Session:
                 cwd=self.workdir,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
-                capture_output=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,  # one stream, as a terminal shows them
                 text=True,
                 timeout=BLOCK_TIMEOUT_S,
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
             return f"{block.where}: still running after {BLOCK_TIMEOUT_S:g} s ({exc})"
-        output = result.stdout + result.stderr
+        output = result.stdout
         context = (
             f"\n--- block ---\n{block.text}--- output ---\n{_tail(output)}"
             + self._terminal_context()
@@ -434,13 +432,16 @@ class Session:
             )
         missing = output_matches(block.expected_output(), output)
         if missing is not None:
-            return f"{block.where}: the page shows {missing!r}, the commands did not print it{context}"
+            return (
+                f"{block.where}: the page shows {missing!r}, the commands did not print it{context}"
+            )
         return None
 
     def _terminal_context(self) -> str:
         if self.terminal is None:
             return ""
-        return f"\n--- terminal 1 ({self.terminal.block.where}) ---\n{_tail(self.terminal.output(), 20)}"
+        where = self.terminal.block.where
+        return f"\n--- terminal 1 ({where}) ---\n{_tail(self.terminal.output(), 20)}"
 
     # -- terminal 1 ---------------------------------------------------------------------
 
@@ -495,7 +496,9 @@ class Session:
     def close(self) -> None:
         """Stop terminal 1."""
         if self.terminal is not None:
+            started = time.monotonic()
             self.terminal.stop()
+            self.ran.append(f"stopped terminal 1 ({time.monotonic() - started:.1f} s)")
             self.terminal = None
 
 

@@ -28,6 +28,7 @@ def test_page_runs_as_written(page: Path, tmp_path: Path) -> None:
     session = Session(tmp_path)
     session.run_page(parse_page(page))
     assert session.ran, f"{page}: nothing ran"
+    print("\n".join([*session.ran, *(f"skipped {s}" for s in session.skipped)]))
 
 
 def test_every_page_is_parsed() -> None:

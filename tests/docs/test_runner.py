@@ -36,7 +36,7 @@ def test_output_a_page_shows_must_be_printed(tmp_path: Path) -> None:
     shown = "```console\n$ conveyor check\nqueues.yaml: OK — … topics, … queues\n```\n"
     _run(tmp_path / "ok", shown)
     wrong = "```console\n$ conveyor check\nqueues.yaml: all good\n```\n"
-    with pytest.raises(DocsTestError, match="the page shows 'queues.yaml: all good'"):
+    with pytest.raises(DocsTestError, match=r"the page shows 'queues\.yaml: all good'"):
         _run(tmp_path / "wrong", wrong)
 
 
@@ -94,10 +94,12 @@ assert os.path.realpath(".venv") == os.path.realpath(sys.prefix)
 
 def test_placeholders_long_running_neighbours_and_bare_skips_are_refused() -> None:
     found = problems(parse("```sh\nconveyor jobs show 3f2a…   # an id\n```\n", "p.md"))
-    assert found and "placeholder" in found[0]
+    assert len(found) == 1
+    assert "placeholder" in found[0]
     assert problems(parse("```sh\nconveyor dlq list   # ids like 3f2a…\n```\n", "p.md")) == []
     found = problems(parse("```sh\nconveyor up\nconveyor dlq list\n```\n", "p.md"))
-    assert found and "block of its own" in found[0]
+    assert len(found) == 1
+    assert "block of its own" in found[0]
     with pytest.raises(DocsTestError, match="needs a category"):
         parse("<!-- docs-test: skip -->\n```sh\nmake test\n```\n", "p.md")
     with pytest.raises(DocsTestError, match="needs a category"):
@@ -105,4 +107,5 @@ def test_placeholders_long_running_neighbours_and_bare_skips_are_refused() -> No
     with pytest.raises(DocsTestError, match="unknown docs-test directive"):
         parse("<!-- docs-test: skipp aws: x -->\n```sh\naws s3 ls\n```\n", "p.md")
     (block,) = parse("<!-- docs-test: skip aws: needs an account -->\n```sh\naws s3 ls\n```\n", "p")
-    assert block.skip == "aws: needs an account" and not block.runnable
+    assert block.skip == "aws: needs an account"
+    assert not block.runnable

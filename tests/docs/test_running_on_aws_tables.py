@@ -54,6 +54,17 @@ def _roles(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+def _granted(props: dict[str, Any]) -> set[str]:
+    """Every action a role's inline policies allow."""
+    actions: set[str] = set()
+    for policy in props.get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if statement["Effect"] == "Allow":
+                action = statement["Action"]
+                actions |= {action} if isinstance(action, str) else set(action)
+    return actions
+
+
 def _row_for(role: str, rows: list[list[str]]) -> list[str]:
     key = "WorkerRole<Pool>" if role.startswith("WorkerRole") else role
     matches = [row for row in rows if key in _code(row[0])]
@@ -76,36 +87,17 @@ def test_iam_table_matches_every_role_its_trust_and_its_actions() -> None:
     documented = {c for row in rows for c in _code(row[0])}
     expected_rows = {"WorkerRole<Pool>" if r.startswith("WorkerRole") else r for r in roles}
     assert documented == expected_rows
+    alike_workers = {n for n in roles if n.startswith("WorkerRole")}
     for name, props in roles.items():
         row = _row_for(name, rows)
         statements = props["AssumeRolePolicyDocument"]["Statement"]
         services = {s["Principal"]["Service"] for s in statements}
         assert {TRUSTED[s] for s in services} == {t.strip() for t in row[1].split(",")}, name
-        granted = {
-            action
-            for policy in props.get("Policies", [])
-            for statement in policy["PolicyDocument"]["Statement"]
-            if statement["Effect"] == "Allow"
-            for action in (
-                [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
-            )
-        }
         named = {c for c in _code(row[2]) if re.fullmatch(r"[a-z0-9]+:[A-Za-z*]+", c)}
-        if name.startswith("WorkerRole"):
-            # One row for every pool: the union of what the pools are granted.
-            granted = set().union(
-                *(
-                    {
-                        a
-                        for p in roles[n].get("Policies", [])
-                        for s in p["PolicyDocument"]["Statement"]
-                        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
-                    }
-                    for n in roles
-                    if n.startswith("WorkerRole")
-                )
-            )
-        assert named == granted, f"{name}: the doc names {sorted(named)}, the template grants {sorted(granted)}"
+        # One row for every worker pool: the union of what the pools are granted.
+        alike = alike_workers if name in alike_workers else {name}
+        granted = set().union(*(_granted(roles[n]) for n in alike))
+        assert named == granted, f"{name}: the doc names {sorted(named)}, the template {granted}"
         for managed in props.get("ManagedPolicyArns", []):
             policy = str(managed.get("Fn::Sub", managed)).rsplit("/", 1)[-1]
             assert policy in _code(row[2]), f"{name}: managed policy {policy} not in the doc"
