@@ -1,0 +1,1 @@
+"""The documentation's examples, run as a reader would run them."""
