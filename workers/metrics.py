@@ -22,11 +22,19 @@ _LAG_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3
 
 
 def prepare_multiprocess_dir() -> str:
-    """Point prometheus_client at a fresh directory (before any metric exists)."""
+    """Point prometheus_client at a fresh directory (before any metric exists).
+
+    prometheus_client is imported here, in the node, before any pool process is
+    forked: a child forked while another thread (the first ``/metrics`` scrape)
+    was importing it would inherit the import's lock and hang on its first job.
+    Recycled children are forked at any time, so the import must not be lazy here.
+    """
     path = prometheus_multiproc_dir()
     if not path:
         path = tempfile.mkdtemp(prefix="conveyor-metrics-")
         set_environment({ENV: path})
+    import prometheus_client.multiprocess  # noqa: F401, PLC0415 - picks the storage set above
+
     return path
 
 
