@@ -5,8 +5,8 @@ Not a timed test and not a pass/fail check: it prints figures. For each pool kin
 queues.yaml, with ``worker_pool`` set to the kind) on the embedded emulator,
 feeds it N ``image.resize`` jobs in batches of 1,000 (SendMessageBatch, at most
 ``--window`` waiting so moto's per-call cost stays flat), and every 1,000 jobs
-samples the node's RSS (its whole process tree) and each process's USS (psutil,
-from /proc/PID/smaps). The JSON on stdout has, per kind, the start-up figures,
+samples the node's RSS and PSS (its whole process tree) and each process's USS
+(psutil, from /proc/PID/smaps). The JSON on stdout has, per kind, the start-up figures,
 every sample, and the growth per 1,000 jobs after the warm-up (a least-squares
 slope): of the node's RSS, of the node process's USS and of each pool child's
 USS (per 1,000 jobs of the node, and per 1,000 jobs the child ran, taking the
@@ -65,6 +65,9 @@ class Sample:
     jobs: int
     at_s: float
     node_rss_bytes: int
+    #: The tree's proportional set size: shared pages split between their sharers, so
+    #: unlike the RSS sum it does not count the pages children share with the node again.
+    node_pss_bytes: int
     #: USS by role: ``node`` (the main process), ``child-<pid>`` (pool processes).
     uss_bytes: dict[str, int] = field(default_factory=dict)
 
@@ -76,15 +79,16 @@ def _tree(pid: int) -> list[psutil.Process]:
 
 def sample(pid: int, jobs: int, started: float) -> Sample:
     """RSS of the node's process tree and the USS of each of its processes."""
-    rss, uss = 0, {}
+    rss, pss, uss = 0, 0, {}
     for proc in _tree(pid):
         try:
             info = proc.memory_full_info()
         except psutil.NoSuchProcess:
             continue  # a pool child that was just replaced
         rss += info.rss
+        pss += info.pss
         uss["node" if proc.pid == pid else f"child-{proc.pid}"] = info.uss
-    return Sample(jobs, round(time.monotonic() - started, 1), rss, uss)
+    return Sample(jobs, round(time.monotonic() - started, 1), rss, pss, uss)
 
 
 def slope_per_1000(points: list[tuple[int, int]]) -> float | None:
@@ -113,6 +117,7 @@ def growth(samples: list[Sample], warmup_jobs: int) -> dict[str, Any]:
     child_slopes = [v for r, v in per_role.items() if r in children and v is not None]
     out: dict[str, Any] = {
         "node_rss_bytes_per_1000_jobs": slope_per_1000([(s.jobs, s.node_rss_bytes) for s in after]),
+        "node_pss_bytes_per_1000_jobs": slope_per_1000([(s.jobs, s.node_pss_bytes) for s in after]),
         "uss_bytes_per_1000_jobs": per_role,
     }
     if child_slopes:
@@ -260,6 +265,7 @@ def soak_one(
         "exit_code": code,
         "startup": {
             "node_rss_bytes": startup.node_rss_bytes,
+            "node_pss_bytes": startup.node_pss_bytes,
             "uss_bytes": startup.uss_bytes,
         },
         "growth_after_warmup": growth(samples, args.warmup),

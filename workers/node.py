@@ -11,9 +11,10 @@ Around Celery's worker it adds what a node on SQS needs:
 * recycling (the pool's ``max_jobs_per_child`` / ``max_memory_per_child_mb``, see
   :mod:`workers.recycling`): prefork children are replaced by Celery; a threads
   or solo node stops as on SIGTERM and exits with ``EXIT_RECYCLED``;
-* small pool children: before each fork the node's objects are frozen out of the
-  garbage collector (``gc.freeze``), so a child's collections do not write to, and
-  so copy, every page it shares with the node;
+* small pool children: before the first fork the node's start-up objects are
+  frozen out of the garbage collector (``gc.freeze``), so neither a child's
+  collections nor the node's (Celery collects before forking each child) write to,
+  and so copy, the pages the children share with the node;
 * ``/healthz`` and ``/metrics`` on ``health_port``.
 """
 
@@ -213,11 +214,20 @@ def _prepare_for_fork(topology: Topology, queues: list[str]) -> None:
         aws.client("dynamodb")  # the job ledger, the idempotency guard
 
 
-def _freeze_before_fork() -> None:
-    # Collect first, so garbage is not frozen; the child then never traverses (and so
-    # never dirties) the node's objects. The node unfreezes right after the fork.
+def _freeze_before_first_fork() -> None:
+    # Collect first, so garbage is not frozen. What is left was built at start-up
+    # (modules, classes, the topology, the app) and lives as long as the node: frozen
+    # for good, it is never traversed, so its pages stay shared with every child. The
+    # node's later objects are not frozen (nor leaked as cycles): a child recycled
+    # later copies the few pages they touch.
+    if _frozen:
+        return
+    _frozen.append(True)
     gc.collect()
     gc.freeze()
+
+
+_frozen: list[bool] = []
 
 
 def _watchdog(timeout_s: float, stopper: _Stopper) -> None:
@@ -262,7 +272,7 @@ def run_node(
     stopper = _Stopper(shutdown_grace_s)
     if spec.worker_pool == "prefork":
         _prepare_for_fork(topology, spec.queues)
-        os.register_at_fork(before=_freeze_before_fork, after_in_parent=gc.unfreeze)
+        os.register_at_fork(before=_freeze_before_first_fork)
     elif recycling.enabled:
         # Jobs run in this process: task_postrun fires here after each of them.
         recycler = NodeRecycler(recycling, stopper.recycle)
