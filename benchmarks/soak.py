@@ -322,6 +322,7 @@ def main() -> int:
     }
     text = json.dumps(doc, indent=2)
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
     print(text)
     return 0
