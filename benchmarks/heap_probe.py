@@ -50,9 +50,6 @@ def _count(**_: Any) -> None:
         (Path(os.environ["SOAK_HEAP_DIR"]) / f"{os.getpid()}-modules.txt").write_text(modules)
     if count in SNAPSHOT_AT:
         gc.collect()  # cyclic garbage waiting for a collection is not growth
-        pending = [w._pending for w in gc.get_objects() if type(w).__name__ == "BackgroundWriter"]
-        path = Path(os.environ["SOAK_HEAP_DIR"]) / f"{os.getpid()}-{count}.ledger"
-        path.write_text(f"ledger updates waiting: {pending}\n")
         snap = tracemalloc.take_snapshot()
         snap.dump(str(Path(os.environ["SOAK_HEAP_DIR"]) / f"{os.getpid()}-{count}.snap"))
 
