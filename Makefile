@@ -24,6 +24,13 @@ demo: $(STAMP)  ## the same, headless: submit the sample workload, wait, print a
 bench: $(STAMP)  ## Celery vs the raw boto3 floor vs Conveyor on one emulator: JSON on stdout, table on stderr
 	$(BIN)/python -m benchmarks --out .conveyor/bench/results.json --results-md .conveyor/bench/RESULTS.md
 
+.PHONY: soak
+SOAK_JOBS  ?= 50000
+SOAK_POOLS ?= prefork,threads,solo
+# Not a test: figures only. 50,000 jobs of 50 ms take ~15-30 min per pool kind on 2 cores.
+soak: $(STAMP)  ## memory of one node per pool kind over SOAK_JOBS jobs (default 50000): JSON on stdout
+	$(BIN)/python -m benchmarks.soak --jobs $(SOAK_JOBS) --pools $(SOAK_POOLS) --out .conveyor/soak/results.json
+
 emulator: $(STAMP)  ## run the embedded emulator in the foreground
 	$(BIN)/conveyor emulator
 

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 #: what was asked (bad arguments, an unknown name, an invalid file).
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: A worker node that stopped to be replaced by a fresh one (its pool's recycling
+#: limits): its supervisor restarts it at once, not as a crash (EX_TEMPFAIL).
+EXIT_RECYCLED = 75
 
 
 class ConveyorError(Exception):

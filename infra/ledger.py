@@ -47,7 +47,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -152,11 +152,31 @@ class RunUpdate:
     #: retrying / dead-lettered: the error, ``Type: message``.
     error: str | None = None
     at: datetime | None = None
+    #: When this attempt started, for an update that replaced its attempt's
+    #: ``running`` update before that was written (:func:`latest_of`).
+    started_at: datetime | None = None
 
     @property
     def seq(self) -> int:
         """The order of this update within one redrive: ``4 * attempt + phase``."""
         return 4 * self.attempt + _PHASE[self.state]
+
+
+def latest_of(older: RunUpdate, newer: RunUpdate) -> RunUpdate:
+    """The one write that records both updates of a job on a queue, neither written yet.
+
+    The later one (by redrive, then ``seq``) wins, as the table's condition would
+    decide; an attempt's start time survives when its ``running`` update is dropped.
+    """
+    first, last = sorted((older, newer), key=lambda u: (u.redrives, u.seq))
+    if (
+        first.state == "running"
+        and last.state != "running"
+        and (first.redrives, first.attempt) == (last.redrives, last.attempt)
+        and last.started_at is None
+    ):
+        return replace(last, started_at=first.at)
+    return last
 
 
 class QueueStatus(BaseModel):
@@ -400,6 +420,8 @@ class Ledger:
                 remove += ["reason", "error"]
             elif update.reason:
                 fields["reason"] = _s(update.reason)
+        if update.state != "running" and update.started_at is not None:
+            fields["started_at"] = _s(_iso(update.started_at))
         if update.state in ("retrying", "dead-lettered"):
             if update.error:
                 fields["error"] = _s(update.error[:MAX_ERROR_LEN])

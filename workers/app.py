@@ -12,6 +12,7 @@ from infra.aws import lookup
 from infra.settings import load_settings
 from infra.topology import Topology
 from workers.idempotency import job_hooks
+from workers.recycling import RecyclePolicy
 from workers.request import OutcomeSignal
 from workers.runner import JobRunner
 from workers.transport import SYSTEM_ATTRIBUTES, UNDELIVERABLE_TASK, QueueBinding
@@ -55,13 +56,16 @@ def create_app(
     concurrency: int = 2,
     worker_pool: str = "prefork",
     bindings: list[QueueBinding] | None = None,
+    recycling: RecyclePolicy | None = None,
 ) -> Celery:
     """A Celery app that runs the jobs of ``queues`` (declared names).
 
     The settings are the DLQ-friendly ones: late acks, no ack on failure or timeout,
     reject (never ack) when a pool process dies, prefetch 1 per process slot (the
     transport receives 10 at a time and buffers the rest itself), and neither
-    results, events nor remote control (SQS supports none of them).
+    results, events nor remote control (SQS supports none of them). ``recycling``:
+    a prefork pool's children are replaced past its limits (other pool kinds recycle
+    the node: :mod:`workers.node`).
     """
     bindings = bindings if bindings is not None else resolve_bindings(topology, queues)
     runner = JobRunner(topology, queues, hooks=job_hooks(topology, queues))
@@ -100,6 +104,8 @@ def create_app(
         accept_content=["json"],
         task_serializer="json",
     )
+    if recycling is not None and worker_pool == "prefork":
+        app.conf.update(recycling.celery_settings())
 
     def run_job(task: Task[Any, Any], message: dict[str, Any], queue: str) -> dict[str, Any]:
         outcome = runner.run(message, queue)

@@ -332,6 +332,15 @@ _HOOK_LIST: Final = [
         "a weak reference to the generator writing the job to its child",
         assigned_in=f"{_ASYNPOOL}._create_write_handlers",
     ),
+    # -- billiard: small pool children (workers.node) -------------------------------------
+    Hook(
+        "billiard.util",
+        "get_pdeathsig",
+        "call",
+        "called in the node before forking: with cffi installed it builds cffi's C parser, "
+        "which each child would otherwise build for itself when it sets its pdeathsig",
+        params=(),
+    ),
 ]
 
 #: Every hook by name (``module:Class.attribute``).

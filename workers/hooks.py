@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -21,7 +20,7 @@ from typing import Protocol
 import structlog
 from celery.signals import worker_process_shutdown
 
-from infra.ledger import Ledger, RunState, RunUpdate
+from infra.ledger import Ledger, RunState, RunUpdate, latest_of
 from workers.metrics import instruments
 from workers.outcome import Outcome
 
@@ -139,30 +138,62 @@ class IdempotencyGuard:
         return outcome
 
 
-#: Ledger updates waiting for the writer thread; beyond this they are dropped (and
+#: Ledger updates waiting for the writer threads; beyond this they are dropped (and
 #: logged): a ledger that cannot keep up must not grow a worker's memory without bound.
 LEDGER_QUEUE_MAX = 10_000
+#: Writer threads per process. A job's updates always go to the same one (in order);
+#: several let a process's writes wait on DynamoDB side by side.
+LEDGER_WRITERS = 4
+#: Once a writer has this many updates waiting, a job's waiting update is replaced
+#: by its newer one instead of queueing both (``running`` then ``succeeded`` becomes
+#: one write of ``succeeded`` that keeps the start time): behind, a writer needs one
+#: write per job instead of falling further behind with two.
+LEDGER_COALESCE_AFTER = 16
 #: At exit, pending ledger updates get this long to be written.
 LEDGER_FLUSH_AT_EXIT_S = 2.0
 #: Dropped updates are counted and logged at most this often.
 LEDGER_DROP_LOG_INTERVAL_S = 60.0
 
+_Key = tuple[str, str]
+
+
+class _Shard:
+    """One writer thread's updates, oldest job first; a job's own updates in order."""
+
+    def __init__(self, mutex: threading.Lock) -> None:
+        self.jobs: dict[_Key, list[RunUpdate]] = {}
+        self.pending = 0
+        #: Signalled when an update is added (the writer's lock is shared by all shards).
+        self.ready = threading.Condition(mutex)
+
 
 class BackgroundWriter:
-    """Runs ledger writes on one thread per process, in order, off the job's path.
+    """Runs ledger writes off the job's path, on :data:`LEDGER_WRITERS` threads per process.
 
-    The thread starts on first use in each process (a Celery prefork child builds
-    its own; a thread does not survive ``fork()``). Pending writes are flushed for up
+    A job's updates (by queue and job id) always go to the same thread, in order;
+    when that thread is behind, a job's update still waiting is replaced by its
+    newer one (:func:`infra.ledger.latest_of`), so the backlog, and the memory it
+    holds, stops growing as soon as the writers manage one write per job. The
+    threads start on first use in each process (a Celery prefork child builds its
+    own; a thread does not survive ``fork()``). Pending writes are flushed for up
     to :data:`LEDGER_FLUSH_AT_EXIT_S` when a pool child stops (Celery's
     ``worker_process_shutdown``: billiard ends its children with ``os._exit``, which
     skips ``atexit``) and at interpreter exit (threads and solo pools).
     """
 
-    def __init__(self, write: Callable[[RunUpdate], object]) -> None:
+    def __init__(
+        self, write: Callable[[RunUpdate], object], *, writers: int = LEDGER_WRITERS
+    ) -> None:
         self._write = write
+        self._writers = writers
         self._lock = threading.Lock()
         self._pid: int | None = None
-        self._queue: queue.Queue[RunUpdate] = queue.Queue(LEDGER_QUEUE_MAX)
+        self._mutex = threading.Lock()
+        #: Signalled when nothing is waiting or being written (flush waits on it).
+        self._idle = threading.Condition(self._mutex)
+        self._shards: list[_Shard] = []
+        self._pending = 0
+        self._busy = 0
         self._dropped = 0
         self._dropped_logged_at = 0.0
         worker_process_shutdown.connect(self._flush_on_shutdown, weak=False)
@@ -173,54 +204,90 @@ class BackgroundWriter:
 
     def submit(self, update: RunUpdate) -> None:
         """Queue ``update`` for writing (dropped with a warning if the queue is full)."""
-        self._ensure_thread()
-        try:
-            self._queue.put_nowait(update)
-        except queue.Full:
-            # A ledger that is down for long drops every update: one warning a minute.
-            self._dropped += 1
-            now = time.monotonic()
-            if now - self._dropped_logged_at >= LEDGER_DROP_LOG_INTERVAL_S:
-                log.warning(
-                    "ledger.updates_dropped",
-                    dropped=self._dropped,
-                    consequence="the jobs go on; their status lags",
-                )
-                self._dropped, self._dropped_logged_at = 0, now
+        self._ensure_threads()
+        key = (update.queue, update.job_id)
+        with self._mutex:
+            shard = self._shards[hash(key) % self._writers]
+            waiting = shard.jobs.get(key)
+            if waiting and shard.pending >= LEDGER_COALESCE_AFTER:
+                waiting[-1] = latest_of(waiting[-1], update)
+                return
+            if self._pending >= LEDGER_QUEUE_MAX:
+                self._drop()
+                return
+            shard.jobs.setdefault(key, []).append(update)
+            shard.pending += 1
+            self._pending += 1
+            shard.ready.notify()
+
+    def _drop(self) -> None:
+        # A ledger that is down for long drops every update: one warning a minute.
+        self._dropped += 1
+        now = time.monotonic()
+        if now - self._dropped_logged_at >= LEDGER_DROP_LOG_INTERVAL_S:
+            log.warning(
+                "ledger.updates_dropped",
+                dropped=self._dropped,
+                consequence="the jobs go on; their status lags",
+            )
+            self._dropped, self._dropped_logged_at = 0, now
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until every queued update was written (or ``timeout_s``); True if drained."""
         if self._pid != os.getpid():
             return True  # nothing was submitted in this process
         deadline = time.monotonic() + timeout_s
-        while self._queue.unfinished_tasks:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
+        with self._idle:
+            while self._pending or self._busy:
+                left_s = deadline - time.monotonic()
+                if left_s <= 0:
+                    return False
+                self._idle.wait(left_s)
         return True
 
-    def _ensure_thread(self) -> None:
+    def _ensure_threads(self) -> None:
         pid = os.getpid()
         if self._pid == pid:
             return
         with self._lock:
             if self._pid == pid:
                 return
-            # After fork the parent's queue may hold items its thread owned: start clean.
-            self._queue = queue.Queue(LEDGER_QUEUE_MAX)
-            threading.Thread(target=self._run, name="conveyor-ledger", daemon=True).start()
+            # After fork the parent's updates belong to its threads: start clean.
+            self._mutex = threading.Lock()
+            self._idle = threading.Condition(self._mutex)
+            self._shards = [_Shard(self._mutex) for _ in range(self._writers)]
+            self._pending = self._busy = 0
+            for i, shard in enumerate(self._shards):
+                threading.Thread(
+                    target=self._run, args=(shard,), name=f"conveyor-ledger-{i}", daemon=True
+                ).start()
             self._pid = pid
 
-    def _run(self) -> None:
-        jobs = self._queue
+    def _next(self, shard: _Shard) -> RunUpdate:
+        with shard.ready:
+            while not shard.pending:
+                shard.ready.wait()
+            key, updates = next(iter(shard.jobs.items()))
+            update = updates.pop(0)
+            if not updates:
+                del shard.jobs[key]
+            shard.pending -= 1
+            self._pending -= 1
+            self._busy += 1
+            return update
+
+    def _run(self, shard: _Shard) -> None:
         while True:
-            update = jobs.get()
+            update = self._next(shard)
             try:
                 self._write(update)
             except Exception:  # the writer thread must outlive any one write
                 log.exception("ledger.write_crashed", state=update.state)
             finally:
-                jobs.task_done()
+                with self._idle:
+                    self._busy -= 1
+                    if not self._pending and not self._busy:
+                        self._idle.notify_all()
 
 
 class Inline:

@@ -10,6 +10,8 @@ lazily for the same reason (prometheus_client picks its storage at import).
 from __future__ import annotations
 
 import functools
+import glob
+import os
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -23,12 +25,66 @@ _LAG_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3
 
 
 def prepare_multiprocess_dir() -> str:
-    """Point prometheus_client at a fresh directory (before any metric exists)."""
+    """Point prometheus_client at a fresh directory (before any metric exists).
+
+    prometheus_client is imported here, in the node, before any pool process is
+    forked: a child forked while another thread (the first ``/metrics`` scrape)
+    was importing it would inherit the import's lock and hang on its first job.
+    Recycled children are forked at any time, so the import must not be lazy here.
+    """
     path = prometheus_multiproc_dir()
     if not path:
         path = tempfile.mkdtemp(prefix="conveyor-metrics-")
         set_environment({ENV: path})
+    import prometheus_client.multiprocess  # noqa: F401, PLC0415 - picks the storage set above
+
     return path
+
+
+#: The counts of processes that exited are added up in ``<type>_exited.db``.
+EXITED = "exited"
+_fold_lock = threading.Lock()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process now: not ours to fold yet
+    return True
+
+
+def fold_exited_processes(directory: str) -> int:
+    """Add the counters and histograms of exited processes into one file per type.
+
+    Every pool process writes ``counter_<pid>.db`` and ``histogram_<pid>.db``; a node
+    that recycles its children would otherwise read one more pair per recycled child
+    at every scrape, for ever. Counters and histogram buckets are sums, so folding
+    them keeps every total. Returns how many files were folded (and deleted).
+    """
+    from prometheus_client import mmap_dict  # noqa: PLC0415 - see the module doc
+
+    mmaped: Any = mmap_dict.MmapedDict  # untyped: the storage of multiprocess mode
+
+    folded = 0
+    with _fold_lock:  # two scrapes at once must not add a file twice
+        for path in sorted(glob.glob(os.path.join(directory, "*.db"))):
+            kind, _, rest = os.path.basename(path).partition("_")
+            pid = rest.removesuffix(".db")
+            if kind not in ("counter", "histogram") or not pid.isdigit() or _alive(int(pid)):
+                continue
+            total = mmaped(os.path.join(directory, f"{kind}_{EXITED}.db"))
+            try:
+                for key, value, timestamp, _ in mmaped.read_all_values_from_file(path):
+                    before, _ = total.read_value(key)
+                    total.write_value(key, before + value, timestamp)
+            finally:
+                total.close()
+            os.remove(path)
+            folded += 1
+    return folded
 
 
 @dataclass(frozen=True)
@@ -107,7 +163,9 @@ def render(extra: dict[str, float]) -> tuple[bytes, str]:
             ]
 
     registry = CollectorRegistry()
-    if prometheus_multiproc_dir():
+    directory = prometheus_multiproc_dir()
+    if directory:
+        fold_exited_processes(directory)
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     registry.register(_NodeGauges())
     return generate_latest(registry), CONTENT_TYPE_LATEST

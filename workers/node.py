@@ -8,11 +8,20 @@ Around Celery's worker it adds what a node on SQS needs:
   are flushed; the exit code is 0. A second signal stops at once.
 * liveness: a watchdog exits non-zero when the receive loop has not completed a
   turn within ``liveness_timeout_s``, so the supervisor restarts the node;
+* recycling (the pool's ``max_jobs_per_child`` / ``max_memory_per_child_mb``, see
+  :mod:`workers.recycling`): prefork children are replaced by Celery; a threads
+  or solo node stops as on SIGTERM and exits with ``EXIT_RECYCLED``;
+* small pool children: before the first fork the node's start-up objects are
+  frozen out of the garbage collector (``gc.freeze``), so neither a child's
+  collections nor the node's (Celery collects before forking each child) write to,
+  and so copy, the pages the children share with the node;
 * ``/healthz`` and ``/metrics`` on ``health_port``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
 import signal
@@ -22,11 +31,13 @@ import time
 from types import FrameType
 from typing import Any
 
+from billiard import util as billiard_util
 from celery import platforms, signals
 from celery.exceptions import WorkerTerminate
 from celery.worker import state
 
 from infra import aws
+from infra.errors import EXIT_RECYCLED
 from infra.logs import get_logger
 from infra.topology import Topology, check_imports
 from workers import compat
@@ -34,6 +45,7 @@ from workers.app import create_app
 from workers.health import serve_health
 from workers.liveness import LIVENESS
 from workers.metrics import prepare_multiprocess_dir, render
+from workers.recycling import NodeRecycler, RecyclePolicy
 from workers.transport import messages_held, stop_delivering
 
 log = get_logger("conveyor.worker")
@@ -50,6 +62,7 @@ compat.require(
     "billiard.pool:ApplyResult._accepted",
     "billiard.pool:ApplyResult._write_to",
     "billiard.pool:ApplyResult._writer",
+    "billiard.util.get_pdeathsig",
 )
 
 #: Exit code of a node that stopped because its receive loop stalled.
@@ -79,6 +92,16 @@ class _Stopper:
         self.unhealthy = False
         #: Set by a second signal: jobs in hand were abandoned.
         self.forced = False
+        #: Why the node is being recycled (threads and solo pools), once it is.
+        self.recycled: str | None = None
+
+    def recycle(self, reason: str) -> None:
+        """Stop the node the way SIGTERM does, to be restarted fresh by its supervisor."""
+        if self.stopping.is_set():
+            return  # already stopping; a second SIGTERM would abandon the jobs in hand
+        self.recycled = reason
+        # The signal path itself, so a recycle drains exactly like a scale-in.
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -170,6 +193,43 @@ def _node_worker_class(app: Any, stopper: _Stopper) -> Any:
     return NodeWorker
 
 
+def _prepare_for_fork(topology: Topology, queues: list[str]) -> None:
+    """Build in the node what every pool child would otherwise build for itself.
+
+    Clients are per process, but the parsed service model (several MB for DynamoDB)
+    is kept by the one shared boto3 session (:mod:`infra.aws`): parsed here, before
+    the fork, every child uses the node's copy instead of parsing its own. The same
+    for the C parser billiard's children use (through cffi, when it is installed) to
+    set their parent-death signal: cffi keeps one per process, built on first use.
+    """
+    with contextlib.suppress(OSError):
+        billiard_util.get_pdeathsig()  # type: ignore[attr-defined]  # not in the stubs
+    job_types = [
+        topology.job_types[name]
+        for queue in queues
+        for name in topology.job_types_of_queue(queue)
+        if name in topology.job_types
+    ]
+    if any(jt.ledger or jt.idempotency_guard for jt in job_types):
+        aws.client("dynamodb")  # the job ledger, the idempotency guard
+
+
+def _freeze_before_first_fork() -> None:
+    # Collect first, so garbage is not frozen. What is left was built at start-up
+    # (modules, classes, the topology, the app) and lives as long as the node: frozen
+    # for good, it is never traversed, so its pages stay shared with every child. The
+    # node's later objects are not frozen (nor leaked as cycles): a child recycled
+    # later copies the few pages they touch.
+    if _frozen:
+        return
+    _frozen.append(True)
+    gc.collect()
+    gc.freeze()
+
+
+_frozen: list[bool] = []
+
+
 def _watchdog(timeout_s: float, stopper: _Stopper) -> None:
     while not stopper.stopping.is_set():
         age_s = LIVENESS.age_s()
@@ -200,14 +260,23 @@ def run_node(
     spec = topology.pools[pool]
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    recycling = RecyclePolicy.of(spec)
     app = create_app(
         topology,
         spec.queues,
         name=f"conveyor-{pool}",
         concurrency=concurrency or spec.concurrency,
         worker_pool=spec.worker_pool,
+        recycling=recycling,
     )
     stopper = _Stopper(shutdown_grace_s)
+    if spec.worker_pool == "prefork":
+        _prepare_for_fork(topology, spec.queues)
+        os.register_at_fork(before=_freeze_before_first_fork)
+    elif recycling.enabled:
+        # Jobs run in this process: task_postrun fires here after each of them.
+        recycler = NodeRecycler(recycling, stopper.recycle)
+        signals.task_postrun.connect(recycler.job_finished, weak=False)
     worker = _node_worker_class(app, stopper)(
         hostname=f"{pool}@{socket.gethostname()}-{os.getpid()}",
         queues=[topology.queue_name(q) for q in spec.queues],
@@ -244,8 +313,16 @@ def run_node(
         code = EXIT_UNHEALTHY
     elif stopper.forced:
         code = code or EXIT_FORCED
+    elif stopper.recycled is not None:
+        code = EXIT_RECYCLED
     # What this node cost in AWS requests, by action (benchmarks and tests read it).
-    log.info("worker.stopped", pool=pool, exit_code=code, aws_requests=aws.request_counts())
+    log.info(
+        "worker.stopped",
+        pool=pool,
+        exit_code=code,
+        recycled=stopper.recycled,
+        aws_requests=aws.request_counts(),
+    )
     return code
 
 

@@ -36,6 +36,13 @@ DEFAULT_REGION = "us-east-1"
 
 _lock = threading.Lock()
 _clients: dict[tuple[int, str, str | None, float | None, float | None], Any] = {}
+#: Serialises client creation: a boto3 session is not safe to build clients from
+#: in several threads at once.
+_build_lock = threading.Lock()
+#: The boto3 session every client is built from, inherited by forked processes: its
+#: loader keeps the parsed service models (megabytes each), so a worker node's pool
+#: children share the node's copy instead of each parsing its own.
+_session: list[boto3.session.Session] = []
 _requests: Counter[str] = Counter()
 
 
@@ -60,12 +67,15 @@ def _build(
     connect_timeout_s: float | None = None,
     read_timeout_s: float | None = None,
 ) -> Any:
-    session = boto3.session.Session()
-    built = session.client(
-        service,
-        region_name=region or session.region_name or DEFAULT_REGION,
-        config=_config(connect_timeout_s, read_timeout_s),
-    )
+    with _build_lock:
+        if not _session:
+            _session.append(boto3.session.Session())
+        session = _session[0]
+        built = session.client(
+            service,
+            region_name=region or session.region_name or DEFAULT_REGION,
+            config=_config(connect_timeout_s, read_timeout_s),
+        )
     built.meta.events.register("before-sign", _count_request)
     return built
 
@@ -184,6 +194,8 @@ def reset_clients() -> None:
     with _lock:
         _clients.clear()
         _accounts.clear()
+    with _build_lock:
+        _session.clear()  # credentials and settings are read again
 
 
 _accounts: dict[tuple[str | None, str | None], str] = {}

@@ -195,6 +195,30 @@ def _autoscale_is_sound(t: Topology) -> Iterator[Problem]:
             )
 
 
+#: Below this a worker's resident memory (RSS, shared pages included) is already
+#: passed at start-up: every job would recycle its process.
+MIN_MEMORY_PER_CHILD_MB = 128
+
+
+def _recycling_is_sound(t: Topology) -> Iterator[Problem]:
+    for pname, pool in t.pools.items():
+        path = f"pools.{pname}"
+        limit_mb = pool.max_memory_per_child_mb
+        if limit_mb is not None and limit_mb < MIN_MEMORY_PER_CHILD_MB:
+            yield Problem(
+                f"{path}.max_memory_per_child_mb",
+                f"{limit_mb} MiB is below {MIN_MEMORY_PER_CHILD_MB} MiB, about what a worker"
+                " process holds at start-up: every job would recycle it",
+            )
+        jobs = pool.max_jobs_per_child
+        if pool.worker_pool != "prefork" and jobs is not None and jobs < pool.concurrency:
+            yield Problem(
+                f"{path}.max_jobs_per_child",
+                f"{jobs} is below concurrency ({pool.concurrency}): a {pool.worker_pool} pool"
+                " recycles the whole node, which would restart before it used its slots",
+            )
+
+
 def _names_fit_aws(t: Topology) -> Iterator[Problem]:
     for qname in t.queues:
         dlq = t.dlq_name(qname)
@@ -308,6 +332,7 @@ CHECKS: tuple[Callable[[Topology], Iterator[Problem]], ...] = (
     _attempts_below_receive_count,
     _pools_are_sound,
     _autoscale_is_sound,
+    _recycling_is_sound,
     _names_fit_aws,
     _payloads_are_sound,
     _ledger_outlasts_queues,

@@ -278,6 +278,11 @@ class Autoscale(_Strict):
     interval_s: AutoscaleS = 15.0
 
 
+#: Bounds of a pool's recycling settings (a billion jobs; 1 TiB).
+MAX_JOBS_PER_CHILD = 1_000_000_000
+MAX_MEMORY_PER_CHILD_MB = 1024 * 1024
+
+
 class Pool(_Strict):
     """A named group of identical worker nodes consuming some queues."""
 
@@ -289,6 +294,14 @@ class Pool(_Strict):
     worker_pool: Literal["prefork", "threads", "solo"] = "prefork"
     #: Backlog autoscaling; omitted: the defaults of :class:`Autoscale`.
     autoscale: Autoscale | None = None
+    #: Recycling, a safety net against memory that grows with every job: a job
+    #: process is replaced after this many jobs (prefork: each pool child, Celery's
+    #: ``worker_max_tasks_per_child``; threads and solo: the node, which drains like
+    #: on SIGTERM and exits for its supervisor to restart it). Unset: never.
+    max_jobs_per_child: Annotated[int, Field(ge=1, le=MAX_JOBS_PER_CHILD)] | None = None
+    #: ... or once its resident memory (RSS, shared pages included) passes this many
+    #: MiB after a job (prefork: Celery's ``worker_max_memory_per_child``). Unset: never.
+    max_memory_per_child_mb: Annotated[int, Field(ge=1, le=MAX_MEMORY_PER_CHILD_MB)] | None = None
 
     @property
     def autoscaling(self) -> Autoscale:

@@ -9,7 +9,9 @@ Every :data:`POLL_S` it compares each pool's desired replicas (the
   finishes its jobs in hand, makes unstarted messages visible and exits
   (the worker runtime's drain), so nothing is lost;
 * restarts a node that exited without being asked to, after a backoff that
-  doubles while the pool keeps crashing (a crash loop does not spin).
+  doubles while the pool keeps crashing (a crash loop does not spin); a node
+  that exited to be recycled (``EXIT_RECYCLED``, its pool's recycling limits)
+  is restarted at once and not counted as a crash.
 
 Each node runs in its own session (a signal to the supervisor's terminal does not
 reach it) with its own Prometheus directory and ``--health-port``, so
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from infra.backoff import exponential_delay_s
+from infra.errors import EXIT_RECYCLED
 from infra.logs import get_logger
 from infra.net import free_port
 from infra.settings import child_environment
@@ -328,6 +331,11 @@ class Supervisor:
                 log.info(
                     "node.stopped", pool=pool, node=node.id, exit_code=code, ran_s=round(ran_s, 1)
                 )
+                continue
+            if code == EXIT_RECYCLED:
+                # It drained like a scale-in and asks for a fresh node: no backoff.
+                rt.restarts += 1
+                log.info("node.recycled", pool=pool, node=node.id, ran_s=round(ran_s, 1))
                 continue
             rt.restarts += 1
             rt.crashes = 1 if ran_s >= STABLE_AFTER_S else rt.crashes + 1
