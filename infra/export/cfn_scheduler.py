@@ -7,7 +7,8 @@ conditional write), with a least-privilege role:
 - ``sns:Publish`` on every topic (the topic policies name the role too);
 - on the timer table: GetItem (the watermark), UpdateItem (claims, releases, the
   watermark), BatchWriteItem (deleting published timers), Query on its due-time
-  index; PutItem too, for the cron schedules' state and tick claims in the same table;
+  index; PutItem, BatchGetItem and DeleteItem too, for the cron schedules' state and
+  tick claims in the same table;
 - BatchWriteItem on the job ledger (if a job type records status): published jobs
   are recorded as queued;
 - ``s3:PutObject`` on the claim-check objects (a cron job's large payload).
@@ -32,13 +33,21 @@ SCHEDULER_MEMORY = "512"
 #: A stopping scheduler ends its turn (a publish: seconds) and exits.
 SCHEDULER_STOP_TIMEOUT_S = 30
 TIMER_TABLE_ACTIONS = (
+    "dynamodb:BatchGetItem",  # the cron schedules' state items, one read per turn
     "dynamodb:BatchWriteItem",
+    "dynamodb:DeleteItem",  # a tick claim released after a failed publish
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
 )
-#: The API stores delayed jobs (BatchWriteItem) and lowers the watermark (UpdateItem).
-API_TIMER_ACTIONS = ("dynamodb:BatchWriteItem", "dynamodb:UpdateItem")
+#: The API stores delayed jobs (BatchWriteItem), lowers the watermark (UpdateItem), and
+#: cancels them: reads one (GetItem) and deletes it while no scheduler holds it.
+API_TIMER_ACTIONS = (
+    "dynamodb:BatchWriteItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:UpdateItem",
+)
 
 
 def _arn(logical: str) -> dict[str, Any]:

@@ -36,7 +36,14 @@ from infra.topology import Topology
 WORKER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem")
 #: The producer records jobs as queued (BatchWriteItem) and reads their status
 #: (BatchGetItem); workers update their own run records (UpdateItem).
-API_LEDGER_ACTIONS = ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem")
+#: Status reads (BatchGetItem), queued records (BatchWriteItem); a cancellation marks
+#: each queue (UpdateItem) and records a delayed job cancelled before publishing (PutItem).
+API_LEDGER_ACTIONS = (
+    "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+)
 WORKER_LEDGER_ACTIONS = ("dynamodb:UpdateItem",)
 #: The producer API's idempotency keys (contract C5): claimed, read, settled, released.
 API_IDEMPOTENCY_ACTIONS = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -90,7 +91,8 @@ def test_pause_and_resume(topology: Topology) -> None:
 def test_trigger_publishes_a_job_now(topology: Topology) -> None:
     result = runner.invoke(app, ["schedules", "trigger", "idle"])
     assert result.exit_code == 0, result.output
-    job_id = result.output.strip().rsplit(" ", 1)[-1]
+    # Only the command's own line: log lines may share the runner's output.
+    [job_id] = re.findall(r"schedule 'idle' fired: job (\S+)", result.output)
     [envelope] = received_jobs(queue_url(topology, "work"))
     assert envelope.id == job_id
     assert envelope.data == {"label": "idle"}

@@ -275,7 +275,13 @@ def test_api_and_pools_reach_the_ledger_and_their_payloads_only() -> None:
         {"Fn::Sub": f"${{BucketPayloads.Arn}}/{jt}/*"} for jt in sorted(topology.job_types)
     ]
     ledger = _statement(api, "JobLedger")
-    assert set(ledger["Action"]) == {"dynamodb:BatchWriteItem", "dynamodb:BatchGetItem"}
+    # Status reads, queued records; cancellation marks queues and records unpublished jobs.
+    assert set(ledger["Action"]) == {
+        "dynamodb:BatchWriteItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+    }
     assert ledger["Resource"] == [{"Fn::GetAtt": ["TableJobs", "Arn"]}]
 
     media = roles["WorkerRoleMedia"]

@@ -60,7 +60,13 @@ def test_the_scheduler_role_publishes_and_uses_the_timer_table_only() -> None:
     assert statements["JobLedger"]["Action"] == ["dynamodb:BatchWriteItem"]
     # The API stores delayed jobs; it never claims or deletes them.
     api = _statements(roles["ApiRole"])["DelayedJobs"]
-    assert api["Action"] == ["dynamodb:BatchWriteItem", "dynamodb:UpdateItem"]
+    # Store, lower the watermark; cancel: read one, delete it.
+    assert api["Action"] == [
+        "dynamodb:BatchWriteItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+    ]
     # No worker touches the timer table.
     for logical, role in roles.items():
         if logical.startswith("WorkerRole"):
