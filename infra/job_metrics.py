@@ -8,7 +8,8 @@ names stay in ``workers.metrics``.
 Dimensions are kept low-cardinality: project, environment, queue, pool and job
 type (the reason only on :data:`DEAD_LETTERED`). Every metric is also written
 per queue alone (:data:`QUEUE_DIMENSIONS`), which is what the alarms watch:
-CloudWatch alarms need the exact dimension set a metric was written with.
+CloudWatch alarms need the exact dimension set a metric was written with. The
+counts are 0 or 1 on every attempt's line, so a count's Average is a rate.
 """
 
 from __future__ import annotations

@@ -55,11 +55,14 @@ def encode(
     """One EMF document as a JSON line (no newline).
 
     ``dimensions`` and ``values`` become root members (EMF resolves names there);
-    a directive's metric without a value is left out of that line.
+    a directive's metric without a value is left out of that line, and so is a
+    directive naming a dimension ``dimensions`` lacks (the dead-letter reason).
     """
     root: dict[str, object] = {}
     entries = []
     for directive in directives:
+        if any(d not in dimensions for s in directive.dimension_sets for d in s):
+            continue
         metrics = [{"Name": n, "Unit": u} for n, u in directive.units.items() if n in values]
         if not metrics:
             continue
@@ -89,18 +92,20 @@ _COUNTS = {
     names.FAILED: names.COUNT,
     names.RETRIED: names.COUNT,
     names.CANCELLED: names.COUNT,
+    names.DEAD_LETTERED: names.COUNT,
 }
-#: Every line: the attempt's counts and its handler time, per queue and per queue/pool/type.
+#: Every line: the attempt's counts (0 or 1) and its handler time, per queue and per
+#: queue/pool/type. Dead-lettered is 0 or 1 on every line, so its Average per queue is
+#: the dead-letter rate the exported alarm watches (no metric math needed).
 JOB = Directive(
     (names.QUEUE_DIMENSIONS, names.JOB_DIMENSIONS),
     {**_COUNTS, names.DURATION: names.SECONDS},
 )
 #: Queue lag, per queue only (as the Prometheus histogram).
 LAG = Directive((names.QUEUE_DIMENSIONS,), {names.QUEUE_LAG: names.SECONDS})
-#: A dead letter: per queue (what the alarm watches) and by reason.
-DEAD_LETTER = Directive(
-    (names.QUEUE_DIMENSIONS, names.DEAD_LETTER_DIMENSIONS), {names.DEAD_LETTERED: names.COUNT}
-)
+#: A dead letter's detail, by reason too (only on a dead letter's line: the reason is
+#: a dimension of this metric alone).
+DEAD_LETTER = Directive((names.DEAD_LETTER_DIMENSIONS,), {names.DEAD_LETTERED: names.COUNT})
 DIRECTIVES = (JOB, LAG, DEAD_LETTER)
 
 

@@ -116,12 +116,13 @@ def _line(kind: OutcomeKind, *, queue: str = "work", **extra: Any) -> dict[str, 
 
 
 def _metrics(document: dict[str, Any]) -> dict[str, tuple[list[list[str]], str]]:
-    """Metric name -> (its dimension sets, its unit), from the document's directives."""
-    return {
-        m["Name"]: (d["Dimensions"], m["Unit"])
-        for d in document["_aws"]["CloudWatchMetrics"]
-        for m in d["Metrics"]
-    }
+    """Metric name -> (its dimension sets, its unit), from all the document's directives."""
+    found: dict[str, tuple[list[list[str]], str]] = {}
+    for directive in document["_aws"]["CloudWatchMetrics"]:
+        for metric in directive["Metrics"]:
+            sets, _ = found.get(metric["Name"], ([], ""))
+            found[metric["Name"]] = ([*sets, *directive["Dimensions"]], metric["Unit"])
+    return found
 
 
 def test_a_success_is_one_valid_line_of_counts_duration_and_lag() -> None:
@@ -130,7 +131,7 @@ def test_a_success_is_one_valid_line_of_counts_duration_and_lag() -> None:
     assert (doc[names.RETRIED], doc[names.CANCELLED]) == (0, 0)
     assert doc[names.DURATION] >= 0
     assert doc[names.QUEUE_LAG] >= 1  # sent two seconds ago
-    assert names.DEAD_LETTERED not in doc
+    assert doc[names.DEAD_LETTERED] == 0  # on every line: its Average is the rate
     assert names.REASON not in doc
     dims = {k: doc[k] for k in names.JOB_DIMENSIONS}
     assert dims == {
@@ -157,7 +158,11 @@ def test_a_retry_and_a_dead_letter_count_as_failures_the_dead_letter_by_reason()
     assert (dead[names.FAILED], dead[names.RETRIED], dead[names.DEAD_LETTERED]) == (1, 0, 1)
     assert (dead[names.REASON], dead[names.POOL]) == ("retries_exhausted", names.NO_POOL)
     sets, unit = _metrics(dead)[names.DEAD_LETTERED]
-    assert sets == [list(names.QUEUE_DIMENSIONS), list(names.DEAD_LETTER_DIMENSIONS)]
+    assert sets == [
+        list(names.QUEUE_DIMENSIONS),
+        list(names.JOB_DIMENSIONS),
+        list(names.DEAD_LETTER_DIMENSIONS),
+    ]
     assert unit == "Count"
     # The reason is a dimension of the dead-letter metric only (low cardinality elsewhere).
     others = [s for m, (ss, _) in _metrics(dead).items() if m != names.DEAD_LETTERED for s in ss]
