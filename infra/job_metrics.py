@@ -49,3 +49,12 @@ SECONDS = "Seconds"
 
 #: Pool of a queue no pool of queues.yaml consumes (e.g. one only a Lambda function reads).
 NO_POOL = "none"
+
+# -- the alerts both exports raise (CloudWatch alarms, a PrometheusRule) -------------------
+#: The dead-letter rate alert fires above this share of the attempts started on a queue.
+DEAD_LETTER_RATE_ALARM = 0.05
+#: The queue lag alert fires when a queue's p90 lag is above this (seconds).
+QUEUE_LAG_ALARM_S = 300
+QUEUE_LAG_QUANTILE = 0.9
+#: The window both alerts look at (seconds).
+ALERT_WINDOW_S = 300

@@ -24,13 +24,11 @@ from typing import Any
 from infra import job_metrics as names
 from infra.topology import Topology
 
-#: The dead-letter rate alarm fires above this share of started attempts.
-DEAD_LETTER_RATE_ALARM = 0.05
-#: The queue lag alarm fires when the p90 lag of a queue is above this (seconds).
-QUEUE_LAG_ALARM_S = 300
-QUEUE_LAG_STATISTIC = "p90"
+DEAD_LETTER_RATE_ALARM = names.DEAD_LETTER_RATE_ALARM
+QUEUE_LAG_ALARM_S = names.QUEUE_LAG_ALARM_S
+QUEUE_LAG_STATISTIC = f"p{names.QUEUE_LAG_QUANTILE * 100:g}"
 #: The period of both alarms (seconds).
-RATE_PERIOD_S = 300
+RATE_PERIOD_S = names.ALERT_WINDOW_S
 #: The ``Fn::Sub`` variable of the environment (the template's parameter).
 _ENV = "${EnvironmentName}"
 

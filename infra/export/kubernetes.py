@@ -14,7 +14,9 @@
   ClusterIP Service;
 - the scheduler (``conveyor scheduler``: delayed jobs, cron schedules): a
   ServiceAccount and a Deployment of two replicas (liveness ``/healthz``; any number
-  may run, each due job is claimed before it is published).
+  may run, each due job is claimed before it is published);
+- a ``PrometheusRule`` (Prometheus Operator) with the CloudFormation export's job
+  alerts: dead-letter rate and queue lag per queue (:mod:`infra.export.k8s_alerts`).
 
 AWS credentials come from the pods' identity (EKS Pod Identity or IRSA bound to
 the ServiceAccounts; the CloudFormation export's roles trust EKS Pod Identity),
@@ -28,6 +30,7 @@ import math
 import re
 from typing import Any
 
+from infra.export.k8s_alerts import prometheus_rule
 from infra.export.names import backlog_target
 from infra.topology import Topology
 
@@ -255,6 +258,9 @@ def kubernetes_manifests(
             }
         )
     manifests += _scheduler(topology, image)
+    manifests.append(
+        prometheus_rule(topology, k8s_name(topology.project, "alerts"), _labels(topology, "alerts"))
+    )
     # Parts are shared between manifests (labels, probes, the security context); a YAML
     # dumper writes shared objects as anchors and aliases (&id001), which reviewers trip
     # on. Independent copies make every dump plain.

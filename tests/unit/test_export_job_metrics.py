@@ -3,26 +3,29 @@
 CloudFormation: each alarm and dashboard row on the EMF metrics names a
 (namespace, metric, dimension set) that a line of :class:`workers.emf.EmfMetrics`
 carries, with the values that line has for the queue. cfn-lint runs over the
-whole template in tests/unit/test_export_cloudformation.py.
+whole template in tests/unit/test_export_cloudformation.py. Kubernetes: the
+PrometheusRule's expressions name metrics ``workers.metrics`` defines.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from typing import Any
 
 import pytest
 
 from infra import job_metrics as names
-from infra.export import cloudformation_template
+from infra.export import cloudformation_template, kubernetes_manifests
 from infra.export.cfn_metrics import DEAD_LETTER_RATE_ALARM, QUEUE_LAG_ALARM_S
 from infra.failure import Failure
 from infra.topology import Topology
 from tests.unit.test_export_cloudformation import TOPOLOGIES
 from workers.emf import EmfMetrics
 from workers.hooks import Job
+from workers.metrics import instruments
 from workers.outcome import Outcome
 
 Emitted = set[tuple[str, str, frozenset[tuple[str, str]]]]
@@ -134,3 +137,45 @@ def test_one_dashboard_whose_job_metric_rows_the_writer_emits(name: str) -> None
     assert charted >= {names.STARTED, names.DEAD_LETTERED, names.DURATION, names.QUEUE_LAG}
     depth_queues = {r[3] for r in sqs if r[1] == "ApproximateNumberOfMessagesVisible"}
     assert len(depth_queues) == 2 * len(topology.queues)  # every queue and its DLQ
+
+
+# -- Kubernetes: the PrometheusRule ------------------------------------------------------------
+
+
+def _exposed_sample_names() -> set[str]:
+    """The sample names the worker's Prometheus metrics are exposed with (``/metrics``)."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+    exposed: set[str] = set()
+    for instrument in vars(instruments()).values():
+        for family in instrument.describe():
+            exposed.update(family.name + s for s in suffixes[family.type])
+    return exposed
+
+
+def _referenced(expr: str) -> set[str]:
+    # PromQL functions are followed by "(", label names by "=" or "," or ")": a metric
+    # name is what stands before "[" (a range) or "{" (a selector).
+    return set(re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*[\[{]", expr))
+
+
+def test_the_prometheus_rule_alerts_on_metrics_the_workers_define() -> None:
+    topology = TOPOLOGIES["example"]()
+    [rule] = [m for m in kubernetes_manifests(topology) if m["kind"] == "PrometheusRule"]
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert {r["alert"] for r in rules} == {"ConveyorDeadLetterRateHigh", "ConveyorQueueLagHigh"}
+    exposed = _exposed_sample_names()
+    referenced = set().union(*(_referenced(r["expr"]) for r in rules))
+    assert referenced == {
+        "conveyor_jobs_dead_lettered_total",
+        "conveyor_jobs_started_total",
+        "conveyor_job_queue_lag_seconds_bucket",
+    }
+    assert referenced <= exposed
+    for r in rules:  # one alert per queue, with the CloudWatch alarms' thresholds
+        assert "by (namespace, queue" in r["expr"]
+    assert {r["expr"].rsplit(">", 1)[1].strip() for r in rules} == {
+        str(DEAD_LETTER_RATE_ALARM),
+        str(QUEUE_LAG_ALARM_S),
+    }
+    assert not _referenced("sum by (queue) (rate(conveyor_jobs_lost_total[5m]))") <= exposed
