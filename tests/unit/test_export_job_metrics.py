@@ -13,15 +13,20 @@ import io
 import json
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
+from conveyor.cli import app
 from infra import job_metrics as names
 from infra.export import cloudformation_template, kubernetes_manifests
 from infra.export.cfn_metrics import DEAD_LETTER_RATE_ALARM, QUEUE_LAG_ALARM_S
 from infra.failure import Failure
 from infra.topology import Topology
+from tests import REPO
 from tests.unit.test_export_cloudformation import TOPOLOGIES
 from workers.emf import EmfMetrics
 from workers.hooks import Job
@@ -160,7 +165,9 @@ def _referenced(expr: str) -> set[str]:
 
 def test_the_prometheus_rule_alerts_on_metrics_the_workers_define() -> None:
     topology = TOPOLOGIES["example"]()
-    [rule] = [m for m in kubernetes_manifests(topology) if m["kind"] == "PrometheusRule"]
+    assert not [m for m in kubernetes_manifests(topology) if m["kind"] == "PrometheusRule"]
+    manifests = kubernetes_manifests(topology, prometheus_rule=True)
+    [rule] = [m for m in manifests if m["kind"] == "PrometheusRule"]
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
     assert {r["alert"] for r in rules} == {"ConveyorDeadLetterRateHigh", "ConveyorQueueLagHigh"}
@@ -179,3 +186,15 @@ def test_the_prometheus_rule_alerts_on_metrics_the_workers_define() -> None:
         str(QUEUE_LAG_ALARM_S),
     }
     assert not _referenced("sum by (queue) (rate(conveyor_jobs_lost_total[5m]))") <= exposed
+
+
+def test_the_cli_writes_the_rule_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVEYOR_QUEUES_FILE", str(REPO / "queues.yaml"))
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    args = ["infra", "export", "kubernetes", "--prometheus-rule", "-o", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    kinds = [yaml.safe_load(p.read_text())["kind"] for p in tmp_path.glob("*.yaml")]
+    assert kinds.count("PrometheusRule") == 1
