@@ -410,7 +410,8 @@ OTHER_VARIABLES: Mapping[str, str] = {
     "AWS_ACCESS_KEY_ID": "read by boto3; Conveyor also keys its cache of account ids by it",
     "AWS_RETRY_MODE": "read by botocore; when unset, Conveyor's clients use the `standard` mode",
     "AWS_LAMBDA_FUNCTION_NAME": "set by AWS Lambda; when present, the Lambda adapter"
-    " configures logging and writes ledger records inline",
+    " configures logging and writes ledger records inline; job metrics default to EMF"
+    " (`CONVEYOR_METRICS`)",
     "KUBECONFIG": "the kubeconfig file of the `kubernetes` scaling backend"
     " (default `~/.kube/config`)",
     "KUBERNETES_SERVICE_HOST": "set inside a Kubernetes pod; the `kubernetes` backend then"
