@@ -29,7 +29,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from infra.errors import ConfigError
@@ -49,6 +49,10 @@ SNS_CONNECT_TIMEOUT_S = 2.0
 SNS_READ_TIMEOUT_S = 10.0
 #: PublishBatch calls in flight at once for one request.
 DEFAULT_PUBLISH_THREADS = 8
+#: The CloudWatch namespace of the EMF job metrics (``CONVEYOR_METRICS_NAMESPACE``).
+DEFAULT_METRICS_NAMESPACE = "Conveyor"
+#: Where job metrics can go (``CONVEYOR_METRICS``).
+METRIC_SINKS = ("prometheus", "emf")
 
 
 class SettingsError(ConfigError, ValueError):
@@ -135,6 +139,31 @@ class WorkerSettings(Section):
     worker_health_host: str = "127.0.0.1"
     """Address the /healthz and /metrics endpoint binds: loopback by default; a container
     whose orchestrator probes it from outside sets ``0.0.0.0``."""
+    metrics: str | None = None
+    """Where workers (and the Lambda adapter) send their job metrics: ``prometheus`` (the
+    /metrics endpoint), ``emf`` (CloudWatch Embedded Metric Format lines on stdout) or
+    both, comma-separated (``prometheus,emf``). Unset: ``emf`` on AWS Lambda (no scrape
+    target there), ``prometheus`` elsewhere."""
+    metrics_namespace: str = Field(default=DEFAULT_METRICS_NAMESPACE, min_length=1, max_length=255)
+    """The CloudWatch namespace of the EMF metrics (the exported alarms and dashboard
+    assume the default)."""
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_sinks(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        sinks = {part.strip() for part in value.split(",") if part.strip()}
+        unknown = sorted(sinks - set(METRIC_SINKS))
+        if not sinks or unknown:
+            raise ValueError(f"expected a comma-separated list of {', '.join(METRIC_SINKS)}")
+        return ",".join(sorted(sinks))
+
+    def metric_sinks(self) -> frozenset[str]:
+        """The metric sinks in use: :attr:`metrics`, else the default of where this runs."""
+        if self.metrics is not None:
+            return frozenset(self.metrics.split(","))
+        return frozenset({"emf"} if running_in_aws_lambda() else {"prometheus"})
 
 
 class ApiSettings(Section):
@@ -381,7 +410,8 @@ OTHER_VARIABLES: Mapping[str, str] = {
     "AWS_ACCESS_KEY_ID": "read by boto3; Conveyor also keys its cache of account ids by it",
     "AWS_RETRY_MODE": "read by botocore; when unset, Conveyor's clients use the `standard` mode",
     "AWS_LAMBDA_FUNCTION_NAME": "set by AWS Lambda; when present, the Lambda adapter"
-    " configures logging and writes ledger records inline",
+    " configures logging and writes ledger records inline; job metrics default to EMF"
+    " (`CONVEYOR_METRICS`)",
     "KUBECONFIG": "the kubeconfig file of the `kubernetes` scaling backend"
     " (default `~/.kube/config`)",
     "KUBERNETES_SERVICE_HOST": "set inside a Kubernetes pod; the `kubernetes` backend then"

@@ -23,10 +23,19 @@ from botocore.exceptions import BotoCoreError, ClientError
 from infra import aws
 from infra.aws.errors import describe_aws_error
 from infra.aws.names import TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE, succeeded_table_name
+from infra.job_metrics import NO_POOL
 from infra.ledger import ledger_for
-from infra.settings import running_in_aws_lambda
+from infra.settings import load_settings, running_in_aws_lambda
 from infra.topology import Topology
-from workers.hooks import DEFAULT_HOOKS, Hook, IdempotencyGuard, Inline, LedgerHook
+from workers.emf import EmfMetrics
+from workers.hooks import (
+    DEFAULT_HOOKS,
+    Hook,
+    IdempotencyGuard,
+    Inline,
+    LedgerHook,
+    record_metrics,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -121,10 +130,22 @@ LAMBDA_ENVIRONMENT_VARIABLE = "AWS_LAMBDA_FUNCTION_NAME"
 def job_hooks(topology: Topology, queues: list[str]) -> tuple[Hook, ...]:
     """The hooks around every job of ``queues``: the defaults, the job ledger and the guard.
 
-    Shared by the Celery workers and the Lambda adapter. The ledger hook is there
-    when a job type of ``queues`` records its status (``ledger: true``).
+    Shared by the Celery workers and the Lambda adapter. The metrics hooks are the
+    sinks ``CONVEYOR_METRICS`` names (Prometheus, EMF or both). The ledger hook is
+    there when a job type of ``queues`` records its status (``ledger: true``).
     """
     hooks: list[Hook] = list(DEFAULT_HOOKS)
+    worker = load_settings().worker
+    sinks = worker.metric_sinks()
+    if "prometheus" not in sinks:
+        hooks.remove(record_metrics)
+    if "emf" in sinks:
+        # Beside the Prometheus hook (or in its place): inside log_context, outside the rest.
+        pools = {q: topology.pool_of_queue(q) or NO_POOL for q in topology.queues}
+        emf = EmfMetrics(
+            topology.project, topology.environment, pools, namespace=worker.metrics_namespace
+        )
+        hooks.insert(1, emf)
     ledger = ledger_for(topology)
     if ledger is not None and any(
         ledger.records(jt) for q in queues for jt in topology.job_types_of_queue(q)

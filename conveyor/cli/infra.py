@@ -164,6 +164,14 @@ def export_kubernetes(
         str | None,
         typer.Option(help=f"AWS account id in the queue URLs; default: {ACCOUNT_PLACEHOLDER}."),
     ] = None,
+    prometheus_rule: Annotated[
+        bool,
+        typer.Option(
+            "--prometheus-rule",
+            help="Add a PrometheusRule with the job alerts (dead-letter rate, queue lag);"
+            " the cluster needs the Prometheus Operator's CRDs.",
+        ),
+    ] = False,
 ) -> None:
     """Kubernetes manifests: Deployments for the API and each pool, KEDA ScaledObjects."""
     manifests = kubernetes_manifests(
@@ -171,6 +179,7 @@ def export_kubernetes(
         image=image,
         region=region or aws.region_name(),
         account=account or ACCOUNT_PLACEHOLDER,
+        prometheus_rule=prometheus_rule,
     )
     if output is None:
         typer.echo(yaml.safe_dump_all(manifests, sort_keys=False), nl=False)

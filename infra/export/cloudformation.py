@@ -24,7 +24,9 @@ CloudFormation intrinsics, so the template and the provisioner cannot drift:
   --pool P``, and Application Auto Scaling target tracking on backlog per task
   (metric math over SQS's and Container Insights' own metrics: no publisher);
 - CloudWatch alarms: a message in a DLQ, and the oldest message of a queue
-  older than :data:`OLDEST_MESSAGE_ALARM_S`.
+  older than :data:`OLDEST_MESSAGE_ALARM_S`; on the EMF job metrics, the
+  dead-letter rate and the queue lag of each queue, and a dashboard of the
+  environment (:mod:`infra.export.cfn_metrics`).
 
 Resource names are ``<project>-${EnvironmentName}-<name>``: the parameter
 defaults to the topology's environment, so the template deploys it as
@@ -43,6 +45,7 @@ from infra.export.cfn_hardening import (
     security_group_resource,
     topic_policy_resource,
 )
+from infra.export.cfn_metrics import dashboard, job_metric_alarms
 from infra.export.cfn_scheduler import (
     api_timer_statements,
     scheduler_statements,
@@ -583,6 +586,15 @@ class _Builder:
                     },
                 }
 
+    def job_metrics(self) -> None:
+        """Alarms and a dashboard on the EMF job metrics (see infra.export.cfn_metrics)."""
+        for key, alarm in job_metric_alarms(self.topology, self.name).items():
+            self.resources[self.ids("Alarm", *key.split("/"))] = alarm
+        queue_names = {q.key: q.name for q in self.state.queues}
+        dlq_names = {q.key: q.name for q in self.state.dlqs}
+        pairs = {k: (queue_names[k], dlq_names[k]) for k in self.topology.queues}
+        self.resources["Dashboard"] = dashboard(self.topology, pairs)
+
 
 def cloudformation_template(topology: Topology) -> dict[str, Any]:
     """The CloudFormation template (as a JSON-ready dict) that deploys ``topology`` on AWS."""
@@ -599,6 +611,7 @@ def cloudformation_template(topology: Topology) -> dict[str, Any]:
         b.pool_service(pool, b.worker_role(pool))
     b.scheduler()
     b.alarms()
+    b.job_metrics()
     for logical in b.topic_ids.values():
         b.outputs[f"{logical}Arn"] = {"Value": {"Ref": logical}}
     for logical in b.queue_ids.values():

@@ -14,7 +14,10 @@
   ClusterIP Service;
 - the scheduler (``conveyor scheduler``: delayed jobs, cron schedules): a
   ServiceAccount and a Deployment of two replicas (liveness ``/healthz``; any number
-  may run, each due job is claimed before it is published).
+  may run, each due job is claimed before it is published);
+- when asked (``prometheus_rule``), a ``PrometheusRule`` (Prometheus Operator) with
+  the CloudFormation export's job alerts: dead-letter rate and queue lag per queue
+  (:mod:`infra.export.k8s_alerts`).
 
 AWS credentials come from the pods' identity (EKS Pod Identity or IRSA bound to
 the ServiceAccounts; the CloudFormation export's roles trust EKS Pod Identity),
@@ -28,6 +31,7 @@ import math
 import re
 from typing import Any
 
+from infra.export.k8s_alerts import prometheus_rule as job_alerts
 from infra.export.names import backlog_target
 from infra.topology import Topology
 
@@ -134,8 +138,13 @@ def kubernetes_manifests(
     image: str = "conveyor:latest",
     region: str = "us-east-1",
     account: str = ACCOUNT_PLACEHOLDER,
+    prometheus_rule: bool = False,
 ) -> list[dict[str, Any]]:
-    """Every manifest that runs ``topology``'s API and worker pools on Kubernetes with KEDA."""
+    """Every manifest that runs ``topology``'s API and worker pools on Kubernetes with KEDA.
+
+    ``prometheus_rule``: add the job alerts' ``PrometheusRule`` (opt-in: a cluster
+    without the Prometheus Operator's CRDs would refuse it, and ``kubectl apply`` fail).
+    """
     manifests: list[dict[str, Any]] = [
         {
             "apiVersion": "v1",
@@ -255,6 +264,9 @@ def kubernetes_manifests(
             }
         )
     manifests += _scheduler(topology, image)
+    if prometheus_rule:
+        name = k8s_name(topology.project, "alerts")
+        manifests.append(job_alerts(topology, name, _labels(topology, "alerts")))
     # Parts are shared between manifests (labels, probes, the security context); a YAML
     # dumper writes shared objects as anchors and aliases (&id001), which reviewers trip
     # on. Independent copies make every dump plain.

@@ -71,6 +71,8 @@ LOADED: list[tuple[str, str, Any]] = [
     ("CONVEYOR_WORKER_LIVENESS_TIMEOUT_S", "60", 60.0),
     ("CONVEYOR_WORKER_HEALTH_PORT", "9100", 9100),
     ("CONVEYOR_WORKER_HEALTH_HOST", "0.0.0.0", "0.0.0.0"),  # noqa: S104
+    ("CONVEYOR_METRICS", "emf,prometheus", "emf,prometheus"),
+    ("CONVEYOR_METRICS_NAMESPACE", "Acme/Jobs", "Acme/Jobs"),
     ("CONVEYOR_API_AUTH", "none", "none"),
     ("CONVEYOR_API_KEYS_FILE", "/run/secrets/keys.yaml", Path("/run/secrets/keys.yaml")),
     ("CONVEYOR_API_KEYS", "keys: []", "keys: []"),
