@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from types import FrameType
 
 from infra.aws.names import timers_table_name
+from infra.health import serve_http_health
 from infra.logs import get_logger
 from infra.settings import SchedulingSettings
 from infra.timers import TimerStore
 from infra.topology import Topology
 from producers.scheduler import metrics
-from producers.scheduler.health import serve_health
 from producers.scheduler.loop import Scheduler, TickSource
 from producers.scheduler.publish import DuePublisher
 
@@ -63,7 +63,7 @@ def run_scheduler(
     signal.signal(signal.SIGINT, on_signal)
     server = None
     if health_port is not None:
-        server = serve_health(
+        server = serve_http_health(
             settings.health_host,
             health_port,
             healthy=scheduler.healthy,

@@ -1,4 +1,9 @@
-"""The scheduler's HTTP endpoint: ``/healthz`` (its loop turns) and ``/metrics`` (Prometheus)."""
+"""A role's small HTTP endpoint: ``/healthz`` and ``/metrics``, served in a daemon thread.
+
+Worker nodes and the scheduler serve it (the producer API has FastAPI routes of its
+own). The standard library's server: a probe every few seconds needs no framework, and
+a worker node must not import one (see docs/architecture.md).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,14 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+#: ``(healthy, details)``: 200 ``{"status": "ok", …details}`` or 503 ``unhealthy``.
+HealthCheck = Callable[[], tuple[bool, dict[str, object]]]
+#: ``(body, content type)`` of the Prometheus exposition.
+Metrics = Callable[[], tuple[bytes, str]]
 
-def serve_health(
-    host: str,
-    port: int,
-    *,
-    healthy: Callable[[], tuple[bool, dict[str, object]]],
-    metrics: Callable[[], tuple[bytes, str]],
+
+def serve_http_health(
+    host: str, port: int, *, healthy: HealthCheck, metrics: Metrics
 ) -> ThreadingHTTPServer:
     """Serve in a daemon thread; returns the server (``server_port`` is the bound port)."""
 
@@ -37,7 +43,7 @@ def serve_health(
             self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
-            return  # probes every few seconds would drown the scheduler's events
+            return  # probes every few seconds would drown the role's own events
 
     server = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
