@@ -416,25 +416,7 @@ class Enqueuer:
                 f.job.index, 202, f.job.job_type, "accepted", job_id=f.envelope.id, queues=queues
             )
             accepted.append((f, result))
-        if failed_claims:
-            self._release(failed_claims)
-        settled = [f.claim for f, _ in accepted if f.claim is not None]
-        if settled and self.idempotency is not None:
-            self.idempotency.mark_published(settled)
-        if accepted and self.recorder is not None:
-            self.recorder.record_queued(
-                [
-                    QueuedJob(
-                        f.envelope.id,
-                        f.job.job_type,
-                        outcomes[f.job.index].queues,
-                        f.envelope.trace_id,
-                        key_name,
-                        queued_at=f.envelope.time,
-                    )
-                    for f, _ in accepted
-                ]
-            )
+        self._settle([f for f, _ in accepted], failed_claims, outcomes, key_name, scheduled=False)
 
     def _schedule(
         self, flying: list[_InFlight], outcomes: dict[int, Outcome], key_name: str | None
@@ -493,12 +475,25 @@ class Enqueuer:
                 due_at=timer.due_at,
             )
             stored.append(f)
+        self._settle(stored, failed_claims, outcomes, key_name, scheduled=True)
+
+    def _settle(
+        self,
+        done: list[_InFlight],
+        failed_claims: list[Claim],
+        outcomes: dict[int, Outcome],
+        key_name: str | None,
+        *,
+        scheduled: bool,
+    ) -> None:
+        """After publishing (or storing the timers of) ``done``: release the idempotency
+        claims of what failed, settle the others', record the jobs in the ledger."""
         if failed_claims:
             self._release(failed_claims)
-        settled = [f.claim for f in stored if f.claim is not None]
+        settled = [f.claim for f in done if f.claim is not None]
         if settled and self.idempotency is not None:
             self.idempotency.mark_published(settled)
-        if stored and self.recorder is not None:
+        if done and self.recorder is not None:
             self.recorder.record_queued(
                 [
                     QueuedJob(
@@ -507,10 +502,13 @@ class Enqueuer:
                         outcomes[f.job.index].queues,
                         f.envelope.trace_id,
                         key_name,
-                        due_at=f.job.due_at,
-                        scheduled=True,
+                        # A published job was queued when the API accepted it; a stored
+                        # one is scheduled, due when it asked to be.
+                        queued_at=None if scheduled else f.envelope.time,
+                        due_at=f.job.due_at if scheduled else None,
+                        scheduled=scheduled,
                     )
-                    for f in stored
+                    for f in done
                 ]
             )
 
