@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from infra import tracing
 from infra.aws.names import IDEMPOTENCY_TABLE, timers_table_name
 from infra.claim_check import claim_check_for
 from infra.ledger import ledger_for
@@ -55,6 +56,7 @@ from producers.metrics import CONTENT_TYPE, ApiMetrics, exposition
 from producers.publisher import Publisher, PublishError
 from producers.ready import CachedReadiness
 from producers.status import status_router
+from producers.traced import TraceRequests
 
 __all__ = ["SOURCE", "JobAccepted", "create_app", "valid_traceparent"]
 
@@ -129,6 +131,9 @@ def create_app(
     app.add_middleware(
         ApiKeyGate, ring=guard.ring, on_rejected=lambda: metrics.request_rejected("unauthorized")
     )
+    if tracing.enabled():  # outermost: the span covers the key check and the body's read
+        tracing.configure("conveyor-api")
+        app.add_middleware(TraceRequests)
     timeouts = {
         "connect_timeout_s": settings.aws_connect_timeout_s,
         "read_timeout_s": settings.aws_read_timeout_s,

@@ -20,13 +20,21 @@ from typing import TYPE_CHECKING
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra import aws
+from infra import aws, tracing
 from infra.aws.errors import describe_aws_error
 from infra.aws.names import TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE, succeeded_table_name
 from infra.ledger import ledger_for
 from infra.settings import running_in_aws_lambda
 from infra.topology import Topology
-from workers.hooks import DEFAULT_HOOKS, Hook, IdempotencyGuard, Inline, LedgerHook
+from workers.hooks import (
+    DEFAULT_HOOKS,
+    Hook,
+    IdempotencyGuard,
+    Inline,
+    LedgerHook,
+    connect_trace_flush,
+    trace_attempt,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -125,6 +133,12 @@ def job_hooks(topology: Topology, queues: list[str]) -> tuple[Hook, ...]:
     when a job type of ``queues`` records its status (``ledger: true``).
     """
     hooks: list[Hook] = list(DEFAULT_HOOKS)
+    if tracing.enabled():
+        # Outermost: the attempt span covers the ledger and guard calls (their boto3
+        # calls are its children through the botocore instrumentation).
+        tracing.configure("conveyor-worker")
+        connect_trace_flush()
+        hooks.insert(0, trace_attempt)
     ledger = ledger_for(topology)
     if ledger is not None and any(
         ledger.records(jt) for q in queues for jt in topology.job_types_of_queue(q)
