@@ -114,6 +114,7 @@ def create_app(
         enqueuer.close()
 
     app = FastAPI(
+        **_NATIVE_TELEMETRY_OFF,
         lifespan=lifespan,
         title="Conveyor producer API",
         version="1",
@@ -175,6 +176,16 @@ def create_app(
         return await request_validation_exception_handler(request, exc)
 
     return app
+
+
+#: FastAPI (0.165 on) emits its own spans once an SDK tracer provider exists: the
+#: request span is producers.traced's (one server span, the publish spans its
+#: children, on every FastAPI version this accepts), so FastAPI's is turned off.
+_NATIVE_TELEMETRY_OFF: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
 
 
 def _add_job_routes(
