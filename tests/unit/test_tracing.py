@@ -44,7 +44,9 @@ trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
 parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 with tracing.publish_span("topic", "arn:t", batch_size=3, fallback_traceparent=parent) as p:
     published = p.traceparent()
-with tracing.attempt_span(queue="q", attempt=2, job_id="j1", job_type="t", traceparent=published) as a:
+with tracing.attempt_span(
+    queue="q", attempt=2, job_id="j1", job_type="t", traceparent=published
+) as a:
     a.set(conveyor__outcome="retry", conveyor__reason="ValueError")
     a.fail("retry: boom")
 with tracing.attempt_span(queue="q", attempt=1, job_id="j1", job_type="t", traceparent=published,
