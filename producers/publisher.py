@@ -231,6 +231,7 @@ class Publisher:
 
         The FIFO ids are used on FIFO topics only (default: the job id for both).
         """
+        entry = self._encode(0, Outgoing(envelope, message_group_id, deduplication_id))
         topic = self.topology.job_types[envelope.type].topic
         arn = self.arn(topic)
         with tracing.publish_span(
@@ -239,8 +240,10 @@ class Publisher:
             batch_size=1,
             fallback_traceparent=envelope.traceparent,
         ) as span:
-            envelope = _traced(envelope, span)
-            entry = self._encode(0, Outgoing(envelope, message_group_id, deduplication_id))
+            if span.traceparent() is not None:
+                # The envelope names the publish span as its parent (same size as before).
+                traced = Outgoing(_traced(envelope, span), message_group_id, deduplication_id)
+                entry = self._encode(0, traced)
             try:
                 response = self._timed(
                     self._sns().publish,

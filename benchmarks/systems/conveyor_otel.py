@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from benchmarks.procs import Proc
@@ -23,8 +24,18 @@ producer_env = conveyor.producer_env
 
 
 class _Sink(BaseHTTPRequestHandler):
+    #: Where the sink notes how many export requests and bytes it took (proof spans flowed).
+    record: Path | None = None
+    requests = 0
+    bytes_in = 0
+
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        cls = type(self)
+        cls.requests += 1
+        cls.bytes_in += len(body)
+        if cls.record is not None:
+            cls.record.write_text(f"{cls.requests} export requests, {cls.bytes_in} bytes\n")
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", "0")
@@ -37,6 +48,7 @@ class _Sink(BaseHTTPRequestHandler):
 def setup(run: RunContext) -> dict[str, Any]:
     """Conveyor's set-up, and an OTLP sink on a loopback port (for the run's lifetime)."""
     config = conveyor.setup(run)
+    _Sink.record = run.log_dir / "otlp-sink.txt"
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True, name="otlp-sink").start()
     config["otlp_endpoint"] = f"http://127.0.0.1:{sink.server_address[1]}"
