@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from tests import REPO
 
@@ -141,3 +142,51 @@ def test_xray_propagators_select_xray_trace_ids() -> None:
     assert abs(started_s - time.time()) < a_day_s
     # A random (W3C) trace id's first digits are no clock.
     assert abs(int(plain.split("-")[1][:8], 16) - time.time()) > a_day_s
+
+
+LAMBDA = """
+import json
+from infra import tracing
+from infra.envelope import encode, make_envelope
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from tests.unit.test_lambda_adapter import lambda_record
+from workers.lambda_adapter import lambda_handler
+exporter = InMemorySpanExporter()
+tracing._get_tracer()
+trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+envelope = make_envelope("test.record", {"label": "hi"}, traceparent=parent)
+response = lambda_handler({"Records": [lambda_record("ok", body=encode(envelope))]}, None)
+[span] = exporter.get_finished_spans()
+print("RESULT " + json.dumps({
+    "response": response,
+    "trace": format(span.context.trace_id, "032x"),
+    "parent": format(span.parent.span_id, "016x"),
+    "kind": span.kind.name,
+    "attrs": dict(span.attributes),
+    "job_id": envelope.id,
+}))
+"""
+
+
+def test_the_lambda_adapter_traces_each_attempt_as_a_child_of_the_envelope(
+    tmp_path: Path,
+) -> None:
+    found = _run(
+        LAMBDA,
+        OTEL_TRACES_EXPORTER="console",
+        CONVEYOR_QUEUES_FILE=str(REPO / "tests" / "fixtures" / "pipeline.yaml"),
+        CONVEYOR_ENVIRONMENT="unit",
+        CONVEYOR_TEST_OUTBOX=str(tmp_path),
+    )
+    assert found["response"] == {"batchItemFailures": []}
+    assert found["trace"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert found["parent"] == "00f067aa0ba902b7"
+    assert found["kind"] == "CONSUMER"
+    attrs = found["attrs"]
+    assert isinstance(attrs, dict)
+    assert attrs["conveyor.job.id"] == found["job_id"]
+    assert attrs["conveyor.outcome"] == "succeeded"
+    assert attrs["conveyor.attempt"] == 1
