@@ -156,6 +156,11 @@ def build(
     for other in ("celery", "raw"):
         if "conveyor" in figures and other in figures:
             doc["ratios"][f"conveyor/{other}"] = ratios(figures["conveyor"], figures[other])
+    if "conveyor" in figures and "conveyor_otel" in figures:
+        # What tracing costs: Conveyor with its spans exported over Conveyor without.
+        doc["ratios"]["conveyor_otel/conveyor"] = ratios(
+            figures["conveyor_otel"], figures["conveyor"]
+        )
     return doc
 
 

@@ -476,3 +476,16 @@ def in_kubernetes_cluster() -> bool:
 def prometheus_multiproc_dir() -> str | None:
     """``PROMETHEUS_MULTIPROC_DIR``, None when unset or empty."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+#: The standard OpenTelemetry variables that turn tracing on (infra/tracing.py).
+OTEL_ENABLING_VARIABLES = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_TRACES_EXPORTER",
+)
+
+
+def otel_variables() -> dict[str, str]:
+    """The ``OTEL_*`` variables set (non-empty) in this environment (the OTel SDK reads them)."""
+    return {name: value for name, value in os.environ.items() if name.startswith("OTEL_") and value}

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from infra import tracing
 from infra.aws.names import IDEMPOTENCY_TABLE, timers_table_name
 from infra.claim_check import claim_check_for
 from infra.ledger import ledger_for
@@ -55,6 +56,7 @@ from producers.metrics import CONTENT_TYPE, ApiMetrics, exposition
 from producers.publisher import Publisher, PublishError
 from producers.ready import CachedReadiness
 from producers.status import status_router
+from producers.traced import TraceRequests
 
 __all__ = ["SOURCE", "JobAccepted", "create_app", "valid_traceparent"]
 
@@ -112,6 +114,7 @@ def create_app(
         enqueuer.close()
 
     app = FastAPI(
+        **_NATIVE_TELEMETRY_OFF,
         lifespan=lifespan,
         title="Conveyor producer API",
         version="1",
@@ -129,6 +132,9 @@ def create_app(
     app.add_middleware(
         ApiKeyGate, ring=guard.ring, on_rejected=lambda: metrics.request_rejected("unauthorized")
     )
+    if tracing.enabled():  # outermost: the span covers the key check and the body's read
+        tracing.configure("conveyor-api")
+        app.add_middleware(TraceRequests)
     timeouts = {
         "connect_timeout_s": settings.aws_connect_timeout_s,
         "read_timeout_s": settings.aws_read_timeout_s,
@@ -170,6 +176,16 @@ def create_app(
         return await request_validation_exception_handler(request, exc)
 
     return app
+
+
+#: FastAPI (0.165 on) emits its own spans once an SDK tracer provider exists: the
+#: request span is producers.traced's (one server span, the publish spans its
+#: children, on every FastAPI version this accepts), so FastAPI's is turned off.
+_NATIVE_TELEMETRY_OFF: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
 
 
 def _add_job_routes(

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import (
@@ -24,7 +24,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from infra import aws
+from infra import aws, tracing
 from infra.aws.errors import THROTTLING_CODES, error_code, http_status, is_not_found, is_throttled
 from infra.aws.names import sns_arn
 from infra.envelope import Envelope, encode
@@ -234,12 +234,28 @@ class Publisher:
         entry = self._encode(0, Outgoing(envelope, message_group_id, deduplication_id))
         topic = self.topology.job_types[envelope.type].topic
         arn = self.arn(topic)
-        try:
-            response = self._timed(
-                self._sns().publish, TopicArn=arn, Message=entry.body, **self._fifo_ids(entry.item)
-            )
-        except Exception as exc:
-            raise self._sns_error(exc, topic) from exc
+        with tracing.publish_span(
+            self.topology.topic_name(topic),
+            arn,
+            batch_size=1,
+            fallback_traceparent=envelope.traceparent,
+        ) as span:
+            if span.traceparent() is not None:
+                # The envelope names the publish span as its parent (same size as before).
+                traced = Outgoing(_traced(envelope, span), message_group_id, deduplication_id)
+                entry = self._encode(0, traced)
+            try:
+                response = self._timed(
+                    self._sns().publish,
+                    TopicArn=arn,
+                    Message=entry.body,
+                    **self._fifo_ids(entry.item),
+                )
+            except Exception as exc:
+                error = self._sns_error(exc, topic)
+                span.fail(error.detail)
+                raise error from exc
+            span.set(messaging__message__id=response["MessageId"])
         return Published(topic, arn, response["MessageId"], entry.size_bytes)
 
     def publish_many(self, items: Sequence[Outgoing]) -> list[Published | PublishError]:
@@ -285,7 +301,14 @@ class Publisher:
         if len(calls) == 1:
             outcomes = [self._publish_chunk(*calls[0])]
         else:
-            outcomes = list(self._pool.map(lambda call: self._publish_chunk(*call), calls))
+            # The pool's threads do not inherit the request's trace context: carry it.
+            ctx = tracing.capture()
+
+            def publish_chunk(call: tuple[str, str, list[_Entry]]) -> dict[int, Any]:
+                with tracing.attached(ctx):
+                    return self._publish_chunk(*call)
+
+            outcomes = list(self._pool.map(publish_chunk, calls))
         for outcome in outcomes:
             for index, result in outcome.items():
                 results[index] = result
@@ -294,6 +317,26 @@ class Publisher:
         ]
 
     def _publish_chunk(
+        self, topic: str, arn: str, entries: list[_Entry]
+    ) -> dict[int, Published | PublishError]:
+        with tracing.publish_span(
+            self.topology.topic_name(topic),
+            arn,
+            batch_size=len(entries),
+            fallback_traceparent=entries[0].item.envelope.traceparent,
+        ) as span:
+            if span.traceparent() is not None:
+                # Each envelope names the publish span as its parent (same length: same size).
+                entries = [replace(e, body=encode(_traced(e.item.envelope, span))) for e in entries]
+            out = self._send_chunk(topic, arn, entries)
+            failed = sum(1 for r in out.values() if isinstance(r, PublishError))
+            if failed or len(out) < len(entries):
+                span.fail(f"{len(entries) - len(out) + failed} of {len(entries)} not published")
+            if len(entries) == 1 and isinstance(published := out.get(entries[0].index), Published):
+                span.set(messaging__message__id=published.message_id)
+            return out
+
+    def _send_chunk(
         self, topic: str, arn: str, entries: list[_Entry]
     ) -> dict[int, Published | PublishError]:
         request = [
@@ -340,6 +383,14 @@ class Publisher:
                 raise self._sns_error(exc, topic) from exc
             names.append(self.topology.topic_name(topic))
         return names
+
+
+def _traced(envelope: Envelope, span: tracing.SpanHandle) -> Envelope:
+    """``envelope`` naming ``span`` as its ``traceparent`` (unchanged when tracing is off)."""
+    traceparent = span.traceparent()
+    if traceparent is None or traceparent == envelope.traceparent:
+        return envelope
+    return envelope.model_copy(update={"traceparent": traceparent})
 
 
 def _chunks(entries: list[_Entry]) -> list[list[_Entry]]:

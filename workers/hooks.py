@@ -20,6 +20,7 @@ from typing import Protocol
 import structlog
 from celery.signals import worker_process_shutdown
 
+from infra import tracing
 from infra.ledger import Ledger, RunState, RunUpdate, latest_of
 from workers.metrics import instruments
 from workers.outcome import Outcome
@@ -40,6 +41,8 @@ class Job:
     sent_at_s: float | None
     #: How often the job was redriven from its DLQ (the envelope's redrive count).
     redrives: int = 0
+    #: The envelope's W3C ``traceparent`` (the publish span, when the API traces).
+    traceparent: str | None = None
 
 
 Proceed = Callable[[], Outcome]
@@ -65,6 +68,42 @@ def log_context(job: Job, proceed: Proceed) -> Outcome:
         trace_id=job.trace_id,
     ):
         return proceed()
+
+
+def _flush_traces(**_: object) -> None:
+    # billiard ends a child with os._exit: export its queued spans first.
+    tracing.flush()
+
+
+def trace_attempt(job: Job, proceed: Proceed) -> Outcome:
+    """One consumer span per attempt, child of the envelope's ``traceparent``, with its outcome.
+
+    Listed by :func:`workers.idempotency.job_hooks` only when tracing is on (outermost).
+    """
+    with tracing.attempt_span(
+        queue=job.queue,
+        attempt=job.attempt,
+        job_id=job.job_id,
+        job_type=job.job_type,
+        traceparent=job.traceparent,
+        redrives=job.redrives,
+    ) as span:
+        outcome = proceed()
+        reason: str | None = None
+        if outcome.kind == "dead_letter":
+            reason = outcome.failure.reason if outcome.failure else "unknown"
+        elif outcome.kind == "retry":
+            reason = outcome.error_type
+        kind = "cancelled" if outcome.extra.get("cancelled") else outcome.kind
+        span.set(conveyor__outcome=kind, conveyor__reason=reason)
+        if outcome.kind != "succeeded":
+            span.fail(f"{kind}: {outcome.error or reason}")
+        return outcome
+
+
+def connect_trace_flush() -> None:
+    """Flush spans when a pool child shuts down (idempotent)."""
+    worker_process_shutdown.connect(_flush_traces, weak=False, dispatch_uid="conveyor.traces")
 
 
 def record_metrics(job: Job, proceed: Proceed) -> Outcome:

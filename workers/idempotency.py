@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra import aws
+from infra import aws, tracing
 from infra.aws.errors import describe_aws_error
 from infra.aws.names import TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE, succeeded_table_name
 from infra.job_metrics import NO_POOL
@@ -34,7 +34,9 @@ from workers.hooks import (
     IdempotencyGuard,
     Inline,
     LedgerHook,
+    connect_trace_flush,
     record_metrics,
+    trace_attempt,
 )
 
 if TYPE_CHECKING:
@@ -146,6 +148,12 @@ def job_hooks(topology: Topology, queues: list[str]) -> tuple[Hook, ...]:
             topology.project, topology.environment, pools, namespace=worker.metrics_namespace
         )
         hooks.insert(1, emf)
+    if tracing.enabled():
+        # Outermost: the attempt span covers the ledger and guard calls (their boto3
+        # calls are its children through the botocore instrumentation).
+        tracing.configure("conveyor-worker")
+        connect_trace_flush()
+        hooks.insert(0, trace_attempt)
     ledger = ledger_for(topology)
     if ledger is not None and any(
         ledger.records(jt) for q in queues for jt in topology.job_types_of_queue(q)

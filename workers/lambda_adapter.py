@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra import aws
+from infra import aws, tracing
 from infra.aws.lookup import dlq_url, queue_url
 from infra.errors import AwsError
 from infra.logs import configure_logging
@@ -187,6 +187,8 @@ class LambdaAdapter:
             failed=len(result.failed),
             skipped=len(result.skipped),
         )
+        # Lambda freezes the process between invocations: export this batch's spans now.
+        tracing.flush()
         return result.response()
 
     # -- one record ---------------------------------------------------------------------

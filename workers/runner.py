@@ -185,6 +185,7 @@ class JobRunner:
             trace_id=envelope.trace_id if envelope else None,
             sent_at_s=_epoch_s(_attributes(message).get("SentTimestamp")),
             redrives=_redrives(envelope),
+            traceparent=envelope.traceparent if envelope else None,
         )
         call: Callable[[], Outcome] = execute
         for hook in reversed(self.hooks):

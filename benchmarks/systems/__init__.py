@@ -6,7 +6,7 @@ from importlib import import_module
 from types import ModuleType
 
 #: The measured systems, in the order they run.
-SYSTEMS = ("celery", "raw", "conveyor")
+SYSTEMS = ("celery", "raw", "conveyor", "conveyor_otel")
 
 
 def load(name: str) -> ModuleType:
