@@ -12,8 +12,10 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from infra.emulator import EmulatorProcess
@@ -55,6 +57,25 @@ def aws_env(emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> Itera
     """Point this process at the emulator under a fresh environment name."""
     with pointed_at(emulator.endpoint_url, fresh_environment(), monkeypatch) as env:
         yield env
+
+
+# --- structlog: no cached loggers in the test process ----------------------------------------
+# infra.logs configures structlog with cache_logger_on_first_use (a process logs the same way
+# all its life). In a test process, a command run in-process (CliRunner) would then freeze the
+# loggers it touched, and a later test's structlog.testing.capture_logs would see nothing.
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _uncached_structlog_loggers() -> Iterator[None]:
+    configure = structlog.configure
+
+    def uncached(*args: Any, **kwargs: Any) -> None:
+        kwargs["cache_logger_on_first_use"] = False
+        configure(*args, **kwargs)
+
+    structlog.configure = uncached  # type: ignore[assignment]
+    yield
+    structlog.configure = configure  # type: ignore[assignment]
 
 
 # --- the fault scenarios' figures (tests/faults, tests/fuzz) at the end of the run ----------
