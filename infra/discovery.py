@@ -145,7 +145,7 @@ def read_discovery(path: Path | None = None, *, live_only: bool = True) -> Disco
     it is unreadable, or (``live_only``) the ``up`` that wrote it is gone."""
     try:
         data = json.loads((path or discovery_path()).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # any damaged file: as if there were none
         return None
     found = Discovered.from_json(data)
     if found is None or (live_only and not pid_alive(found.pid)):
