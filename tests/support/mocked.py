@@ -40,7 +40,10 @@ def clear_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def in_process_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto's ``mock_aws`` with a clean environment and fresh Conveyor clients."""
     clear_aws_env(monkeypatch)
-    aws.reset_clients()
     with mock_aws():
+        # Inside: moto has set its fake credentials. A client built before (e.g. by a
+        # ledger writer thread an earlier test left behind) would be cached on a session
+        # that found no credentials.
+        aws.reset_clients()
         yield
     aws.reset_clients()
