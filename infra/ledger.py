@@ -62,6 +62,8 @@ from infra.aws.errors import (
     is_condition_failed,
     is_table_missing,
 )
+from infra.aws.items import string_value as _s
+from infra.aws.items import whole_number_value as _n
 from infra.aws.names import TABLE_PARTITION_KEY, TABLE_TTL_ATTRIBUTE, ledger_table_name
 from infra.backoff import exponential_delay_s
 from infra.errors import AwsError
@@ -242,14 +244,6 @@ def overall_state(states: Sequence[str]) -> JobState:
 
 def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _s(value: str) -> AttributeValueTypeDef:
-    return {"S": value}
-
-
-def _n(value: float) -> AttributeValueTypeDef:
-    return {"N": str(int(value))}
 
 
 def job_key(job_id: str) -> str:

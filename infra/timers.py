@@ -50,6 +50,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import aws
 from infra.aws.errors import describe_aws_error, error_code, is_condition_failed, is_table_missing
+from infra.aws.items import string_value as _s
+from infra.aws.items import whole_number_value as _n
 from infra.aws.names import TABLE_PARTITION_KEY, TABLE_SORT_KEY, TABLE_TTL_ATTRIBUTE
 from infra.backoff import exponential_delay_s
 from infra.errors import AwsError
@@ -129,14 +131,6 @@ class DueRef:
     due_at: datetime
     #: The index partition it was found in (``<bucket>#<shard>``).
     partition: str
-
-
-def _s(value: str) -> AttributeValueTypeDef:
-    return {"S": value}
-
-
-def _n(value: float) -> AttributeValueTypeDef:
-    return {"N": str(int(value))}
 
 
 def _ms(at: datetime) -> int:

@@ -29,6 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from infra import aws
 from infra.aws.errors import describe_aws_error, is_condition_failed, is_table_missing
+from infra.aws.items import string_value as _s
 from infra.aws.names import TABLE_PARTITION_KEY, TABLE_SORT_KEY, TABLE_TTL_ATTRIBUTE
 from infra.cron import parse_tick_id, tick_id
 from infra.errors import AwsError
@@ -84,10 +85,6 @@ class Claim:
 def schedule_pk(name: str) -> str:
     """The partition key of schedule ``name``'s items."""
     return f"{SCHEDULE_PK_PREFIX}{name}"
-
-
-def _s(value: str) -> AttributeValueTypeDef:
-    return {"S": value}
 
 
 def _n(value: float) -> AttributeValueTypeDef:
