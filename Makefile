@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # constraints.txt pins the whole dependency tree so a fresh clone installs what CI tested.
 PIP_INSTALL := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: venv run demo bench test check lint fmt typecheck emulator docs clean
+.PHONY: venv browser run demo bench test check lint fmt typecheck emulator docs clean
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,22 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	touch $(STAMP)
 
 venv: $(STAMP)  ## create or update the virtual environment
+
+# The browser tests (tests/browser) and the console's screenshots drive Debian's chromium
+# through Playwright (its own browser download is not available everywhere). As root on a
+# machine with apt-get and no chromium, it is installed (about 50 s); otherwise one line
+# says what to install. Without it the browser tests skip, and fail under CI=true.
+CHROMIUM_LOG := $(VENV)/chromium-install.log
+browser: $(STAMP)  ## the browser the browser tests drive: Debian's chromium
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the browser tests (apt-get, about a minute)"; \
+	  ( export DEBIAN_FRONTEND=noninteractive; apt-get update -qq \
+	    && apt-get install -y -qq --no-install-recommends chromium ) >$(CHROMIUM_LOG) 2>&1 \
+	  || echo "apt-get install chromium failed (see $(CHROMIUM_LOG)): the browser tests will not run"; \
+	else \
+	  echo "the browser tests need Debian's chromium: sudo apt-get install chromium (without it they skip; under CI=true they fail)"; \
+	fi
 
 run: $(STAMP)  ## start the whole system on the embedded emulator and submit the sample workload once
 	$(BIN)/conveyor up --sample-workload
@@ -34,7 +50,7 @@ soak: $(STAMP)  ## memory of one node per pool kind over SOAK_JOBS jobs (default
 emulator: $(STAMP)  ## run the embedded emulator in the foreground
 	$(BIN)/conveyor emulator
 
-test: $(STAMP)  ## the test suite (unit, integration against a real moto server, end to end)
+test: $(STAMP) browser  ## the test suite (unit, integration against a real moto server, end to end, browser)
 	$(BIN)/pytest
 
 .PHONY: faults
@@ -42,9 +58,10 @@ test: $(STAMP)  ## the test suite (unit, integration against a real moto server,
 faults: $(STAMP)  ## the fault suite at full size (~15 min): kill -9, SIGTERM, outage, poison, duplicates, load, fuzzing
 	CONVEYOR_FAULTS=full $(BIN)/pytest tests/faults tests/fuzz --timeout=1200 -q -n 0
 
-docs: $(STAMP)  ## regenerate docs/cli.md (the CLI's --help) and docs/settings.md (infra/settings.py); tests fail when they are stale
+docs: $(STAMP) browser  ## regenerate docs/cli.md (the CLI's --help), docs/settings.md (infra/settings.py) and the console's screenshots; tests fail when the first two are stale
 	$(BIN)/python docs/generate_cli.py
 	$(BIN)/python docs/generate_settings.py
+	$(BIN)/python docs/console_screenshots.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,5 +1,5 @@
 """The whole system on one machine: emulator (when no AWS endpoint is set), topology, API,
-a scheduler (delayed jobs), workers.
+a scheduler (delayed jobs), workers, and (when a port is given) the console.
 
 Composition only: it starts the processes the packages provide and stops them in
 the right order. Each part runs as its own process, as it would in production.
@@ -95,6 +95,8 @@ class LocalSystem:
     emulator_url: str | None = None
     #: The scheduler's /healthz (and /metrics beside it).
     scheduler_health_url: str | None = None
+    #: The web console (``conveyor console``), when this system started one.
+    console_url: str | None = None
     children: list[Child] = field(default_factory=list)
     log_dir: Path | None = None
     #: Where desired replicas and the supervisor's status live (``workers scale`` uses it).
@@ -219,6 +221,20 @@ def _wait_started(what: str, url: str, child: Child) -> None:
         raise StartError(f"{what} did not start: {exc}") from exc
 
 
+def _start_console(system: LocalSystem, port: int, log_dir: Path | None) -> Child:
+    """Spawn ``conveyor console`` on ``port``; it scales through this system's supervisor."""
+    env = dict(system.env)
+    if system.state_dir is not None:
+        # The supervisor's state: the console's pools page reads and scales it there.
+        env["CONVEYOR_STATE_DIR"] = str(system.state_dir.parent)
+    console = _spawn(
+        "console", _conveyor("console", "--host", "127.0.0.1", "--port", str(port)), env, log_dir
+    )
+    system.children.append(console)
+    system.console_url = f"http://127.0.0.1:{port}"
+    return console
+
+
 @contextmanager
 def local_system(
     topology: Topology,
@@ -229,11 +245,13 @@ def local_system(
     log_dir: Path | None = None,
     state_dir: Path | None = None,
     autoscale: bool = False,
+    console_port: int | None = None,
 ) -> Iterator[LocalSystem]:
     """Start everything, yield handles, stop everything (workers drain first).
 
     ``state_dir`` defaults to ``CONVEYOR_STATE_DIR``, else ``<log_dir>/state`` when
     a log directory is given, else ``.conveyor/state`` (see :mod:`ops.scaling.store`).
+    ``console_port`` starts the web console there (0: any free port); None: no console.
     """
     env = child_environment(CONVEYOR_ENVIRONMENT=topology.environment)
     emulator: EmulatorProcess | None = None
@@ -274,6 +292,9 @@ def local_system(
         )
         system.children.append(scheduler)
         system.scheduler_health_url = f"http://127.0.0.1:{scheduler_port}/healthz"
+        console: Child | None = None
+        if console_port is not None:
+            console = _start_console(system, console_port or free_port(), log_dir)
         system.threads.append(_Service("supervisor", supervisor.run))
         if autoscale:
             backend = LocalBackend(topology, state_dir=system.state_dir, with_jobs=False)
@@ -283,11 +304,13 @@ def local_system(
         try:
             _wait_started("the producer API", f"{system.api_url}/healthz", api)
             _wait_started("the scheduler", system.scheduler_health_url, scheduler)
+            if console is not None:
+                _wait_started("the console", f"{system.console_url}/healthz", console)
             yield system
         finally:
-            # The scheduler first (it publishes no more), then the workers (they drain),
-            # then the API, so nothing is accepted unprocessed.
-            _stop([c for c in system.children if c.name == "scheduler"], 10.0)
+            # The console and the scheduler first (no more actions, nothing more published),
+            # then the workers (they drain), then the API, so nothing is accepted unprocessed.
+            _stop([c for c in system.children if c.name in ("console", "scheduler")], 10.0)
             for thread in reversed(system.threads):
                 thread.close(timeout_s=STOP_GRACE_S + 10.0)
             _stop([c for c in system.children if c.name == "api"], 10.0)

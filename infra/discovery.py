@@ -2,8 +2,8 @@
 
 ``conveyor up`` writes one file, ``.conveyor/up.json`` in the directory of queues.yaml
 (:func:`discovery_path`), once the system serves, and removes it when it stops. The
-file names the emulator's endpoint, the API's URL, the health URLs, the state
-directory and the pid of ``up``; a file whose pid is gone (``up`` was killed) is
+file names the emulator's endpoint, the API's URL, the web console's URL, the health
+URLs, the state directory and the pid of ``up``; a file whose pid is gone (``up`` was killed) is
 stale and ignored. See :class:`Discovered` for the fields.
 
 Every command (and the Python client, for the API URL) resolves what it talks to
@@ -74,6 +74,9 @@ class Discovered:
     #: When ``up`` started serving (ISO 8601, UTC).
     started_at: str = ""
     version: int = VERSION
+    #: The web console (``conveyor console``), e.g. ``http://127.0.0.1:8080``; None when
+    #: ``up`` runs none.
+    console_url: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The file's content."""
@@ -96,6 +99,7 @@ class Discovered:
                 state_dir=str(data["state_dir"]) if data.get("state_dir") else None,
                 health_urls={str(k): str(v) for k, v in (data.get("health_urls") or {}).items()},
                 started_at=str(data.get("started_at") or ""),
+                console_url=str(data["console_url"]) if data.get("console_url") else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             return None

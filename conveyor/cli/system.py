@@ -104,12 +104,20 @@ def _prepare(use_aws: bool) -> tuple[Topology, bool]:
     return topology, _use_emulator(use_aws)
 
 
-def _check_ports(api_port: int, emulator_port: int, use_emulator: bool) -> None:
+def _check_ports(
+    api_port: int, emulator_port: int, use_emulator: bool, console_port: int = 0
+) -> None:
     """Exit with one line naming the option when a port ``up`` needs is taken."""
     if api_port and port_in_use(api_port):
         fail(
             f"port {api_port} (the producer API's) is in use: stop what listens there,"
             " or pass --api-port with another port",
+            EXIT_FAILED,
+        )
+    if console_port and port_in_use(console_port):
+        fail(
+            f"port {console_port} (the web console's) is in use: stop what listens there,"
+            " or pass --console-port with another port (0: any free one)",
             EXIT_FAILED,
         )
     if use_emulator and emulator_port and port_in_use(emulator_port):
@@ -207,8 +215,12 @@ def _record(system: LocalSystem, queues_file: Path, use_emulator: bool) -> Disco
         project=system.topology.project,
         environment=system.topology.environment,
         state_dir=str(system.state_dir.resolve()) if system.state_dir else None,
-        health_urls={"api": f"{system.api_url}/healthz"},
+        health_urls={
+            "api": f"{system.api_url}/healthz",
+            **({"console": f"{system.console_url}/healthz"} if system.console_url else {}),
+        },
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        console_url=system.console_url,
     )
 
 
@@ -217,6 +229,8 @@ def _banner(system: LocalSystem, discovery_file: Path, *, export_needed: bool) -
     typer.echo(f"conveyor is up on {where} (environment {system.topology.environment})")
     typer.echo(f"  API        {system.api_url}   (OpenAPI {system.api_url}/docs)")
     typer.echo(f"  health     {system.api_url}/healthz")
+    if system.console_url:
+        typer.echo(f"  console    {system.console_url}   (queues, dead letters, jobs, pools)")
     typer.echo(f"  scheduler  {system.scheduler_health_url}   (delayed jobs, cron schedules)")
     if system.emulator_url:
         typer.echo(f"  emulator   {system.emulator_url}")
@@ -245,13 +259,16 @@ def up(
     emulator_port: Annotated[
         int, typer.Option(help="Port of the embedded emulator (0: any free port).")
     ] = 0,
+    console_port: Annotated[
+        int, typer.Option(help="Port of the web console (conveyor console; 0: any free port).")
+    ] = 8080,
     autoscale: Annotated[
         bool, typer.Option(help="Also run the backlog autoscaler (conveyor workers autoscale).")
     ] = False,
     debug: Debug = False,
 ) -> None:
     """Start the embedded emulator (--aws: use AWS instead), apply the topology,
-    start the API and the worker pools; stay in the foreground until Ctrl-C.
+    start the API, the worker pools and the web console; stay in the foreground until Ctrl-C.
 
     Worker nodes run under the local supervisor: replicas.min per pool until
     conveyor workers scale changes it, and a node that crashes is restarted.
@@ -268,7 +285,7 @@ def up(
             f" {running.api_url}): use it, or stop it first",
             EXIT_FAILED,
         )
-    _check_ports(api_port, emulator_port, use_emulator)
+    _check_ports(api_port, emulator_port, use_emulator, console_port)
     _check_keys(use_emulator, topology)
     signal.signal(signal.SIGTERM, _raise_stop)
     # Discovery covers other shells unless it is off, or AWS settings (as in this shell,
@@ -282,6 +299,7 @@ def up(
             api_port=api_port,
             emulator_port=emulator_port,
             autoscale=autoscale,
+            console_port=console_port,
         ) as system:
             write_discovery(path, _record(system, queues_file, use_emulator))
             try:
