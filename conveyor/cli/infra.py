@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from conveyor.cli import common
 from infra import aws, provision
 from infra.errors import ProvisionError
 from infra.export import cloudformation_template, kubernetes_manifests
+from infra.export.cfn_console import ConsoleMode
 from infra.export.kubernetes import ACCOUNT_PLACEHOLDER, manifest_filename
 from infra.provision import Change, Plan
 
@@ -24,6 +26,28 @@ app = typer.Typer(
 )
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print the changes as JSON on stdout.")]
+
+
+class ConsoleChoice(StrEnum):
+    """Whether an export runs the web console, and what it may do."""
+
+    none = "none"
+    read_only = "read-only"
+    operate = "operate"
+
+    def mode(self) -> ConsoleMode | None:
+        """The exporters' argument: None for no console."""
+        return None if self is ConsoleChoice.none else self.value  # type: ignore[return-value]
+
+
+Console = Annotated[
+    ConsoleChoice,
+    typer.Option(
+        help="Also export the web console (conveyor console): read-only (its role and pages"
+        " only read), or operate (it may redrive and delete dead letters, cancel jobs and"
+        " scale pools).",
+    ),
+]
 
 _COLOURS = {"create": "green", "update": "yellow", "delete": "red", "note": "cyan"}
 
@@ -134,9 +158,11 @@ def export_cloudformation(
         Path | None,
         typer.Option("--output", "-o", help="Write the template (JSON) here; default stdout."),
     ] = None,
+    console: Console = ConsoleChoice.none,
 ) -> None:
     """A CloudFormation template: topics, queues, DLQs, tables, bucket, IAM, ECS, alarms."""
-    text = json.dumps(cloudformation_template(common.load()), indent=2, ensure_ascii=False)
+    template = cloudformation_template(common.load(), console=console.mode())
+    text = json.dumps(template, indent=2, ensure_ascii=False)
     if output is None:
         typer.echo(text)
         return
@@ -172,6 +198,8 @@ def export_kubernetes(
             " the cluster needs the Prometheus Operator's CRDs.",
         ),
     ] = False,
+    *,
+    console: Console = ConsoleChoice.none,
 ) -> None:
     """Kubernetes manifests: Deployments for the API and each pool, KEDA ScaledObjects."""
     manifests = kubernetes_manifests(
@@ -180,6 +208,7 @@ def export_kubernetes(
         region=region or aws.region_name(),
         account=account or ACCOUNT_PLACEHOLDER,
         prometheus_rule=prometheus_rule,
+        console=console.mode(),
     )
     if output is None:
         typer.echo(yaml.safe_dump_all(manifests, sort_keys=False), nl=False)

@@ -23,6 +23,8 @@ CloudFormation intrinsics, so the template and the provisioner cannot drift:
 - an ECS cluster (Fargate) with a service per pool running ``conveyor worker
   --pool P``, and Application Auto Scaling target tracking on backlog per task
   (metric math over SQS's and Container Insights' own metrics: no publisher);
+- when asked (``console``), the web console: its role (read-only, or allowed to act)
+  and an ECS service of one task (:mod:`infra.export.cfn_console`);
 - CloudWatch alarms: a message in a DLQ, and the oldest message of a queue
   older than :data:`OLDEST_MESSAGE_ALARM_S`; on the EMF job metrics, the
   dead-letter rate and the queue lag of each queue, and a dashboard of the
@@ -39,6 +41,13 @@ import json
 import math
 from typing import Any
 
+from infra.export.cfn_console import (
+    ConsoleMode,
+    console_parameters,
+    console_security_group,
+    console_statements,
+    console_task,
+)
 from infra.export.cfn_hardening import (
     RETAIN,
     bucket_policy_resource,
@@ -337,6 +346,33 @@ class _Builder:
         self.resources[self.ids("TaskDefinition", "scheduler")] = task
         self.resources[self.ids("Service", "scheduler")] = service
 
+    def console(self, mode: ConsoleMode) -> None:
+        """The console's role for ``mode`` and its ECS service (the cluster must exist)."""
+        statements = console_statements(
+            mode,
+            queue_ids=self.queue_ids,
+            dlq_ids=self.dlq_ids,
+            table_ids=self.table_ids,
+            service_ids=[self.ids("Service", pool) for pool in self.topology.pools],
+        )
+        what = (
+            "redrive and delete dead letters, cancel jobs, scale pools"
+            if mode == "operate"
+            else "nothing more"
+        )
+        self.resources["ConsoleRole"] = _role(
+            f"Conveyor web console ({mode}): read queues, DLQs, the ledger and pools; {what}.",
+            statements,
+            "conveyor-console",
+        )
+        self.outputs["ConsoleRoleArn"] = {"Value": _get_att("ConsoleRole")}
+        group = self.ids("SecurityGroup", "console")
+        tags = {TAG_PROJECT: self.topology.project, TAG_ENVIRONMENT: ENV_PLACEHOLDER}
+        self.resources[group] = console_security_group(_tags(tags))
+        task, service = console_task(self.name("console"), mode, "ConsoleRole", "LogGroup", group)
+        self.resources[self.ids("TaskDefinition", "console")] = task
+        self.resources[self.ids("Service", "console")] = service
+
     def worker_role(self, pool: str) -> str:
         queues = self.topology.pools[pool].queues
         statements: list[dict[str, Any]] = [
@@ -596,8 +632,14 @@ class _Builder:
         self.resources["Dashboard"] = dashboard(self.topology, pairs)
 
 
-def cloudformation_template(topology: Topology) -> dict[str, Any]:
-    """The CloudFormation template (as a JSON-ready dict) that deploys ``topology`` on AWS."""
+def cloudformation_template(
+    topology: Topology, *, console: ConsoleMode | None = None
+) -> dict[str, Any]:
+    """The CloudFormation template (as a JSON-ready dict) that deploys ``topology`` on AWS.
+
+    ``console``: also the web console, read-only or allowed to act (see
+    :mod:`infra.export.cfn_console`); None: no console.
+    """
     b = _Builder(topology)
     b.topics()
     b.queues()
@@ -610,6 +652,8 @@ def cloudformation_template(topology: Topology) -> dict[str, Any]:
     for pool in topology.pools:
         b.pool_service(pool, b.worker_role(pool))
     b.scheduler()
+    if console is not None:
+        b.console(console)
     b.alarms()
     b.job_metrics()
     for logical in b.topic_ids.values():
@@ -636,6 +680,8 @@ def cloudformation_template(topology: Topology) -> dict[str, Any]:
             "Description": "The VPC of the Subnets: the worker tasks' security groups live in it.",
         },
     }
+    if console is not None:
+        parameters |= console_parameters()
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": (

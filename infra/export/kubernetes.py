@@ -15,6 +15,11 @@
 - the scheduler (``conveyor scheduler``: delayed jobs, cron schedules): a
   ServiceAccount and a Deployment of two replicas (liveness ``/healthz``; any number
   may run, each due job is claimed before it is published);
+- when asked (``console``), the web console (``conveyor console``): a ServiceAccount,
+  a Deployment of one replica (``--read-only`` unless the mode is ``operate``; who
+  may log in is the API's keys Secret, keys with the ``viewer`` or ``operator``
+  scope), a ClusterIP Service, and a Role with its RoleBinding: read the worker
+  Deployments and their pods, and, in ``operate`` mode only, patch their scale;
 - when asked (``prometheus_rule``), a ``PrometheusRule`` (Prometheus Operator) with
   the CloudFormation export's job alerts: dead-letter rate and queue lag per queue
   (:mod:`infra.export.k8s_alerts`).
@@ -31,6 +36,7 @@ import math
 import re
 from typing import Any
 
+from infra.export.cfn_console import CONSOLE_PORT, ConsoleMode
 from infra.export.k8s_alerts import prometheus_rule as job_alerts
 from infra.export.names import backlog_target
 from infra.topology import Topology
@@ -139,8 +145,11 @@ def kubernetes_manifests(
     region: str = "us-east-1",
     account: str = ACCOUNT_PLACEHOLDER,
     prometheus_rule: bool = False,
+    console: ConsoleMode | None = None,
 ) -> list[dict[str, Any]]:
     """Every manifest that runs ``topology``'s API and worker pools on Kubernetes with KEDA.
+
+    ``console``: also the web console, read-only or allowed to act (None: none).
 
     ``prometheus_rule``: add the job alerts' ``PrometheusRule`` (opt-in: a cluster
     without the Prometheus Operator's CRDs would refuse it, and ``kubectl apply`` fail).
@@ -264,6 +273,8 @@ def kubernetes_manifests(
             }
         )
     manifests += _scheduler(topology, image)
+    if console is not None:
+        manifests += _console(topology, image, console)
     if prometheus_rule:
         name = k8s_name(topology.project, "alerts")
         manifests.append(job_alerts(topology, name, _labels(topology, "alerts")))
@@ -292,6 +303,82 @@ def _scheduler(topology: Topology, image: str) -> list[dict[str, Any]]:
     return [
         _service_account(name, labels),
         _deployment(name, labels, SCHEDULER_REPLICAS, container),
+    ]
+
+
+def _console(topology: Topology, image: str, mode: ConsoleMode) -> list[dict[str, Any]]:
+    """The console's ServiceAccount, Role and RoleBinding, Deployment and Service."""
+    name = k8s_name(topology.project, "console")
+    labels = _labels(topology, "console")
+    args = ["console", "--host", "0.0.0.0", "--port", str(CONSOLE_PORT)]  # noqa: S104 - in a pod
+    if mode == "read-only":
+        args.append("--read-only")
+    container = {
+        "name": "console",
+        "image": image,
+        "args": args,
+        "ports": [{"name": "http", "containerPort": CONSOLE_PORT}],
+        "envFrom": _env_from(),
+        "env": [
+            # Who may log in: the API's keys document (keys with scope viewer or operator).
+            {
+                "name": "CONVEYOR_API_KEYS",
+                "valueFrom": {
+                    "secretKeyRef": {"name": API_KEYS_SECRET, "key": API_KEYS_SECRET_KEY}
+                },
+            },
+            # Pools are the worker Deployments of this namespace.
+            {"name": "CONVEYOR_SCALING_BACKEND", "value": "kubernetes"},
+        ],
+        "readinessProbe": _probe("/healthz", "http"),
+        "livenessProbe": _probe("/healthz", "http", 20),
+        "securityContext": _security_context(),
+    }
+    workers = [k8s_name(topology.project, "worker", pool) for pool in topology.pools]
+    rules: list[dict[str, Any]] = [
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments"],
+            "resourceNames": workers,
+            "verbs": ["get"],
+        },
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    ]
+    if mode == "operate":
+        rules.append(
+            {
+                "apiGroups": ["apps"],
+                "resources": ["deployments/scale"],
+                "resourceNames": workers,
+                "verbs": ["patch"],
+            }
+        )
+    return [
+        _service_account(name, labels),
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": name, "labels": labels},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name, "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name}],
+        },
+        _deployment(name, labels, 1, container),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {
+                "type": "ClusterIP",
+                "selector": labels,
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+        },
     ]
 
 

@@ -119,7 +119,8 @@ def test_a_second_terminal_finds_the_running_system(project: Path, tmp_path: Pat
     api_port = free_port()
     up = Child(
         "up",
-        [CONVEYOR, "up", "--api-port", str(api_port)],
+        # --console-port 0: another test's `up` may hold the console's default port.
+        [CONVEYOR, "up", "--api-port", str(api_port), "--console-port", "0"],
         env=user_env(),
         log_dir=tmp_path,
         cwd=project,
@@ -233,6 +234,8 @@ def test_a_missing_keys_file_on_aws_is_one_line(project: Path, listening: int) -
         "--aws",
         "--api-port",
         str(free_port()),
+        "--console-port",
+        "0",
         AWS_ENDPOINT_URL=f"http://127.0.0.1:{listening}",
         CONVEYOR_API_KEYS_FILE=str(project / "absent-keys.yaml"),
     )
@@ -243,7 +246,7 @@ def test_a_missing_keys_file_on_aws_is_one_line(project: Path, listening: int) -
 def test_an_emulator_that_does_not_start_is_one_line_and_debug_shows_why(
     project: Path,
 ) -> None:
-    args = ("up", "--api-port", str(free_port()))
+    args = ("up", "--api-port", str(free_port()), "--console-port", "0")
     line = one_line_failure(run(project, *args, CONVEYOR_EMULATOR_FIXES="no-such-fix"))
     assert "the embedded emulator did not start" in line
     assert "no-such-fix" in line
