@@ -7,11 +7,14 @@ chosen at export time, so the role holds exactly what that deployment may do:
 - always (``read-only`` and ``operate``): read every queue's and DLQ's attributes
   (depths, age of the oldest message); peek a bounded sample of each DLQ (receive,
   then release: ``ChangeMessageVisibility`` back to 0, see :mod:`ops.dlq.peek`); read
-  the job ledger (``BatchGetItem``) when a job type records status; read the pools'
-  ECS services and their tasks (desired/running nodes);
+  the job ledger (``BatchGetItem``) when a job type records status, an idempotency
+  key (``GetItem``), the schedules' state in the timer table; read the pools' ECS
+  services and their tasks (desired/running nodes);
 - only ``operate``: the DLQ actions (redrive sends to the source queue and deletes
-  from the DLQ; delete deletes), cancelling a job (the ledger's ``UpdateItem``), and
-  scaling a pool (``ecs:UpdateService`` on the pool services only).
+  from the DLQ; delete deletes), cancelling a job (as the API cancels: the ledger's
+  runs, a delayed job's timer), pausing, resuming and triggering a schedule (a
+  trigger publishes the job as the scheduler does: the topic policies let the role
+  publish), and scaling a pool (``ecs:UpdateService`` on the pool services only).
 
 A ``read-only`` deployment also runs ``conveyor console --read-only``, so its pages
 offer no action the role could not perform.
@@ -28,8 +31,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from infra.aws.names import LEDGER_TABLE
+from infra.aws.names import LEDGER_TABLE, TIMERS_TABLE
 from infra.export.cfn_hardening import HTTPS_PORT
+from infra.export.cfn_storage import IDEMPOTENCY_TABLE_KEY, objects_of
 
 #: What an export may ask for: no console, a read-only one, one that may act.
 ConsoleMode = Literal["read-only", "operate"]
@@ -55,10 +59,22 @@ LIST_TASK_ACTIONS = ("ecs:ListTasks",)
 WRITE_DLQ_ACTIONS = ("sqs:DeleteMessage",)
 #: … and send back to the source queue (SendMessageBatch is authorised by it).
 REDRIVE_QUEUE_ACTIONS = ("sqs:SendMessage",)
-#: Cancelling a job marks its runs in the ledger.
-WRITE_LEDGER_ACTIONS = ("dynamodb:UpdateItem",)
 #: Scaling a pool: the ECS service's desired count.
 SCALE_ACTIONS = ("ecs:UpdateService",)
+#: The jobs page looks a job up by its idempotency key.
+READ_IDEMPOTENCY_ACTIONS = ("dynamodb:GetItem",)
+#: The schedules page: each schedule's state (paused, last and next fire).
+READ_SCHEDULE_ACTIONS = ("dynamodb:BatchGetItem", "dynamodb:GetItem")
+#: Cancelling a job, as the API does: its runs in the ledger (a delayed job never
+#: published: a cancelled record), and a delayed job's timer read and deleted.
+CANCEL_LEDGER_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem")
+CANCEL_TIMER_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem")
+#: Pause, resume (the schedule's state) and trigger (its last fire) a schedule.
+SCHEDULE_ACTIONS = ("dynamodb:UpdateItem",)
+#: A triggered schedule's job is published (PublishBatch is authorised by sns:Publish),
+#: recorded as queued in the ledger, and its large payload stored.
+TRIGGER_TOPIC_ACTIONS = ("sns:Publish",)
+TRIGGER_LEDGER_ACTIONS = ("dynamodb:BatchWriteItem",)
 
 
 def _arn(logical: str) -> dict[str, Any]:
@@ -78,6 +94,9 @@ def console_statements(
     dlq_ids: dict[str, str],
     table_ids: dict[str, str],
     service_ids: list[str],
+    topic_ids: dict[str, str],
+    bucket_id: str | None,
+    job_types: list[str],
 ) -> list[dict[str, Any]]:
     """The console role's inline policy statements for ``mode``."""
     queues = [_arn(queue_ids[key]) for key in sorted(queue_ids)]
@@ -91,6 +110,17 @@ def console_statements(
         statements.append(
             _allow("ReadJobLedger", READ_LEDGER_ACTIONS, [_arn(table_ids[LEDGER_TABLE])])
         )
+    if IDEMPOTENCY_TABLE_KEY in table_ids:
+        statements.append(
+            _allow(
+                "LookUpIdempotencyKeys",
+                READ_IDEMPOTENCY_ACTIONS,
+                [_arn(table_ids[IDEMPOTENCY_TABLE_KEY])],
+            )
+        )
+    timers = [_arn(table_ids[TIMERS_TABLE])] if TIMERS_TABLE in table_ids else []
+    if timers:
+        statements.append(_allow("ReadSchedules", READ_SCHEDULE_ACTIONS, timers))
     if services:
         cluster_arn = _arn("Cluster")
         statements += [
@@ -126,9 +156,21 @@ def console_statements(
         _allow("RedriveToSourceQueues", REDRIVE_QUEUE_ACTIONS, queues),
     ]
     if LEDGER_TABLE in table_ids:
-        statements.append(
-            _allow("CancelJobs", WRITE_LEDGER_ACTIONS, [_arn(table_ids[LEDGER_TABLE])])
-        )
+        ledger = [_arn(table_ids[LEDGER_TABLE])]
+        statements += [
+            _allow("CancelJobs", CANCEL_LEDGER_ACTIONS, ledger),
+            _allow("RecordTriggeredJobs", TRIGGER_LEDGER_ACTIONS, ledger),
+        ]
+    if timers:
+        statements += [
+            _allow("CancelDelayedJobs", CANCEL_TIMER_ACTIONS, timers),
+            _allow("PauseResumeTriggerSchedules", SCHEDULE_ACTIONS, timers),
+        ]
+    topics = [{"Ref": topic_ids[key]} for key in sorted(topic_ids)]
+    statements.append(_allow("TriggerSchedules", TRIGGER_TOPIC_ACTIONS, topics))
+    if bucket_id is not None:
+        objects = objects_of(bucket_id, job_types)
+        statements.append(_allow("TriggeredPayloads", ("s3:PutObject",), objects))
     if services:
         statements.append(_allow("ScalePools", SCALE_ACTIONS, services))
     return statements

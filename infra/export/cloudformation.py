@@ -216,6 +216,8 @@ class _Builder:
         #: Table key (``succeeded``, ``jobs``, ``idempotency``) → logical id.
         self.table_ids: dict[str, str] = {}
         self.bucket_id: str | None = None
+        #: The console's role when it may trigger schedules (it then publishes).
+        self.console_publishes: list[Any] = []
 
     def name(self, suffix: str) -> Any:
         """``<project>-${EnvironmentName}-<suffix>``."""
@@ -325,7 +327,7 @@ class _Builder:
                 {"Ref": self.topic_ids[key]},
                 _get_att("ApiRole"),
                 list(topic.publishers),
-                roles=[_get_att("SchedulerRole")],
+                roles=[_get_att("SchedulerRole"), *self.console_publishes],
             )
 
     def scheduler(self) -> None:
@@ -354,9 +356,12 @@ class _Builder:
             dlq_ids=self.dlq_ids,
             table_ids=self.table_ids,
             service_ids=[self.ids("Service", pool) for pool in self.topology.pools],
+            topic_ids=self.topic_ids,
+            bucket_id=self.bucket_id,
+            job_types=sorted(self.topology.job_types),
         )
         what = (
-            "redrive and delete dead letters, cancel jobs, scale pools"
+            "redrive and delete dead letters, cancel jobs, run schedules, scale pools"
             if mode == "operate"
             else "nothing more"
         )
@@ -647,6 +652,8 @@ def cloudformation_template(
     b.tables()
     b.bucket()
     b.api_role()
+    if console == "operate":
+        b.console_publishes.append(_get_att("ConsoleRole"))
     b.topic_policies()
     b.cluster()  # the scheduler runs there, with or without pools
     for pool in topology.pools:

@@ -25,11 +25,22 @@ READS = {
     "sqs:ReceiveMessage",
     "sqs:ChangeMessageVisibility",
     "dynamodb:BatchGetItem",
+    "dynamodb:GetItem",
     "ecs:DescribeServices",
     "ecs:DescribeTasks",
     "ecs:ListTasks",
 }
-WRITES = {"sqs:DeleteMessage", "sqs:SendMessage", "dynamodb:UpdateItem", "ecs:UpdateService"}
+WRITES = {
+    "sqs:DeleteMessage",
+    "sqs:SendMessage",
+    "dynamodb:UpdateItem",
+    "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "sns:Publish",
+    "s3:PutObject",
+    "ecs:UpdateService",
+}
 
 
 def sample() -> Topology:
@@ -110,11 +121,12 @@ def test_console_statements_name_the_stacks_own_resources(mode: ConsoleMode) -> 
         for resource in statement["Resource"]:
             assert isinstance(resource, dict), statement
             if "Fn::Sub" in resource:
-                # ECS tasks and container instances of this stack's cluster (their ids are
-                # made at run time): the only patterns.
+                # ECS tasks and container instances of this stack's cluster, and a job
+                # type's claim-check objects (their ids are made at run time): the only
+                # patterns.
                 assert resource["Fn::Sub"].endswith(
                     (":task/${Cluster}/*", ":container-instance/${Cluster}/*")
-                ), resource
+                ) or resource["Fn::Sub"].startswith("${BucketPayloads.Arn}/"), resource
                 continue
             target = resource.get("Ref") or resource["Fn::GetAtt"][0]
             assert target in template["Resources"], resource
@@ -129,6 +141,22 @@ def test_cfn_lint_accepts_the_console(mode: ConsoleMode, tmp_path: Path) -> None
         [str(cfn_lint), str(path)], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("mode", CONSOLE_MODES)
+def test_topic_policies_let_the_console_publish_only_when_it_triggers_schedules(
+    mode: ConsoleMode,
+) -> None:
+    template = cloudformation_template(sample(), console=mode)
+    policies = [
+        r["Properties"]["PolicyDocument"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::SNS::TopicPolicy"
+    ]
+    assert policies
+    for policy in policies:
+        named = json.dumps(policy["Statement"][0]["Principal"])
+        assert ("ConsoleRole" in named) is (mode == "operate")
 
 
 def test_the_console_service_is_reached_only_from_the_given_range() -> None:
