@@ -5,7 +5,7 @@ Used by :mod:`infra.export.cloudformation` when the export is asked for a consol
 chosen at export time, so the role holds exactly what that deployment may do:
 
 - always (``read-only`` and ``operate``): read every queue's and DLQ's attributes
-  (depths, age of the oldest message); peek a bounded sample of each DLQ (receive,
+  (depths) and CloudWatch's age of their oldest message; peek a bounded sample of each DLQ (receive,
   then release: ``ChangeMessageVisibility`` back to 0, see :mod:`ops.dlq.peek`); read
   the job ledger (``BatchGetItem``) when a job type records status, an idempotency
   key (``GetItem``), the schedules' state in the timer table; read the pools' ECS
@@ -61,6 +61,9 @@ WRITE_DLQ_ACTIONS = ("sqs:DeleteMessage",)
 REDRIVE_QUEUE_ACTIONS = ("sqs:SendMessage",)
 #: Scaling a pool: the ECS service's desired count.
 SCALE_ACTIONS = ("ecs:UpdateService",)
+#: The overview's age of each queue's oldest message (``conveyor status``'s reading).
+#: CloudWatch has no resource-level permission for it: the one ``*`` of the role.
+READ_METRIC_ACTIONS = ("cloudwatch:GetMetricStatistics",)
 #: The jobs page looks a job up by its idempotency key.
 READ_IDEMPOTENCY_ACTIONS = ("dynamodb:GetItem",)
 #: The schedules page: each schedule's state (paused, last and next fire).
@@ -105,6 +108,7 @@ def console_statements(
     statements = [
         _allow("ReadQueues", READ_QUEUE_ACTIONS, queues + dlqs),
         _allow("PeekDeadLetters", PEEK_DLQ_ACTIONS, dlqs),
+        _allow("ReadQueueAges", READ_METRIC_ACTIONS, ["*"]),
     ]
     if LEDGER_TABLE in table_ids:
         statements.append(
