@@ -1,7 +1,10 @@
 """The console in a browser, acting on a running system: a job that failed permanently is on
 the dead-letter page with its reason, a redrive from the UI (dry run, then confirm) moves
 exactly the selected job back and it runs again; scaling a pool from the UI changes its
-desired and running nodes. One system for the module (tests/browser/system.py).
+desired and running nodes. One scenario, in order, on one running system
+(tests/browser/system.py): starting it is the expensive part, and pytest-xdist 3.8 on
+pytest 9 does not keep a module's tests on one worker (``xdist_group`` is ignored), so
+separate tests could each start their own.
 
 Every effect is checked behind the browser's back: the ledger through the producer API,
 the DLQ through SQS, the pool through the supervisor's state, the audit line in the
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
@@ -24,18 +28,23 @@ from tests.browser.system import POOL, QUEUE, System, running_system
 from tests.support import outbox as handler_outbox
 from tests.support.polling import eventually
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("browser-actions")]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 #: Dead-lettering goes through the worker, the DLQ and the ledger: allow a loaded machine.
 SETTLE_S = 90.0
 
 
-@pytest.fixture(scope="module")
-def system(
-    browser: Browser, emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[System]:
-    with running_system(emulator.endpoint_url, tmp_path_factory.mktemp("console")) as running:
+@pytest.fixture
+def system(browser: Browser, emulator: EmulatorProcess, tmp_path: Path) -> Iterator[System]:
+    with running_system(emulator.endpoint_url, tmp_path) as running:
         yield running
+
+
+def test_dead_letters_redrive_export_and_scaling_in_the_browser(system: System, page: Page) -> None:
+    overview_renders(system, page)
+    permanent_failure_is_redriven_from_the_ui_and_runs_again(system, page)
+    dead_letter_export_is_json_lines(system, page)
+    scaling_a_pool_changes_its_desired_and_running_nodes(system, page)
 
 
 def _audit_lines(system: System) -> list[dict[str, Any]]:
@@ -44,9 +53,7 @@ def _audit_lines(system: System) -> list[dict[str, Any]]:
     return [e for e in events if e.get("event") == "console.action"]
 
 
-def test_a_permanent_failure_is_redriven_from_the_ui_and_runs_again(
-    system: System, page: Page
-) -> None:
+def permanent_failure_is_redriven_from_the_ui_and_runs_again(system: System, page: Page) -> None:
     system.dependency(down=True)
     chosen = system.enqueue("report.render", "q3-report")
     other = system.enqueue("report.render", "q4-report")
@@ -116,9 +123,7 @@ def _number(page: Page, pool: str, testid: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def test_scaling_a_pool_from_the_ui_changes_its_desired_and_running_nodes(
-    system: System, page: Page
-) -> None:
+def scaling_a_pool_changes_its_desired_and_running_nodes(system: System, page: Page) -> None:
     page.goto(f"{system.url}/pools")
     row = page.get_by_test_id(f"pool-{POOL}")
     expect(row.get_by_test_id("pool-desired")).to_have_text(re.compile(r"^\s*1\s*$"))
@@ -142,7 +147,7 @@ def test_scaling_a_pool_from_the_ui_changes_its_desired_and_running_nodes(
     assert POOL in json.dumps(scales[0])
 
 
-def test_the_overview_renders_the_queues_and_pools(system: System, page: Page) -> None:
+def overview_renders(system: System, page: Page) -> None:
     response = page.goto(f"{system.url}/")
     assert response is not None
     assert response.status == 200
@@ -154,7 +159,7 @@ def test_the_overview_renders_the_queues_and_pools(system: System, page: Page) -
         assert str(src).startswith(system.url), src
 
 
-def test_the_dead_letter_export_is_json_lines(system: System, page: Page) -> None:
+def dead_letter_export_is_json_lines(system: System, page: Page) -> None:
     page.goto(f"{system.url}/dead-letters/{QUEUE}")
     href = page.get_by_test_id("export").get_attribute("href")
     assert href is not None

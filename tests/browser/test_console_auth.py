@@ -1,7 +1,8 @@
 """The console's login, roles and CSRF protection in a browser: with auth on (a keys file
 with a viewer's and an operator's key), a viewer's pages carry no element with
 ``data-action`` while an operator's do, and a POST without a valid CSRF token is refused
-with 403 and changes nothing."""
+with 403 and changes nothing. One scenario on one system (see test_console_actions.py
+for why)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from infra.emulator import EmulatorProcess
 from producers.auth import generate_key, hash_key
 from tests.browser.system import POOL, QUEUE, System, running_system
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("browser-auth")]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 #: Every page a person opens (the job pages filled in by the fixture).
 PAGES = ["/", "/dead-letters", f"/dead-letters/{QUEUE}", "/jobs", "/pools", "/schedules"]
@@ -51,11 +52,9 @@ def write_keys(path: Path, viewer_key: str, operator_key: str) -> None:
     path.write_text(yaml.safe_dump(document))
 
 
-@pytest.fixture(scope="module")
-def secured(
-    browser: Browser, emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Secured]:
-    root = tmp_path_factory.mktemp("console-auth")
+@pytest.fixture
+def secured(browser: Browser, emulator: EmulatorProcess, tmp_path: Path) -> Iterator[Secured]:
+    root = tmp_path
     viewer_key, operator_key = generate_key(), generate_key()
     write_keys(root / "keys.yaml", viewer_key, operator_key)
     with running_system(
@@ -68,6 +67,21 @@ def secured(
         yield Secured(system, viewer_key, operator_key, dead_job)
 
 
+def test_roles_and_csrf_in_the_browser(secured: Secured, browser: Browser) -> None:
+    for step in (
+        pages_need_a_login,
+        the_session_cookie_is_http_only_and_same_site_strict,
+        a_viewer_sees_no_action_on_any_page,
+        an_operator_sees_the_actions,
+        a_post_without_a_valid_csrf_token_is_refused,
+    ):
+        context = browser.new_context()  # a fresh browser for each step: no cookie left
+        try:
+            step(secured, context.new_page())
+        finally:
+            context.close()
+
+
 def log_in(page: Page, system: System, key: str) -> None:
     page.goto(f"{system.url}/login")
     page.get_by_test_id("login-key").fill(key)
@@ -75,7 +89,7 @@ def log_in(page: Page, system: System, key: str) -> None:
     expect(page).not_to_have_url(re.compile("/login"))
 
 
-def test_pages_need_a_login(secured: Secured, page: Page) -> None:
+def pages_need_a_login(secured: Secured, page: Page) -> None:
     page.goto(f"{secured.system.url}/pools")
     expect(page.get_by_test_id("login-key")).to_be_visible()
     page.get_by_test_id("login-key").fill("cvy_not-a-key")
@@ -83,7 +97,7 @@ def test_pages_need_a_login(secured: Secured, page: Page) -> None:
     expect(page.get_by_test_id("login-key")).to_be_visible()  # still not in
 
 
-def test_a_session_cookie_is_http_only_and_same_site_strict(secured: Secured, page: Page) -> None:
+def the_session_cookie_is_http_only_and_same_site_strict(secured: Secured, page: Page) -> None:
     log_in(page, secured.system, secured.viewer_key)
     cookies = page.context.cookies(secured.system.url)
     # The session: out of scripts' reach, never sent by another site's request. (Over
@@ -93,7 +107,7 @@ def test_a_session_cookie_is_http_only_and_same_site_strict(secured: Secured, pa
     assert not [c for c in cookies if c["sameSite"] == "None"], cookies
 
 
-def test_a_viewer_sees_no_action_on_any_page(secured: Secured, page: Page) -> None:
+def a_viewer_sees_no_action_on_any_page(secured: Secured, page: Page) -> None:
     log_in(page, secured.system, secured.viewer_key)
     for path in secured.pages():
         response = page.goto(f"{secured.system.url}{path}")
@@ -105,7 +119,7 @@ def test_a_viewer_sees_no_action_on_any_page(secured: Secured, page: Page) -> No
     expect(page.get_by_test_id("dlq-job").filter(has_text=secured.dead_job)).to_have_count(1)
 
 
-def test_an_operator_sees_the_actions(secured: Secured, page: Page) -> None:
+def an_operator_sees_the_actions(secured: Secured, page: Page) -> None:
     log_in(page, secured.system, secured.operator_key)
     page.goto(f"{secured.system.url}/dead-letters/{QUEUE}")
     expect(page.get_by_test_id("redrive-preview-button")).to_be_visible()
@@ -126,7 +140,7 @@ def _scale_target(page: Page) -> str:
     return urljoin(page.url, str(target))
 
 
-def test_a_post_without_a_valid_csrf_token_is_refused(secured: Secured, page: Page) -> None:
+def a_post_without_a_valid_csrf_token_is_refused(secured: Secured, page: Page) -> None:
     system = secured.system
     log_in(page, system, secured.operator_key)
     page.goto(f"{system.url}/pools")
