@@ -321,6 +321,26 @@ class SchedulingSettings(Section):
     probed from outside)."""
 
 
+class ConsoleSettings(Section):
+    """The web console (``conveyor console``); who may log in is the API's keys document
+    (``CONVEYOR_API_KEYS_FILE`` / ``CONVEYOR_API_KEYS``, scopes ``viewer`` and ``operator``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_CONSOLE_", env_ignore_empty=True)
+
+    session_secret: str | None = Field(default=None, repr=False)
+    """The key that signs session cookies and CSRF tokens (at least 32 characters). Unset:
+    a random one per process, so restarting the console logs everyone out; set it to
+    keep sessions across restarts or to run several console replicas."""
+    session_max_age_s: float = Field(default=12 * 3600.0, gt=0)
+    """How long a login lasts."""
+    aws_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    """The longest a page waits for AWS: a slower answer shows the page with an error
+    banner instead."""
+    sample_interval_s: float = Field(default=10.0, ge=1.0)
+    """How often the console samples queue depths and worker nodes' job counts for the
+    overview's charts and last-hour counts (kept in memory, one hour)."""
+
+
 class LocalSettings(Section):
     """The system on this machine: ``conveyor up`` and how other shells find it."""
 
@@ -377,6 +397,10 @@ class Settings:
     def local(self) -> LocalSettings:
         return LocalSettings()
 
+    @cached_property
+    def console(self) -> ConsoleSettings:
+        return ConsoleSettings()
+
 
 #: Every section by its attribute on :class:`Settings`, in the order the docs list them.
 SECTIONS: Mapping[str, type[Section]] = {
@@ -390,6 +414,7 @@ SECTIONS: Mapping[str, type[Section]] = {
     "scaling": ScalingSettings,
     "scheduling": SchedulingSettings,
     "local": LocalSettings,
+    "console": ConsoleSettings,
 }
 
 

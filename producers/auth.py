@@ -10,6 +10,11 @@ Keys are configured hashed — only the sha256 of each key is stored, in a YAML
         rate_per_s: 50                 # optional: jobs/s (default: CONVEYOR_API_RATE_PER_S)
         burst: 100                     # optional: bucket size (default: CONVEYOR_API_BURST)
         scopes: [admin]                # optional: admin reads every job's status
+                                       # viewer / operator: may log in to the console
+
+The console (``conveyor console``) accepts the keys with a console scope: ``viewer``
+(reads every page), ``operator`` (also redrives, deletes, scales, cancels, fires
+schedules); ``admin`` implies ``operator``. A key without one of these cannot log in.
 
 A job's status (``GET /v1/jobs/<id>``) is shown to the key that enqueued it, and to
 keys with the ``admin`` scope; to any other key it is 404, as if unknown.
@@ -40,6 +45,9 @@ from infra.validation import errors_line
 KEY_PREFIX = "cvy_"
 #: The scope that reads every job's status, whoever enqueued it.
 ADMIN_SCOPE = "admin"
+#: Console scopes: a viewer reads the console's pages, an operator also acts on them.
+VIEWER_SCOPE = "viewer"
+OPERATOR_SCOPE = "operator"
 
 
 class KeysError(ConfigError, ValueError):
@@ -54,7 +62,7 @@ class _KeyEntry(BaseModel):
     job_types: list[str] | None = None
     rate_per_s: Annotated[float, Field(gt=0)] | None = None
     burst: Annotated[float, Field(ge=1)] | None = None
-    scopes: list[Literal["admin"]] = Field(default_factory=list)
+    scopes: list[Literal["admin", "operator", "viewer"]] = Field(default_factory=list)
 
 
 class _KeysDocument(BaseModel):
@@ -78,6 +86,13 @@ class ApiKey:
     def admin(self) -> bool:
         """Whether this key reads every job's status."""
         return ADMIN_SCOPE in self.scopes
+
+    @property
+    def console_role(self) -> Literal["viewer", "operator"] | None:
+        """What this key may do in the console (``admin`` implies operator); None: no login."""
+        if self.admin or OPERATOR_SCOPE in self.scopes:
+            return "operator"
+        return "viewer" if VIEWER_SCOPE in self.scopes else None
 
     def may_read(self, owner: str | None) -> bool:
         """Whether this key sees the status of a job enqueued by the key named ``owner``

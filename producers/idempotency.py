@@ -163,6 +163,14 @@ class IdempotencyStore:
                 return self._existing(existing, pk, fingerprint)
         raise IdempotencyUnavailableError("the idempotency key could not be claimed", 1)
 
+    def find(self, scope: str, key: str) -> tuple[str, str] | None:
+        """(job id, job type) the idempotency ``key`` of ``scope`` names, None if none (or
+        expired); raises :class:`IdempotencyUnavailableError` (the console's job lookup)."""
+        item = self._get(f"{scope}#{key}")
+        if item is None or int(item["expires_at"]["N"]) <= time.time():
+            return None
+        return item["job_id"]["S"], item["job_type"]["S"]
+
     def _get(self, pk: str) -> dict[str, Any] | None:
         try:
             got = self._ddb().get_item(

@@ -24,6 +24,7 @@ def build_app() -> typer.Typer:
     """The whole CLI. Command groups are imported here, not by ``import conveyor.cli``."""
     from conveyor.cli import (  # noqa: PLC0415
         api,
+        console,
         dlq,
         infra,
         jobs,
@@ -53,6 +54,7 @@ def build_app() -> typer.Typer:
         schedules.app, name="schedules", help="Cron schedules: ls, pause, resume, trigger."
     )
     api.register(app)
+    console.register(app)
     run.register(app)
     scheduler.register(app)
     system.register(app)

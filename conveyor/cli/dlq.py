@@ -268,15 +268,7 @@ def show(
         sqs, dlq, url = _open(topology, queue)
         found = dlq_ops.peek(sqs, url, job_filter, limit=limit, hold_s=hold_s)
     if as_json:
-        doc = {
-            "queue": dlq.queue,
-            "dlq": dlq.name,
-            "source": dlq.source_name,
-            "depth": found.depth,
-            "scanned": found.scanned,
-            "limited": found.limited,
-            "jobs": [j.to_json(traceback=traceback, full=full) for j in found.jobs],
-        }
+        doc = render.show_document(dlq, found, traceback=traceback, full=full)
         typer.echo(printable_json(json.dumps(doc, indent=2, ensure_ascii=False)))
         _notes(found)
         return

@@ -81,8 +81,15 @@ class Scan:
         hold_s: float = DEFAULT_HOLD_S,
         wait_s: int = RECEIVE_WAIT_S,
         clock: Callable[[], float] = time.monotonic,
+        max_receives: int = MAX_RECEIVES,
     ) -> None:
         self.sqs = sqs
+        #: ReceiveMessage calls this scan may make at most (a page load's bound).
+        self.max_receives = max_receives
+        #: ReceiveMessage calls made so far.
+        self.receives = 0
+        #: The scan stopped at ``max_receives`` rather than at the end of the queue.
+        self.truncated = False
         self.url = url
         self.hold_s = hold_seconds(hold_s)
         self.wait_s = wait_s
@@ -109,6 +116,7 @@ class Scan:
         self.release()
 
     def _receive(self) -> list[dict[str, Any]]:
+        self.receives += 1
         with aws_errors(f"receiving from {self.url.rsplit('/', 1)[-1]}"):
             response = self.sqs.receive_message(
                 QueueUrl=self.url,
@@ -123,7 +131,7 @@ class Scan:
     def pages(self) -> Iterator[list[DeadJob]]:
         """Pages of messages not seen before, until a receive brings nothing new."""
         duplicate_only = 0
-        for _ in range(MAX_RECEIVES):
+        for _ in range(self.max_receives):
             received = self._receive()
             if not received:
                 return
@@ -144,6 +152,7 @@ class Scan:
             duplicate_only = 0
             yield new
             self.heartbeat()
+        self.truncated = True
 
     def receipt(self, message_id: str) -> str:
         """The current receipt handle of a held message."""
@@ -205,12 +214,16 @@ class Peek:
     depth: int = 0
     #: The scan stopped at the limit rather than at the end of the queue.
     limited: bool = False
+    #: ReceiveMessage calls the scan made.
+    receives: int = 0
+    #: The scan stopped at ``max_receives``: what it found is a sample of the queue.
+    sampled: bool = False
     problems: list[str] = field(default_factory=list)
 
     @property
     def partial(self) -> bool:
         """The scan ended before seeing every message the queue held (in flight, FIFO groups)."""
-        return not self.limited and self.scanned < self.depth
+        return not self.limited and not self.sampled and self.scanned < self.depth
 
 
 def peek(
@@ -220,15 +233,19 @@ def peek(
     *,
     limit: int | None = None,
     hold_s: float = DEFAULT_HOLD_S,
+    max_receives: int = MAX_RECEIVES,
 ) -> Peek:
     """The jobs of the queue at ``url`` that ``job_filter`` selects (the first ``limit``).
 
     Nothing is deleted; every message is visible again when this returns.
+    ``max_receives`` bounds the ReceiveMessage calls (so the messages read, at most 10
+    each): a page that must answer quickly samples a deep queue instead of scanning it,
+    and ``sampled`` then says the scan did not reach the end.
     """
     found = Peek(depth=queue_depth(sqs, url).total)
     if found.depth == 0:
         return found  # nothing to wait a long poll for
-    with Scan(sqs, url, hold_s=hold_s) as scan:
+    with Scan(sqs, url, hold_s=hold_s, max_receives=max_receives) as scan:
         for page in scan.pages():
             for job in page:
                 if job_filter is None or job_filter.matches(job):
@@ -239,6 +256,8 @@ def peek(
             if found.limited:
                 break
     found.scanned = scan.seen
+    found.receives = scan.receives
+    found.sampled = scan.truncated
     found.problems = scan.problems
     found.jobs.sort(key=_age_key)
     return found

@@ -11,13 +11,30 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 from ops.dlq.delete import DeleteResult
 from ops.dlq.jobs import DeadJob
 from ops.dlq.peek import Peek
+from ops.dlq.queues import DeadLetterQueue
 from ops.dlq.redrive import RedriveResult
 from ops.dlq.summary import DlqSummary
 from ops.text import printable, printable_json
+
+
+def show_document(
+    dlq: DeadLetterQueue, found: Peek, *, traceback: bool = False, full: bool = False
+) -> dict[str, Any]:
+    """What ``dlq show --json`` prints (and the console's JSON twin of a DLQ page)."""
+    return {
+        "queue": dlq.queue,
+        "dlq": dlq.name,
+        "source": dlq.source_name,
+        "depth": found.depth,
+        "scanned": found.scanned,
+        "limited": found.limited,
+        "jobs": [j.to_json(traceback=traceback, full=full) for j in found.jobs],
+    }
 
 
 def age(seconds: float) -> str:

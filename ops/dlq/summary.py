@@ -54,9 +54,17 @@ class DlqSummary:
 
 
 def summarize(
-    sqs: SQSClient, topology: Topology, *, hold_s: float = DEFAULT_HOLD_S
+    sqs: SQSClient,
+    topology: Topology,
+    *,
+    hold_s: float = DEFAULT_HOLD_S,
+    oldest_scan_limit: int = OLDEST_SCAN_LIMIT,
 ) -> list[DlqSummary]:
-    """A summary of every declared queue's DLQ, in queues.yaml order."""
+    """A summary of every declared queue's DLQ, in queues.yaml order.
+
+    ``oldest_scan_limit``: messages peeked per DLQ for the oldest one (the console,
+    which reads this on every page load, peeks fewer than the CLI).
+    """
     rows: list[DlqSummary] = []
     for queue in topology.queues:
         dlq = resolve_dlq(topology, queue)
@@ -68,9 +76,18 @@ def summarize(
         if depth.total == 0:
             rows.append(DlqSummary(dlq, exists=True, depth=depth))
             continue
-        found = peek(sqs, url, limit=OLDEST_SCAN_LIMIT, hold_s=hold_s)
+        found = peek(
+            sqs,
+            url,
+            limit=oldest_scan_limit,
+            hold_s=hold_s,
+            # A receive returns at most 10 messages; a few more cover short pages.
+            max_receives=oldest_scan_limit // 10 + 5,
+        )
         sent = [s for job in found.jobs if (s := job.sent_at) is not None]
         age = max(0.0, (datetime.now(UTC) - min(sent)).total_seconds()) if sent else None
-        exact = not found.limited and not found.partial and depth.in_flight == 0
+        exact = (
+            not found.limited and not found.sampled and not found.partial and depth.in_flight == 0
+        )
         rows.append(DlqSummary(dlq, exists=True, depth=depth, oldest_age_s=age, oldest_exact=exact))
     return rows

@@ -24,7 +24,7 @@ from infra.aws.errors import aws_errors
 from infra.aws.lookup import Depth, queue_depth, queue_url_or_none
 from infra.errors import AwsError
 from infra.topology import Topology
-from ops.dlq.summary import DlqSummary, summarize
+from ops.dlq.summary import OLDEST_SCAN_LIMIT, DlqSummary, summarize
 from ops.scaling.backends import Backend
 from ops.scaling.errors import ScalingError
 from ops.scaling.model import PoolState
@@ -103,6 +103,8 @@ class StatusReader:
     backend: Backend | None
     backend_name: str
     clock: Any = time.monotonic
+    #: Messages peeked per DLQ for its oldest one (the console peeks fewer).
+    dlq_scan_limit: int = OLDEST_SCAN_LIMIT
     _dlq_rows: dict[str, DlqSummary] = field(default_factory=dict)
     _dlq_read_at: float | None = None
     _cloudwatch_ok: bool = True
@@ -112,7 +114,8 @@ class StatusReader:
         sqs = aws.client("sqs")
         now = self.clock()
         if self._dlq_read_at is None or now - self._dlq_read_at >= DLQ_AGE_EVERY_S:
-            self._dlq_rows = {row.dlq.queue: row for row in summarize(sqs, self.topology)}
+            rows_now = summarize(sqs, self.topology, oldest_scan_limit=self.dlq_scan_limit)
+            self._dlq_rows = {row.dlq.queue: row for row in rows_now}
             self._dlq_read_at = now
         rows = []
         for queue in self.topology.queues:

@@ -110,6 +110,10 @@ LOADED: list[tuple[str, str, Any]] = [
     ("CONVEYOR_IMPORT_PROJECT_DIR", "false", False),
     ("CONVEYOR_USE_AWS", "true", True),
     ("CONVEYOR_DISCOVERY", "false", False),
+    ("CONVEYOR_CONSOLE_SESSION_SECRET", "s" * 32, "s" * 32),
+    ("CONVEYOR_CONSOLE_SESSION_MAX_AGE_S", "600", 600.0),
+    ("CONVEYOR_CONSOLE_AWS_TIMEOUT_S", "2.5", 2.5),
+    ("CONVEYOR_CONSOLE_SAMPLE_INTERVAL_S", "30", 30.0),
 ]
 
 

@@ -80,8 +80,13 @@ class LocalBackend:
         )
 
 
-def scrape_job_counts(url: str) -> tuple[int, int] | None:
-    """(succeeded, failed) job attempts from a node's Prometheus page; None if unreachable."""
+#: The node counters the console and ``workers ls`` read, by metric family name.
+JOB_COUNTERS = ("conveyor_jobs_succeeded", "conveyor_jobs_failed", "conveyor_jobs_dead_lettered")
+
+
+def scrape_job_counts_by_queue(url: str) -> dict[str, dict[str, int]] | None:
+    """Per queue, a node's job counters since it started (``{queue: {family: n}}``, the
+    families of :data:`JOB_COUNTERS`) from its Prometheus page; None if unreachable."""
     from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
 
     try:
@@ -90,10 +95,38 @@ def scrape_job_counts(url: str) -> tuple[int, int] | None:
         return None  # still starting, or gone: the count is unknown, not zero
     if response.status_code != 200:
         return None
-    totals = {"conveyor_jobs_succeeded": 0.0, "conveyor_jobs_failed": 0.0}
+    found: dict[str, dict[str, int]] = {}
     for family in text_string_to_metric_families(response.text):
-        if family.name in totals:
-            totals[family.name] += sum(
-                s.value for s in family.samples if s.name == f"{family.name}_total"
-            )
-    return int(totals["conveyor_jobs_succeeded"]), int(totals["conveyor_jobs_failed"])
+        if family.name not in JOB_COUNTERS:
+            continue
+        for sample in family.samples:
+            if sample.name == f"{family.name}_total":
+                queue = sample.labels.get("queue", "")
+                counts = found.setdefault(queue, dict.fromkeys(JOB_COUNTERS, 0))
+                counts[family.name] += int(sample.value)
+    return found
+
+
+def scrape_job_counts(url: str) -> tuple[int, int] | None:
+    """(succeeded, failed) job attempts from a node's Prometheus page; None if unreachable."""
+    by_queue = scrape_job_counts_by_queue(url)
+    if by_queue is None:
+        return None
+    return (
+        sum(c["conveyor_jobs_succeeded"] for c in by_queue.values()),
+        sum(c["conveyor_jobs_failed"] for c in by_queue.values()),
+    )
+
+
+def metrics_urls(state_dir: Path) -> dict[str, str]:
+    """The /metrics URL of every node the local supervisor of ``state_dir`` runs, by node id."""
+    status = read_status(state_dir)
+    if status is None or not status.alive():
+        return {}
+    return {
+        str(node["id"]): f"http://127.0.0.1:{node['health_port']}/metrics"
+        for pool in status.pools.values()
+        if isinstance(pool, dict)
+        for node in pool.get("nodes", [])
+        if isinstance(node, dict) and node.get("health_port") and node.get("id")
+    }
