@@ -68,7 +68,8 @@ def main() -> int:
             print(f"wrote docs/img/{name}")
         # The redrive's dry run: one job selected, nothing moved yet.
         page.goto(f"{system.url}/dead-letters/{QUEUE}")
-        page.locator(f'input[name="job_id"][value="{failed[0]}"]').check()
+        row = page.get_by_test_id("dlq-job").filter(has_text=failed[0])
+        row.locator('input[name="job_id"]').check()
         page.get_by_test_id("redrive-preview-button").click()
         page.get_by_test_id("redrive-preview").wait_for()
         page.screenshot(path=str(OUT / "console-redrive-preview.png"), full_page=True)

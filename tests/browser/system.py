@@ -29,7 +29,6 @@ from ops.scaling.backends.local import LocalBackend
 from ops.scaling.model import PoolState
 from tests import REPO
 from tests.dlq_jobs import DEPENDENCY_DOWN
-from tests.support import http
 from tests.support.emulator import aws_environ, fresh_environment, sqs_client
 from tests.support.polling import eventually
 from tests.support.processes import CONVEYOR, Api, Child, start_api
@@ -96,20 +95,25 @@ class System:
         else:
             flag.unlink(missing_ok=True)
 
-    def enqueue(self, job_type: str, label: str) -> str:
-        """Submit a job through the producer API; its id."""
+    def enqueue(self, job_type: str, label: str, *, key: str | None = None) -> str:
+        """Submit a job through the producer API (with ``key`` when auth is on); its id."""
         assert self.api is not None, "this system runs no API"
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
         response = httpx.post(
-            f"{self.api.url}/v1/jobs/{job_type}", json={"label": label}, timeout=10
+            f"{self.api.url}/v1/jobs/{job_type}",
+            json={"label": label},
+            headers=headers,
+            timeout=10,
         )
         assert response.status_code == 202, response.text
         job_id: str = response.json()["id"]
         return job_id
 
-    def job(self, job_id: str) -> dict[str, Any] | None:
+    def job(self, job_id: str, *, key: str | None = None) -> dict[str, Any] | None:
         """The job's ledger record, as the API serves it (None while it has none)."""
         assert self.api is not None, "this system runs no API"
-        response = http.get(f"{self.api.url}/v1/jobs/{job_id}", timeout_s=5.0)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        response = httpx.get(f"{self.api.url}/v1/jobs/{job_id}", headers=headers, timeout=5.0)
         if response.status_code != 200:
             return None
         record: dict[str, Any] = response.json()

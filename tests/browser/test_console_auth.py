@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 from infra.emulator import EmulatorProcess
 from producers.auth import generate_key, hash_key
 from tests.browser.system import POOL, QUEUE, System, running_system
+from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -32,12 +33,14 @@ class Secured:
     viewer_key: str
     operator_key: str
     dead_job: str
+    job: str
 
     def pages(self) -> list[str]:
         return [
             *PAGES,
             f"/dead-letters/{QUEUE}/jobs/{self.dead_job}",
-            f"/jobs/{self.dead_job}",
+            f"/jobs/{self.job}",
+            f"/jobs?q={self.job}",
         ]
 
 
@@ -64,7 +67,10 @@ def secured(browser: Browser, emulator: EmulatorProcess, tmp_path: Path) -> Iter
         CONVEYOR_API_KEYS_FILE=str(root / "keys.yaml"),
     ) as system:
         dead_job = system.seed_dead_letter("seeded-report")
-        yield Secured(system, viewer_key, operator_key, dead_job)
+        # A job the ledger knows, for the job page (the API takes the operator's key too).
+        job = system.enqueue("report.mail", "weekly", key=operator_key)
+        eventually(lambda: system.job(job, key=operator_key), what=f"job {job} in the ledger")
+        yield Secured(system, viewer_key, operator_key, dead_job, job)
 
 
 def test_roles_and_csrf_in_the_browser(secured: Secured, browser: Browser) -> None:
