@@ -26,7 +26,7 @@ from infra.net import port_in_use
 from infra.settings import SettingsError, load_settings
 from infra.timers import TimerStore
 from infra.topology import Topology
-from ops.console.deps import CancelOutcome, ConsoleDeps, Principal
+from ops.console.deps import Authenticate, CancelOutcome, ConsoleDeps, Principal
 from ops.console.session import MIN_SECRET_CHARS
 from ops.scaling.backends import BACKEND_ENV, Backend, backend_for
 from ops.scaling.errors import ScalingError
@@ -70,7 +70,8 @@ class _Schedules:
         return self._firer.trigger(name)
 
 
-def _authenticate(keys: list[ApiKey]) -> Any:
+def authenticator(keys: list[ApiKey]) -> Authenticate:
+    """The console's key check over the API keys with a console scope (exit 2 if none has one)."""
     console_keys = [k for k in keys if k.console_role is not None]
     if not console_keys:
         common.fail(
@@ -153,7 +154,7 @@ def console(
             )
         except KeysError as exc:
             common.fail(str(exc), common.EXIT_USAGE)
-        authenticate = _authenticate(keys)
+        authenticate = authenticator(keys)
     secret = console_settings.session_secret
     if secret is not None and len(secret) < MIN_SECRET_CHARS:
         common.fail(
