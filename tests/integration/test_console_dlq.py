@@ -26,6 +26,7 @@ from infra.topology import Topology, load_topology
 from ops.console.app import create_app
 from ops.console.deps import ConsoleDeps
 from ops.console.views import SAMPLE_RECEIVES, SAMPLE_SIZE
+from ops.scaling.autoscaler import Autoscaler
 from ops.scaling.backends import backend_for
 from tests import REPO
 from tests.support.polling import eventually
@@ -184,7 +185,8 @@ def test_the_pools_twin_holds_what_workers_ls_prints(site: Site) -> None:
     cli = _cli_json(workers_cli.app, "ls", "--json")
     assert twin["backend"] == cli["backend"] == "local"
     assert twin["pools"] == cli["pools"]
-    assert [d["pool"] for d in twin["decisions"]] == ["main"]
+    assert [d["pool"] for d in twin["recommendations"]] == ["main"]
+    assert twin["decisions"] == []  # no autoscaler ran here
 
 
 def test_redrive_from_the_page_moves_exactly_the_selected_jobs(site: Site) -> None:
@@ -269,3 +271,21 @@ def test_a_dead_jobs_page_shows_its_failure_record(site: Site) -> None:
     missing = site.client.get("/dead-letters/work/jobs/no-such-job")
     assert missing.status_code == 404
     assert 'data-testid="error-banner"' in missing.text
+
+
+def test_the_pools_page_lists_the_autoscalers_recent_decisions(site: Site) -> None:
+    backend = backend_for("local", site.topology)
+    autoscaler = Autoscaler(site.topology, backend)  # keeps its journal in the state dir
+    autoscaler.tick()
+    autoscaler.tick()  # the same hold again: listed once
+    page = site.client.get("/pools")
+    assert page.status_code == 200
+    assert page.text.count('data-testid="decision"') == 1
+    twin = site.client.get("/api/pools").json()
+    (decision,) = twin["decisions"]
+    assert (decision["pool"], decision["action"], decision["reason"]) == (
+        "main",
+        "hold",
+        "at the recommendation",
+    )
+    assert decision["backlog"] == 0
