@@ -12,6 +12,7 @@ Authentication is decided exactly as for the API: on (keys required) unless
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,7 +27,7 @@ from infra.net import port_in_use
 from infra.settings import SettingsError, load_settings
 from infra.timers import TimerStore
 from infra.topology import Topology
-from ops.console.deps import CancelOutcome, ConsoleDeps, Principal
+from ops.console.deps import Authenticate, CancelOutcome, ConsoleDeps, Principal
 from ops.console.session import MIN_SECRET_CHARS
 from ops.scaling.backends import BACKEND_ENV, Backend, backend_for
 from ops.scaling.errors import ScalingError
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 log = get_logger("conveyor.console")
 
 
-class _Schedules:
+class ConsoleSchedules:
     """``conveyor schedules`` ls/pause/resume/trigger for the console (producers.schedules)."""
 
     def __init__(self, topology: Topology) -> None:
@@ -70,7 +71,8 @@ class _Schedules:
         return self._firer.trigger(name)
 
 
-def _authenticate(keys: list[ApiKey]) -> Any:
+def authenticator(keys: list[ApiKey]) -> Authenticate:
+    """The console's key check over the API keys with a console scope (exit 2 if none has one)."""
     console_keys = [k for k in keys if k.console_role is not None]
     if not console_keys:
         common.fail(
@@ -89,7 +91,8 @@ def _authenticate(keys: list[ApiKey]) -> Any:
     return authenticate
 
 
-def _cancel(topology: Topology) -> Any:
+def canceller(topology: Topology) -> Callable[[str, str], CancelOutcome]:
+    """``(job id, by) -> outcome``: the API's cancellation (producers.cancel), any job."""
     from producers.cancel import Canceller  # noqa: PLC0415
 
     canceller = Canceller(topology, ledger_for(topology), TimerStore(timers_table_name(topology)))
@@ -102,7 +105,10 @@ def _cancel(topology: Topology) -> Any:
     return cancel
 
 
-def _idempotency(topology: Topology, scopes: list[str]) -> Any:
+def idempotency_finder(
+    topology: Topology, scopes: list[str]
+) -> Callable[[str], list[tuple[str, str]]]:
+    """``key -> [(scope, job id)]`` over ``scopes`` (the API key names; ``-`` without auth)."""
     from producers.idempotency import IdempotencyStore  # noqa: PLC0415
 
     store = IdempotencyStore(
@@ -153,7 +159,7 @@ def console(
             )
         except KeysError as exc:
             common.fail(str(exc), common.EXIT_USAGE)
-        authenticate = _authenticate(keys)
+        authenticate = authenticator(keys)
     secret = console_settings.session_secret
     if secret is not None and len(secret) < MIN_SECRET_CHARS:
         common.fail(
@@ -190,9 +196,9 @@ def console(
         session_max_age_s=console_settings.session_max_age_s,
         aws_timeout_s=console_settings.aws_timeout_s,
         sample_interval_s=console_settings.sample_interval_s,
-        cancel=_cancel(topology),
-        find_idempotency_key=_idempotency(topology, [k.name for k in keys] or ["-"]),
-        schedules=_Schedules(topology),
+        cancel=canceller(topology),
+        find_idempotency_key=idempotency_finder(topology, [k.name for k in keys] or ["-"]),
+        schedules=ConsoleSchedules(topology),
         target=current_target().to_json(),
     )
     import uvicorn  # noqa: PLC0415 - `--help` needs neither uvicorn nor FastAPI

@@ -21,6 +21,7 @@ out every element with ``data-action``.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -166,6 +167,7 @@ class Console:
                 "csrf_token": self.sessions.csrf_token(session),
                 "errors": errors,
                 "topology": self.topology,
+                "now": time.time(),
                 **context,
             },
             status_code=status_code,

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -46,12 +47,15 @@ from ops.scaling.autoscaler import PoolPolicy
 from ops.scaling.backlog import BacklogReader
 from ops.scaling.errors import ScalingError
 from ops.scaling.scale import scale
+from ops.scaling.store import DecisionJournal
 from ops.text import printable
 
 log = get_logger("conveyor.console")
 
 #: Jobs a preview (and so one redrive or delete) selects at most.
 PREVIEW_LIMIT = 1_000
+#: Autoscaler decisions the pools page lists (newest first).
+RECENT_DECISIONS = 20
 #: Jobs one export writes at most (ReceiveMessage calls: a tenth of it).
 EXPORT_LIMIT = 10_000
 
@@ -525,7 +529,11 @@ def register(app: FastAPI, console: Console) -> None:  # noqa: PLR0915 - one pla
         if read_decisions.error:
             errors.append(read_decisions.error)
         doc = pools_document(deps.backend_name, states)
-        doc["decisions"] = read_decisions.value or []
+        doc["recommendations"] = read_decisions.value or []
+        state_dir = getattr(backend, "state_dir", None)
+        journal = DecisionJournal(state_dir) if isinstance(state_dir, Path) else None
+        recent = list(reversed(journal.read()))[:RECENT_DECISIONS] if journal else []
+        doc["decisions"] = recent
         notes = sorted({s.note for s in states if s.note})
         return Page(
             "pools.html",
@@ -534,7 +542,9 @@ def register(app: FastAPI, console: Console) -> None:  # noqa: PLR0915 - one pla
                 "states": states,
                 "notes": notes,
                 "flash": flash,
-                "decisions": read_decisions.value or [],
+                "recommendations": doc["recommendations"],
+                "recent": recent,
+                "journal": journal is not None,
             },
             errors=errors,
         )

@@ -58,7 +58,8 @@ class Sessions:
 
     def new(self, principal: Principal | None = None) -> Session:
         """A fresh session (a new id: logging in never keeps the old one)."""
-        return Session(secrets.token_urlsafe(18), time.time() + self.max_age_s, principal)
+        expires_at = float(int(time.time() + self.max_age_s))  # whole seconds, as in the cookie
+        return Session(secrets.token_urlsafe(18), expires_at, principal)
 
     def _mac(self, data: bytes) -> str:
         return hmac.new(self._secret, data, hashlib.sha256).hexdigest()

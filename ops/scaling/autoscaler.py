@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from infra.errors import AwsError
@@ -33,6 +34,7 @@ from infra.topology.model import Pool
 from ops.scaling.backends import Backend
 from ops.scaling.backlog import Backlog, BacklogReader
 from ops.scaling.errors import ScalingError
+from ops.scaling.store import DecisionJournal
 
 log = get_logger("conveyor.autoscaler")
 
@@ -159,9 +161,18 @@ class Autoscaler:
         clock: Callable[[], float] = time.monotonic,
         on_decision: Callable[[Decision], None] | None = None,
         log_decisions: bool = True,
+        journal: DecisionJournal | None = None,
     ) -> None:
         """``log_decisions`` False: ``on_decision`` alone reports them (a CLI printing each
-        decision on stdout does not want the same decision again as a log line)."""
+        decision on stdout does not want the same decision again as a log line).
+
+        ``journal``: where recent decisions are kept for the console; by default the
+        ``local`` backend's state directory (other backends' autoscalers run elsewhere:
+        their decisions are in the logs).
+        """
+        self.journal = journal
+        if journal is None and isinstance(getattr(backend, "state_dir", None), Path):
+            self.journal = DecisionJournal(backend.state_dir)  # type: ignore[attr-defined]
         self.topology = topology
         self.log_decisions = log_decisions
         self.backend = backend
@@ -194,7 +205,17 @@ class Autoscaler:
                 self.on_decision(decision)
         if changes and not self.dry_run:
             self.backend.set_desired(changes)
+        self._keep(decisions)
         return decisions
+
+    def _keep(self, decisions: list[Decision]) -> None:
+        if self.journal is None or self.dry_run:
+            return  # a dry run changed nothing: not a decision the console should list
+        at = time.time()
+        try:
+            self.journal.append([{"at": at, **d.to_json()} for d in decisions])
+        except OSError as exc:  # the journal is for people; scaling goes on without it
+            log.warning("autoscale.journal_failed", error=str(exc))
 
     def run(self, stop: threading.Event) -> None:
         """Tick each pool every ``autoscale.interval_s`` until ``stop`` is set."""

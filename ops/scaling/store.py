@@ -127,6 +127,41 @@ class DesiredStore:
         return before
 
 
+class DecisionJournal:
+    """The autoscaler's recent decisions with their inputs, in ``<state dir>/decisions.json``.
+
+    The autoscaler logs every decision (``autoscale.decision``); this keeps the last
+    :attr:`KEEP` of them where the console on the same machine can show them. A
+    ``hold`` repeats every interval, so one is kept only when its reason or numbers
+    differ from the pool's previous entry.
+    """
+
+    KEEP = 50
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / "decisions.json"
+
+    def read(self) -> list[dict[str, Any]]:
+        """The kept decisions, oldest first (each with ``at``, Unix seconds)."""
+        found = read_json(self.path)
+        entries = found.get("decisions") if isinstance(found, dict) else None
+        return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+    def append(self, decisions: list[dict[str, Any]]) -> None:
+        """Add ``decisions`` (``Decision.to_json()`` plus ``at``); drops repeated holds."""
+        with DesiredStore(self.state_dir)._locked():
+            kept = self.read()
+            for decision in decisions:
+                last = next((e for e in reversed(kept) if e.get("pool") == decision["pool"]), None)
+                same = last is not None and all(
+                    last.get(k) == decision.get(k) for k in decision if k != "at"
+                )
+                if decision.get("action") != "hold" or not same:
+                    kept.append(decision)
+            write_json_atomic(self.path, {"decisions": kept[-self.KEEP :]})
+
+
 @dataclass(frozen=True)
 class SupervisorStatus:
     """What a supervisor last wrote about itself and its nodes."""
