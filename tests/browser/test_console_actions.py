@@ -96,6 +96,10 @@ def permanent_failure_is_redriven_from_the_ui_and_runs_again(system: System, pag
     preview = page.get_by_test_id("redrive-preview")
     expect(preview).to_contain_text(chosen)
     expect(preview).not_to_contain_text(other)
+    listed = page.get_by_test_id("preview-job").evaluate_all(
+        "rows => rows.map(r => r.dataset.jobId)"
+    )
+    assert listed == [chosen]
     assert system.dlq_depth() == 2  # a dry run moves nothing
     assert system.job_in_state(chosen, "dead-lettered")
 

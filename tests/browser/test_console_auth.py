@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from infra.emulator import EmulatorProcess
 from producers.auth import generate_key, hash_key
-from tests.browser.system import POOL, QUEUE, System, running_system
+from tests.browser.system import POOL, QUEUE, Console, System, running_system
 from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -80,6 +80,7 @@ def test_roles_and_csrf_in_the_browser(secured: Secured, browser: Browser) -> No
         a_viewer_sees_no_action_on_any_page,
         an_operator_sees_the_actions,
         a_post_without_a_valid_csrf_token_is_refused,
+        a_read_only_console_offers_no_action_even_to_an_operator,
     ):
         context = browser.new_context()  # a fresh browser for each step: no cookie left
         try:
@@ -88,8 +89,8 @@ def test_roles_and_csrf_in_the_browser(secured: Secured, browser: Browser) -> No
             context.close()
 
 
-def log_in(page: Page, system: System, key: str) -> None:
-    page.goto(f"{system.url}/login")
+def log_in(page: Page, system: System, key: str, *, url: str | None = None) -> None:
+    page.goto(f"{url or system.url}/login")
     page.get_by_test_id("login-key").fill(key)
     page.get_by_test_id("login-submit").click()
     expect(page).not_to_have_url(re.compile("/login"))
@@ -159,3 +160,21 @@ def a_post_without_a_valid_csrf_token_is_refused(secured: Secured, page: Page) -
         assert response.status == 403, (form, response.status, response.text()[:500])
         assert re.search("csrf", response.text(), re.IGNORECASE), response.text()[:500]
     assert system.pool().desired == desired  # nothing changed
+
+
+def a_read_only_console_offers_no_action_even_to_an_operator(secured: Secured, page: Page) -> None:
+    system = secured.system
+    read_only = Console(
+        env=system.env, log_dir=system.log_dir, name="console-ro", args=["--read-only"]
+    )
+    try:
+        read_only.wait_ready()
+        log_in(page, system, secured.operator_key, url=read_only.url)
+        for path in secured.pages():
+            response = page.goto(f"{read_only.url}{path}")
+            assert response is not None
+            assert response.status == 200, path
+            expect(page.locator("[data-action]"), path).to_have_count(0)
+    finally:
+        read_only.stop(30.0)
+        read_only.close()
