@@ -289,3 +289,24 @@ def test_the_pools_page_lists_the_autoscalers_recent_decisions(site: Site) -> No
         "at the recommendation",
     )
     assert decision["backlog"] == 0
+
+
+def test_the_overview_puts_a_growing_dlq_at_the_top(site: Site) -> None:
+    sampler = site.client.app.state.console.sampler  # type: ignore[attr-defined]
+    assert sampler.sample_once() is not None
+    dead_letter(site.sqs, site.work_dlq, "dlq.fragile", "new")
+    assert sampler.sample_once() is not None
+
+    page = site.client.get("/")
+    assert page.status_code == 200
+    attention = re.search(r'data-testid="attention"(.*?)</section>', page.text, re.S)
+    assert attention is not None
+    assert "the DLQ of work grew from 0 to 1" in attention.group(1)
+    assert "<svg" in page.text  # the queue's chart, from the two samples
+    twin = site.client.get("/api/overview").json()
+    assert twin["attention"][0]["kind"] == "dlq_growing"
+    work = next(q for q in twin["queues"] if q["queue"] == "work")
+    assert work["dlq_depth"] == 1
+    # No worker node runs here: the last hour's outcomes are unknown, not zero.
+    assert twin["last_hour"]["known"] is False
+    assert "unknown: no worker node" in page.text
