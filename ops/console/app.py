@@ -226,7 +226,10 @@ def create_app(deps: ConsoleDeps, *, sample: bool = True) -> FastAPI:  # noqa: P
                 request.state.bearer = console.deps.authenticate(key.strip())
         if console.principal(request) is None and not _public(path):
             response: Response
-            if path.startswith("/api/"):
+            if request.headers.get("hx-request"):
+                # An htmx poll after the session ended: the whole page goes to the login.
+                response = Response(status_code=204, headers={"HX-Redirect": "/login"})
+            elif path.startswith("/api/"):
                 response = JSONResponse(
                     {"detail": "log in first (POST /login), or send Authorization: Bearer <key>"},
                     status_code=401,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -69,6 +70,8 @@ class Page:
     context: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     status: int = 200
+    #: The HTML page is a redirect to this path instead (the twin still answers ``doc``).
+    redirect: str | None = None
 
 
 def audit(who: str, action: str, **what: Any) -> None:
@@ -87,6 +90,8 @@ def register(app: FastAPI, console: Console) -> None:  # noqa: PLR0915 - one pla
 
         def html(request: Request) -> Response:
             page = build(request, **request.path_params)
+            if page.redirect is not None:
+                return RedirectResponse(page.redirect, status_code=303)
             return console.render(
                 request,
                 page.template,
@@ -460,7 +465,15 @@ def register(app: FastAPI, console: Console) -> None:  # noqa: PLR0915 - one pla
                 matches.append(
                     {"job_id": job_id, "via": f"idempotency key of '{scope}'", "type": ""}
                 )
-        return Page("jobs.html", {"query": q, "matches": matches}, {"q": q}, errors=errors)
+        # One job found: its page at once (a person typing an id wants the timeline).
+        only = {m["job_id"] for m in matches}
+        return Page(
+            "jobs.html",
+            {"query": q, "matches": matches},
+            {"q": q},
+            errors=errors,
+            redirect=f"/jobs/{quote(only.pop(), safe='')}" if len(only) == 1 else None,
+        )
 
     both("/jobs", jobs)
 
