@@ -44,6 +44,7 @@ from ops.console.views import (
     timeline,
 )
 from ops.dlq import DeadLetterQueue, DlqError, JobFilter
+from ops.dlq.redrive import without_handler
 from ops.scaling.autoscaler import PoolPolicy
 from ops.scaling.backlog import BacklogReader
 from ops.scaling.errors import ScalingError
@@ -303,12 +304,7 @@ def register(app: FastAPI, console: Console) -> None:  # noqa: PLR0915 - one pla
         found = read.value[1] if read.value else None
         warning = None
         if kind == "redrive" and found is not None:
-            runnable = {
-                t
-                for t in topology.job_types_of_queue(resolved.queue)
-                if topology.handler_for(resolved.queue, t)
-            }
-            unknown = sorted({j.job_type or "?" for j in found.jobs} - runnable)
+            unknown = without_handler(topology, resolved.queue, found.jobs)
             if unknown:
                 warning = (
                     f"queue '{resolved.queue}' has no handler for {', '.join(unknown)}:"
