@@ -11,6 +11,7 @@ the HTML and the twin cannot disagree. Actions are POSTs checked by
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -580,6 +581,20 @@ def register(app: FastAPI, console: Console) -> None:  # noqa: PLR0915 - one pla
         return out
 
     both("/pools", pools)
+
+    @app.get("/fragments/pools/{pool}", include_in_schema=False)
+    def pool_fragment(request: Request, pool: str) -> Response:
+        """One pool's numbers and nodes, polled by the pools page (scaling shows live)."""
+        if pool not in topology.pools:
+            raise RefusedError(f"unknown pool '{printable(pool)}'", status=404)
+        backend = deps.backend
+        if backend is None:
+            raise RefusedError(deps.backend_error or "no scaling backend", status=503)
+        read = bounded(f"reading pool {pool}", lambda: backend.pools([pool]), timeout_s)
+        if read.value is None:
+            raise RefusedError(read.error or "no answer", status=503)
+        state = read.value[pool].to_json(time.time())
+        return console.render(request, "_pool.html", state=state)
 
     @app.post("/pools/{pool}/scale", include_in_schema=False)
     async def scale_pool(request: Request, pool: str) -> Response:

@@ -187,6 +187,11 @@ def test_the_pools_twin_holds_what_workers_ls_prints(site: Site) -> None:
     assert twin["pools"] == cli["pools"]
     assert [d["pool"] for d in twin["recommendations"]] == ["main"]
     assert twin["decisions"] == []  # no autoscaler ran here
+    # The page polls each pool's numbers and nodes (a scale shows without a reload).
+    fragment = site.client.get("/fragments/pools/main").text
+    assert re.search(r'data-testid="pool-desired">1<', fragment)
+    assert re.search(r'data-testid="pool-running">0<', fragment)
+    assert site.client.get("/fragments/pools/nope").status_code == 404
 
 
 def test_redrive_from_the_page_moves_exactly_the_selected_jobs(site: Site) -> None:
