@@ -9,7 +9,8 @@ page                     document
 ``/dead-letters``        ``conveyor dlq list --json``
 ``/dead-letters/{q}``    ``conveyor dlq show Q --json --limit 100`` + ``groups``,
                          ``sample``
-``/pools``               ``conveyor workers ls --json`` + ``decisions``
+``/pools``               ``conveyor workers ls --json`` + ``recommendations`` (the
+                         autoscaler's policy now) and ``decisions`` (its recent ones)
 ``/jobs/{id}``           the API's ``GET /v1/jobs/{id}`` (``conveyor jobs show --json``)
 ``/schedules``           ``conveyor schedules ls --json``
 =======================  ===========================================================
