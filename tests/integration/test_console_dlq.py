@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import typer
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from conveyor.cli import status as status_cli
 from conveyor.cli import workers as workers_cli
 from conveyor.cli.dlq import app as dlq_cli
 from infra import aws, provision
@@ -315,3 +317,24 @@ def test_the_overview_puts_a_growing_dlq_at_the_top(site: Site) -> None:
     # No worker node runs here: the last hour's outcomes are unknown, not zero.
     assert twin["last_hour"]["known"] is False
     assert "unknown: no worker node" in page.text
+
+
+def test_the_overview_twin_holds_what_status_prints(site: Site) -> None:
+    dead_letter(site.sqs, site.work_dlq, "dlq.fragile", "counted")
+    status_app = typer.Typer()
+    status_cli.register(status_app)
+    status_app.command("noop")(lambda: None)  # a group, so `status` is a subcommand
+    cli = _cli_json(status_app, "status", "--json")
+    twin = site.client.get("/api/overview").json()
+
+    def stable(doc: dict[str, Any]) -> dict[str, Any]:
+        # Ages move with the clock; the CLI's DLQ peek reads up to 1,000, the console's 100.
+        drop = ("oldest_age_s", "dlq_oldest_age_s")
+        return {
+            "queues": [{k: v for k, v in q.items() if k not in drop} for q in doc["queues"]],
+            "pools": [{k: v for k, v in p.items() if k != "nodes"} for p in doc["pools"]],
+            "backend": doc["backend"],
+        }
+
+    assert stable(twin) == stable(cli)
+    assert {"attention", "last_hour", "target"} <= set(twin)
