@@ -185,7 +185,8 @@ def register(app: FastAPI, console: Console) -> None:  # noqa: PLR0915 - one pla
                 when = dlq_ops.parse_since(since, datetime.now(UTC))
             except ValueError as exc:
                 raise RefusedError(str(exc).replace("--since", "since"), status=400) from None
-        types = [t.strip() for t in source.getlist("type") if str(t).strip()]
+        # Repeated fields or one comma-separated field (the page's filter box): both.
+        types = [t.strip() for v in source.getlist("type") for t in str(v).split(",") if t.strip()]
         return JobFilter(
             job_types=tuple(types),
             error=str(source.get("error") or "").strip() or None,

@@ -246,6 +246,8 @@ def test_delete_and_export_from_the_page(site: Site) -> None:
     assert {line["job_id"] for line in lines} == {keep.id, gone.id}
     only = site.client.get("/dead-letters/work/export.jsonl", params={"type": "dlq.broken"})
     assert [json.loads(line)["job_id"] for line in only.text.splitlines()] == [gone.id]
+    both = site.client.get("/dead-letters/work/export.jsonl", params={"type": "dlq.b*, dlq.f*"})
+    assert len(both.text.splitlines()) == 2
 
     token = site.csrf("/dead-letters/work")
     preview = site.client.post(
