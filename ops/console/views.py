@@ -15,7 +15,7 @@ page                     document
 ``/schedules``           ``conveyor schedules ls --json``
 =======================  ===========================================================
 
-AWS requests of a DLQ page load: GetQueueUrl (cached after the first), one
+AWS requests of a DLQ page load: one GetQueueUrl, one
 GetQueueAttributes, at most :data:`SAMPLE_RECEIVES` ReceiveMessage calls (10
 messages each, so at most :data:`SAMPLE_SIZE` jobs shown) and one
 ChangeMessageVisibilityBatch per 10 messages read to release them at once. A DLQ of
