@@ -33,6 +33,7 @@ from infra.errors import ConveyorError, exit_code
 from infra.topology import Topology
 from ops import dlq as dlq_ops
 from ops.dlq import DeadLetterQueue, DlqError, JobFilter, Peek, RedriveResult, render
+from ops.dlq.redrive import without_handler
 from ops.text import printable, printable_json
 
 #: A redrive shorter than this reports no jobs-per-second figure: too short to mean one.
@@ -374,12 +375,7 @@ def redrive(
         if not_found:
             raise typer.Exit(common.EXIT_FAILED)
         return
-    runnable = {
-        t
-        for t in topology.job_types_of_queue(target.queue)
-        if topology.handler_for(target.queue, t)
-    }
-    unknown = sorted({j.job_type or "?" for j in found.jobs} - runnable)
+    unknown = without_handler(topology, target.queue, found.jobs)
     if unknown:
         _note(
             f"warning: queue '{target.queue}' has no handler for {printable(', '.join(unknown))}:"

@@ -20,6 +20,7 @@ out every element with ``data-action``.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,9 +42,9 @@ from ops.console.deps import ConsoleDeps, Principal
 from ops.console.sampler import Sampler
 from ops.console.session import COOKIE, CSRF_FIELD, CSRF_HEADER, Session, Sessions, new_secret
 from ops.console.tasks import Tasks
-from ops.console.views import sqs_client
+from ops.console.views import LIST_SCAN_LIMIT, sqs_client
 from ops.dlq.render import age
-from ops.scaling.status import StatusReader
+from ops.scaling.status import StatusReader, SystemStatus
 
 log = get_logger("conveyor.console")
 
@@ -80,7 +81,7 @@ class Console:
         )
         self.tasks = Tasks()
         self._status = StatusReader(
-            deps.topology, deps.backend, deps.backend_name, dlq_scan_limit=100
+            deps.topology, deps.backend, deps.backend_name, dlq_scan_limit=LIST_SCAN_LIMIT
         )
         self._status_lock = threading.Lock()
         self._stop = threading.Event()
@@ -90,14 +91,12 @@ class Console:
         """Whether visitors must log in."""
         return self.deps.authenticate is not None
 
-    def read_status(self) -> Any:
+    def read_status(self) -> SystemStatus:
         """``conveyor status``'s reading (one at a time: the reader caches DLQ ages)."""
         with self._status_lock:
             found = self._status.read()
         if self.deps.backend_error and found.pools_error is None:
-            from dataclasses import replace  # noqa: PLC0415
-
-            found = replace(found, pools_error=self.deps.backend_error)
+            found = dataclasses.replace(found, pools_error=self.deps.backend_error)
         return found
 
     def start(self) -> None:
@@ -226,7 +225,10 @@ def create_app(deps: ConsoleDeps, *, sample: bool = True) -> FastAPI:  # noqa: P
                 request.state.bearer = console.deps.authenticate(key.strip())
         if console.principal(request) is None and not _public(path):
             response: Response
-            if path.startswith("/api/"):
+            if request.headers.get("hx-request"):
+                # An htmx poll after the session ended: the whole page goes to the login.
+                response = Response(status_code=204, headers={"HX-Redirect": "/login"})
+            elif path.startswith("/api/"):
                 response = JSONResponse(
                     {"detail": "log in first (POST /login), or send Authorization: Bearer <key>"},
                     status_code=401,

@@ -11,11 +11,13 @@ the HTML and the twin cannot disagree. Actions are POSTs checked by
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -43,6 +45,7 @@ from ops.console.views import (
     timeline,
 )
 from ops.dlq import DeadLetterQueue, DlqError, JobFilter
+from ops.dlq.redrive import without_handler
 from ops.scaling.autoscaler import PoolPolicy
 from ops.scaling.backlog import BacklogReader
 from ops.scaling.errors import ScalingError
@@ -69,6 +72,8 @@ class Page:
     context: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     status: int = 200
+    #: The HTML page is a redirect to this path instead (the twin still answers ``doc``).
+    redirect: str | None = None
 
 
 def audit(who: str, action: str, **what: Any) -> None:
@@ -87,6 +92,8 @@ def register(app: FastAPI, console: Console) -> None:  # noqa: PLR0915 - one pla
 
         def html(request: Request) -> Response:
             page = build(request, **request.path_params)
+            if page.redirect is not None:
+                return RedirectResponse(page.redirect, status_code=303)
             return console.render(
                 request,
                 page.template,
@@ -178,7 +185,8 @@ def register(app: FastAPI, console: Console) -> None:  # noqa: PLR0915 - one pla
                 when = dlq_ops.parse_since(since, datetime.now(UTC))
             except ValueError as exc:
                 raise RefusedError(str(exc).replace("--since", "since"), status=400) from None
-        types = [t.strip() for t in source.getlist("type") if str(t).strip()]
+        # Repeated fields or one comma-separated field (the page's filter box): both.
+        types = [t.strip() for v in source.getlist("type") for t in str(v).split(",") if t.strip()]
         return JobFilter(
             job_types=tuple(types),
             error=str(source.get("error") or "").strip() or None,
@@ -298,12 +306,7 @@ def register(app: FastAPI, console: Console) -> None:  # noqa: PLR0915 - one pla
         found = read.value[1] if read.value else None
         warning = None
         if kind == "redrive" and found is not None:
-            runnable = {
-                t
-                for t in topology.job_types_of_queue(resolved.queue)
-                if topology.handler_for(resolved.queue, t)
-            }
-            unknown = sorted({j.job_type or "?" for j in found.jobs} - runnable)
+            unknown = without_handler(topology, resolved.queue, found.jobs)
             if unknown:
                 warning = (
                     f"queue '{resolved.queue}' has no handler for {', '.join(unknown)}:"
@@ -460,7 +463,15 @@ def register(app: FastAPI, console: Console) -> None:  # noqa: PLR0915 - one pla
                 matches.append(
                     {"job_id": job_id, "via": f"idempotency key of '{scope}'", "type": ""}
                 )
-        return Page("jobs.html", {"query": q, "matches": matches}, {"q": q}, errors=errors)
+        # One job found: its page at once (a person typing an id wants the timeline).
+        only = {m["job_id"] for m in matches}
+        return Page(
+            "jobs.html",
+            {"query": q, "matches": matches},
+            {"q": q},
+            errors=errors,
+            redirect=f"/jobs/{quote(only.pop(), safe='')}" if len(only) == 1 else None,
+        )
 
     both("/jobs", jobs)
 
@@ -571,6 +582,20 @@ def register(app: FastAPI, console: Console) -> None:  # noqa: PLR0915 - one pla
         return out
 
     both("/pools", pools)
+
+    @app.get("/fragments/pools/{pool}", include_in_schema=False)
+    def pool_fragment(request: Request, pool: str) -> Response:
+        """One pool's numbers and nodes, polled by the pools page (scaling shows live)."""
+        if pool not in topology.pools:
+            raise RefusedError(f"unknown pool '{printable(pool)}'", status=404)
+        backend = deps.backend
+        if backend is None:
+            raise RefusedError(deps.backend_error or "no scaling backend", status=503)
+        read = bounded(f"reading pool {pool}", lambda: backend.pools([pool]), timeout_s)
+        if read.value is None:
+            raise RefusedError(read.error or "no answer", status=503)
+        state = read.value[pool].to_json(time.time())
+        return console.render(request, "_pool.html", state=state)
 
     @app.post("/pools/{pool}/scale", include_in_schema=False)
     async def scale_pool(request: Request, pool: str) -> Response:

@@ -9,12 +9,13 @@ page                     document
 ``/dead-letters``        ``conveyor dlq list --json``
 ``/dead-letters/{q}``    ``conveyor dlq show Q --json --limit 100`` + ``groups``,
                          ``sample``
-``/pools``               ``conveyor workers ls --json`` + ``decisions``
+``/pools``               ``conveyor workers ls --json`` + ``recommendations`` (the
+                         autoscaler's policy now) and ``decisions`` (its recent ones)
 ``/jobs/{id}``           the API's ``GET /v1/jobs/{id}`` (``conveyor jobs show --json``)
 ``/schedules``           ``conveyor schedules ls --json``
 =======================  ===========================================================
 
-AWS requests of a DLQ page load: GetQueueUrl (cached after the first), one
+AWS requests of a DLQ page load: one GetQueueUrl, one
 GetQueueAttributes, at most :data:`SAMPLE_RECEIVES` ReceiveMessage calls (10
 messages each, so at most :data:`SAMPLE_SIZE` jobs shown) and one
 ChangeMessageVisibilityBatch per 10 messages read to release them at once. A DLQ of

@@ -34,12 +34,21 @@ from infra.envelope import EnvelopeError, decode
 from infra.errors import AwsError
 from infra.failure import FAILURE_ATTRIBUTE, REDRIVE_COUNT, REDRIVEN_AT
 from infra.limits import SQS_MAX_BATCH_BYTES
+from infra.topology import Topology
 from ops.dlq.jobs import DeadJob
 from ops.dlq.peek import BATCH_MAX, DEFAULT_HOLD_S, Scan
 from ops.dlq.queues import DlqError, TargetQueue
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+
+
+def without_handler(topology: Topology, queue: str, jobs: list[DeadJob]) -> list[str]:
+    """The job types among ``jobs`` that ``queue`` has no handler for (sorted; ``?`` for
+    an unknown type): redriven there, they would be dead-lettered again."""
+    runnable = {t for t in topology.job_types_of_queue(queue) if topology.handler_for(queue, t)}
+    return sorted({job.job_type or "?" for job in jobs} - runnable)
+
 
 #: How long a rate-limited pause may last before the held messages' hold is renewed.
 PAUSE_SLICE_S = 1.0

@@ -88,6 +88,9 @@ def test_a_visitor_must_log_in_with_a_console_key(topology: Topology) -> None:
     with _console(topology) as client:
         assert client.get("/", follow_redirects=False).headers["location"] == "/login?next=/"
         assert client.get("/api/overview").status_code == 401
+        # An htmx poll without a session sends the whole page to the login.
+        poll = client.get("/fragments/overview", headers={"HX-Request": "true"})
+        assert (poll.status_code, poll.headers["hx-redirect"]) == (204, "/login")
         login = client.get("/login").text
         assert 'data-testid="login-key"' in login
         assert 'data-testid="login-submit"' in login

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import typer
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from conveyor.cli import status as status_cli
 from conveyor.cli import workers as workers_cli
 from conveyor.cli.dlq import app as dlq_cli
 from infra import aws, provision
@@ -187,6 +189,11 @@ def test_the_pools_twin_holds_what_workers_ls_prints(site: Site) -> None:
     assert twin["pools"] == cli["pools"]
     assert [d["pool"] for d in twin["recommendations"]] == ["main"]
     assert twin["decisions"] == []  # no autoscaler ran here
+    # The page polls each pool's numbers and nodes (a scale shows without a reload).
+    fragment = site.client.get("/fragments/pools/main").text
+    assert re.search(r'data-testid="pool-desired">1<', fragment)
+    assert re.search(r'data-testid="pool-running">0<', fragment)
+    assert site.client.get("/fragments/pools/nope").status_code == 404
 
 
 def test_redrive_from_the_page_moves_exactly_the_selected_jobs(site: Site) -> None:
@@ -239,6 +246,8 @@ def test_delete_and_export_from_the_page(site: Site) -> None:
     assert {line["job_id"] for line in lines} == {keep.id, gone.id}
     only = site.client.get("/dead-letters/work/export.jsonl", params={"type": "dlq.broken"})
     assert [json.loads(line)["job_id"] for line in only.text.splitlines()] == [gone.id]
+    both = site.client.get("/dead-letters/work/export.jsonl", params={"type": "dlq.b*, dlq.f*"})
+    assert len(both.text.splitlines()) == 2
 
     token = site.csrf("/dead-letters/work")
     preview = site.client.post(
@@ -289,3 +298,45 @@ def test_the_pools_page_lists_the_autoscalers_recent_decisions(site: Site) -> No
         "at the recommendation",
     )
     assert decision["backlog"] == 0
+
+
+def test_the_overview_puts_a_growing_dlq_at_the_top(site: Site) -> None:
+    sampler = site.client.app.state.console.sampler  # type: ignore[attr-defined]
+    assert sampler.sample_once() is not None
+    dead_letter(site.sqs, site.work_dlq, "dlq.fragile", "new")
+    assert sampler.sample_once() is not None
+
+    page = site.client.get("/")
+    assert page.status_code == 200
+    attention = re.search(r'data-testid="attention"(.*?)</section>', page.text, re.S)
+    assert attention is not None
+    assert "the DLQ of work grew from 0 to 1" in attention.group(1)
+    assert "<svg" in page.text  # the queue's chart, from the two samples
+    twin = site.client.get("/api/overview").json()
+    assert twin["attention"][0]["kind"] == "dlq_growing"
+    work = next(q for q in twin["queues"] if q["queue"] == "work")
+    assert work["dlq_depth"] == 1
+    # No worker node runs here: the last hour's outcomes are unknown, not zero.
+    assert twin["last_hour"]["known"] is False
+    assert "unknown: no worker node" in page.text
+
+
+def test_the_overview_twin_holds_what_status_prints(site: Site) -> None:
+    dead_letter(site.sqs, site.work_dlq, "dlq.fragile", "counted")
+    status_app = typer.Typer()
+    status_cli.register(status_app)
+    status_app.command("noop")(lambda: None)  # a group, so `status` is a subcommand
+    cli = _cli_json(status_app, "status", "--json")
+    twin = site.client.get("/api/overview").json()
+
+    def stable(doc: dict[str, Any]) -> dict[str, Any]:
+        # Ages move with the clock; the CLI's DLQ peek reads up to 1,000, the console's 100.
+        drop = ("oldest_age_s", "dlq_oldest_age_s")
+        return {
+            "queues": [{k: v for k, v in q.items() if k not in drop} for q in doc["queues"]],
+            "pools": [{k: v for k, v in p.items() if k != "nodes"} for p in doc["pools"]],
+            "backend": doc["backend"],
+        }
+
+    assert stable(twin) == stable(cli)
+    assert {"attention", "last_hour", "target"} <= set(twin)
