@@ -1,4 +1,8 @@
-"""The asyncio pool class as Celery drives it: apply_async, callbacks, warm and cold stops."""
+"""The asyncio pool class as Celery drives it: apply_async, callbacks, warm and cold stops.
+
+This exercises the Celery hooks the pool relies on (workers/compat.py: BasePool.on_start,
+on_apply, on_stop, on_terminate, signal_safe and celery.concurrency.base.apply_target).
+"""
 
 from __future__ import annotations
 
