@@ -254,3 +254,22 @@ def test_a_threads_job_past_max_runtime_and_grace_recycles_its_node(
     [overran] = pk.events(a, "job.overran")
     assert (overran["job_id"], overran["max_runtime_s"]) == (job_id, 2)
     assert pk.runs(job_id)[0]["attempt"] == 1
+
+
+def test_past_the_shutdown_grace_the_job_in_hand_is_stopped_and_comes_back(
+    pools: Pools,
+) -> None:
+    pools.env["CONVEYOR_WORKER_SHUTDOWN_GRACE_S"] = "2"
+    a = pools.node("a")
+    [job_id] = pools.send("test.sleep", {"seconds": 20})
+    eventually(lambda: pools.runs(job_id), what="node a to start the job")
+    a.proc.send_signal(signal.SIGTERM)
+    a.wait(timeout_s=60)
+    if pools.pool == "aio":  # the cancellation reached the coroutine (its cleanup ran)
+        assert pools.outcomes(job_id) == ["started", "cancelled"]
+    assert not pools.finished(job_id)
+    del pools.env["CONVEYOR_WORKER_SHUTDOWN_GRACE_S"]
+    pools.node("b")  # the message was made visible again: b need not wait for a timeout
+    eventually(lambda: pools.finished(job_id), timeout_s=90, what="the job on node b")
+    runs = pools.runs(job_id)
+    assert (runs[0]["node"], runs[-1]["node"], runs[-1]["outcome"]) == ("a", "b", "ok")
