@@ -273,3 +273,38 @@ def test_past_the_shutdown_grace_the_job_in_hand_is_stopped_and_comes_back(
     eventually(lambda: pools.finished(job_id), timeout_s=90, what="the job on node b")
     runs = pools.runs(job_id)
     assert (runs[0]["node"], runs[-1]["node"], runs[-1]["outcome"]) == ("a", "b", "ok")
+
+
+def test_an_asyncio_node_recycles_after_max_jobs_per_child_and_loses_nothing(
+    pool_of: Callable[[str], Pools], tmp_path: Path
+) -> None:
+    pk = pool_of("aio")
+    path = tmp_path / "recycling.yaml"
+    path.write_text(
+        TOPOLOGY.read_text().replace(
+            "    worker_pool: asyncio\n", "    worker_pool: asyncio\n    max_jobs_per_child: 4\n"
+        )
+    )
+    pk.env["CONVEYOR_QUEUES_FILE"] = str(path)  # the same queues, recycling after 4 jobs
+    ids = pk.send("test.note", {"label": "r"}, count=12)
+    codes: list[int] = []
+    while not all(pk.finished(i) for i in ids):
+        assert len(codes) < 8, codes  # each node runs 4 or 5 jobs: 3 or 4 nodes do it all
+        node = Worker(
+            "aio",
+            env={**pk.env, "CONVEYOR_TEST_NODE": f"n{len(codes)}"},
+            log_dir=pk.log_dir,
+            name=f"aio-n{len(codes)}",
+        )
+        pk.nodes.append(node)
+        eventually(
+            lambda node=node: not node.alive or all(pk.finished(i) for i in ids),
+            timeout_s=90,
+            what="the node to recycle or the jobs to finish",
+        )
+        if not node.alive:
+            codes.append(node.proc.returncode)
+    assert codes
+    assert set(codes) == {EXIT_RECYCLED}
+    assert all(pk.outcomes(i) == ["ok"] for i in ids)  # each ran once, none lost
+    assert pk.events(pk.nodes[0], "worker.recycling")
