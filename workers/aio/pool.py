@@ -69,9 +69,12 @@ class JobHandle:
         self.done: Future[None] = Future()
         self.task: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        #: Set by :meth:`terminate`; a job not started yet is then cancelled at its start.
+        self.cancelled = False
 
     def terminate(self, signal: int | None = None) -> None:
         """Cancel the job (from any thread): ``CancelledError`` in the handler."""
+        self.cancelled = True  # first: the loop's _start checks it after setting task
         loop, task = self.loop, self.task
         if loop is not None and task is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
@@ -168,6 +171,8 @@ class AsyncioPool(BasePool):
         )
         self._tasks.add(task)
         handle.task, handle.loop = task, self.loop
+        if handle.cancelled:  # cancelled before it started: it reports as cancelled
+            task.cancel()
 
         def finished(task: asyncio.Task[None]) -> None:
             self._tasks.discard(task)
