@@ -308,3 +308,19 @@ def test_an_asyncio_node_recycles_after_max_jobs_per_child_and_loses_nothing(
     assert set(codes) == {EXIT_RECYCLED}
     assert all(pk.outcomes(i) == ["ok"] for i in ids)  # each ran once, none lost
     assert pk.events(pk.nodes[0], "worker.recycling")
+
+
+def test_successes_are_deleted_in_batches(pools: Pools) -> None:
+    # Only full batches and the shutdown flush send: the count does not depend on speed.
+    pools.env["CONVEYOR_ACK_FLUSH_INTERVAL_S"] = "600"
+    a = pools.node("a")
+    ids = pools.send("test.note", {"label": "b"}, count=30)
+    eventually(lambda: all(pools.finished(i) for i in ids), what="all 30 jobs")
+    a.proc.send_signal(signal.SIGTERM)
+    assert a.wait(timeout_s=60) == 0
+    [stopped] = pools.events(a, "worker.stopped")
+    requests = stopped["aws_requests"]
+    assert requests.get("sqs.DeleteMessage", 0) == 0
+    assert requests.get("sqs.DeleteMessageBatch", 0) <= 30 // 10 + 1, requests
+    url = queue_url(pools.topology, pools.queue)
+    assert visible_in_flight(url) == (0, 0)
