@@ -43,6 +43,8 @@ _build_lock = threading.Lock()
 #: loader keeps the parsed service models (megabytes each), so a worker node's pool
 #: children share the node's copy instead of each parsing its own.
 _session: list[boto3.session.Session] = []
+#: Bumped by reset_clients(), so a client built across a reset is not cached.
+_generation = [0]
 _requests: Counter[str] = Counter()
 
 
@@ -176,11 +178,15 @@ def client(
     key = (os.getpid(), service, region, connect_timeout_s, read_timeout_s)
     with _lock:
         found = _clients.get(key)
+        generation = _generation[0]
     if found is None:
         found = _build(service, region, connect_timeout_s, read_timeout_s)
         with _lock:
-            # Another thread may have built one meanwhile: keep the first.
-            found = _clients.setdefault(key, found)
+            # A reset_clients() while this one was being built means it may carry the old
+            # credentials: use it once, never cache it. Otherwise another thread may have
+            # built one meanwhile: keep the first.
+            if _generation[0] == generation:
+                found = _clients.setdefault(key, found)
     return found
 
 
@@ -194,6 +200,7 @@ def reset_clients() -> None:
     with _lock:
         _clients.clear()
         _accounts.clear()
+        _generation[0] += 1
     with _build_lock:
         _session.clear()  # credentials and settings are read again
 
