@@ -59,6 +59,11 @@ def _per_job(phase: dict[str, Any], work_s: float) -> dict[str, Any]:
         #: What the system adds to the job's own CPU time.
         "overhead_cpu_s_per_job": round(cpu_s - work_s, 6),
         "cpu_s_by_process": phase.get("cpu_s_by_process", {}),
+        #: The worker node's share (its process tree; no API, no producer).
+        "node_cpu_s_per_job": round(
+            sum(v for k, v in phase.get("cpu_s_by_process", {}).items() if "worker" in k) / jobs,
+            6,
+        ),
         "producer_cpu_s_per_job": round(phase["producer_cpu_s"] / jobs, 6),
         "consumer_cpu_s_per_job": round(phase["consumer_cpu_s"] / jobs, 6),
     }
@@ -217,7 +222,7 @@ def targets(by_concurrency: dict[str, dict[str, Any]], io: dict[str, Any]) -> li
     ]
     phases += [(f"io {pool}", _get(fig, "", "requests_per_job")) for pool, fig in io.items()]
     measured = [(v, where) for where, v in phases if v is not None]
-    worst = max(measured) if measured else None
+    worst = max(measured, key=lambda m: m[0]) if measured else None
     rows.append(
         (
             "SNS+SQS requests per job at backlog" + (f" (worst: {worst[1]})" if worst else ""),
@@ -280,6 +285,11 @@ def build(
         for level, systems in results.get("throughput", {}).items()
     }
     io = {pool: io_headline(r, settings["io_ms"]) for pool, r in results.get("io", {}).items()}
+    prefork = io.get("prefork", {})
+    for fig in io.values():
+        if "skipped" not in fig and "skipped" not in prefork:
+            fig["rss_vs_prefork"] = _ratio(fig["node_peak_rss_mb"], prefork.get("node_peak_rss_mb"))
+            fig["pss_vs_prefork"] = _ratio(fig["node_pss_mb"], prefork.get("node_pss_mb"))
     levels = sorted(by_concurrency, key=int)
     doc: dict[str, Any] = {
         "meta": meta,
@@ -319,6 +329,8 @@ _ROWS: list[tuple[str, str, str, float]] = [
     ("client CPU ms/job (no-op)", "noop", "cpu_s_per_job", 1000),
     ("client CPU ms/job (5 ms CPU)", "cpu", "cpu_s_per_job", 1000),
     ("  of which beyond the 5 ms", "cpu", "overhead_cpu_s_per_job", 1000),
+    ("worker node CPU ms/job (no-op)", "noop", "node_cpu_s_per_job", 1000),
+    ("worker node CPU ms/job (5 ms CPU)", "cpu", "node_cpu_s_per_job", 1000),
     ("enqueue->start p50 ms (light)", "light_load", "latency_p50_s", 1000),
     ("enqueue->start p99 ms (light)", "light_load", "latency_p99_s", 1000),
     ("idle receives/min/node", "idle", "receives_per_min_per_node", 1),
@@ -332,8 +344,11 @@ _IO_ROWS: list[tuple[str, str, float]] = [
     ("  ÷ ideal", "vs_ideal", 1),
     ("SNS+SQS requests/job", "requests_per_job", 1),
     ("client CPU ms/job", "cpu_s_per_job", 1000),
+    ("worker node CPU ms/job", "node_cpu_s_per_job", 1000),
     ("node peak RSS MB", "node_peak_rss_mb", 1),
+    ("  ÷ prefork", "rss_vs_prefork", 1),
     ("node PSS MB (after the phase)", "node_pss_mb", 1),
+    ("  ÷ prefork", "pss_vs_prefork", 1),
 ]
 
 
@@ -343,8 +358,8 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _cell(value: Any, scale: float) -> str:
-    return _fmt(value * scale) if isinstance(value, float | int) else "-"
+def _cell(value: Any, scale: float, missing: str = "-") -> str:
+    return _fmt(value * scale) if isinstance(value, float | int) else missing
 
 
 def _align(lines: list[list[str]]) -> list[str]:
@@ -387,7 +402,11 @@ def _io_table(doc: dict[str, Any]) -> list[str]:
     head = f"{s['io_ms']:g} ms I/O, concurrency {s['io_concurrency']}, Conveyor"
     lines = [[head, *pools]]
     for label, key, scale in _IO_ROWS:
-        lines.append([label, *(_cell(_get(io[p], "", key), scale) for p in pools)])
+        row = [label]
+        for pool in pools:
+            missing = "n/a" if "skipped" in io[pool] else "-"
+            row.append(_cell(_get(io[pool], "", key), scale, missing))
+        lines.append(row)
     out = _align(lines)
     for pool in pools:
         if "skipped" in io[pool]:
@@ -415,7 +434,13 @@ def targets_table(doc: dict[str, Any]) -> list[str]:
 
 def table(doc: dict[str, Any]) -> str:
     """The text tables: throughput per concurrency, the I/O workload, the targets."""
-    text: list[str] = []
+    s, meta = doc["settings"], doc["meta"]
+    text = [
+        f"N = {s['n']} jobs per throughput phase, {s['io_n']} per I/O phase;"
+        f" 1-minute load average {meta.get('load_average_1m', '?')} at the start"
+        f" ({meta.get('machine', '?')})",
+        "",
+    ]
     for level in sorted(doc["by_concurrency"], key=int):
         text += [*_throughput_table(doc, level), ""]
     if doc["io"]:

@@ -87,12 +87,26 @@ class Step:
     worker_pool: str = "prefork"
 
 
+#: Conveyor with tracing on: what tracing costs is measured at the first concurrency
+#: only, without the idle phase (its idle polling is Conveyor's), to keep the run short.
+TRACED = "conveyor_otel"
+
+
 def plan(settings: Settings) -> list[Step]:
     """The steps of a run, in order (see the module docstring)."""
     first, *more = settings.concurrencies
-    steps = [Step(name, first, ("idle", "light", "noop", "cpu")) for name in settings.systems]
+    steps = [
+        Step(
+            name,
+            first,
+            ("light", "noop", "cpu") if name == TRACED else ("idle", "light", "noop", "cpu"),
+        )
+        for name in settings.systems
+    ]
     for concurrency in more:
-        steps += [Step(name, concurrency, ("noop", "cpu")) for name in settings.systems]
+        steps += [
+            Step(name, concurrency, ("noop", "cpu")) for name in settings.systems if name != TRACED
+        ]
     if "conveyor" in settings.systems:
         steps += [
             Step("conveyor", settings.io_concurrency, ("io",), worker_pool=pool)

@@ -254,3 +254,20 @@ def test_the_io_topology_sets_the_pool_and_loads(tmp_path: Any) -> None:
     assert load_topology(path).pools["bench"].worker_pool == "threads"
     handlers = {t["handler"] for t in conveyor.topology_for("asyncio")["job_types"].values()}
     assert handlers == {conveyor.ASYNC_HANDLER}
+
+
+def test_tracing_is_measured_at_the_first_concurrency_only_without_idle() -> None:
+    steps = plan(Settings(systems=("conveyor", "conveyor_otel"), io_pools=()))
+    assert steps == [
+        Step("conveyor", 2, ("idle", "light", "noop", "cpu")),
+        Step("conveyor_otel", 2, ("light", "noop", "cpu")),
+        Step("conveyor", 8, ("noop", "cpu")),
+    ]
+
+
+def test_the_io_table_compares_each_pool_with_prefork() -> None:
+    doc = report.build(_results(io__asyncio={"skipped": "no asyncio pool"}), SETTINGS, META)
+    assert doc["io"]["threads"]["rss_vs_prefork"] == 0.1
+    assert doc["io"]["threads"]["pss_vs_prefork"] == 0.1
+    (rss_row,) = [line for line in report.table(doc).splitlines() if line.startswith("node peak")]
+    assert rss_row.split()[-3:] == ["1000", "100", "n/a"]
