@@ -11,6 +11,8 @@ from infra import aws
 from infra.aws import lookup
 from infra.settings import load_settings
 from infra.topology import Topology
+from workers.aio.bridge import await_job
+from workers.aio.pool import POOL_CLASS as ASYNCIO_POOL_CLASS
 from workers.idempotency import job_hooks
 from workers.recycling import RecyclePolicy
 from workers.request import OutcomeSignal
@@ -68,7 +70,13 @@ def create_app(
     the node: :mod:`workers.node`).
     """
     bindings = bindings if bindings is not None else resolve_bindings(topology, queues)
-    runner = JobRunner(topology, queues, hooks=job_hooks(topology, queues))
+    runner = JobRunner(
+        topology,
+        queues,
+        hooks=job_hooks(topology, queues),
+        # async def handlers: awaited on the asyncio pool's loop (workers.aio).
+        awaiter=await_job if worker_pool == "asyncio" else None,
+    )
     app = Celery(name, set_as_current=False)
     app.conf.update(
         broker_url="sqs://",
@@ -96,7 +104,7 @@ def create_app(
         result_backend=None,
         worker_prefetch_multiplier=1,
         worker_concurrency=concurrency,
-        worker_pool=worker_pool,
+        worker_pool=ASYNCIO_POOL_CLASS if worker_pool == "asyncio" else worker_pool,
         worker_enable_remote_control=False,
         worker_send_task_events=False,
         worker_hijack_root_logger=False,

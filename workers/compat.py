@@ -332,6 +332,62 @@ _HOOK_LIST: Final = [
         "a weak reference to the generator writing the job to its child",
         assigned_in=f"{_ASYNPOOL}._create_write_handlers",
     ),
+    # -- celery: the asyncio pool (workers.aio.pool.AsyncioPool) --------------------------
+    Hook(
+        "celery.concurrency.base:BasePool",
+        "signal_safe",
+        "override",
+        "False: Celery then never runs the pool's stop from inside a signal handler "
+        "(the asyncio pool's stop waits for its loop's thread)",
+    ),
+    Hook(
+        "celery.concurrency.base:BasePool",
+        "on_start",
+        "override",
+        "called once when the worker starts the pool: the asyncio pool starts its loop",
+        params=(),
+    ),
+    Hook(
+        "celery.concurrency.base:BasePool",
+        "on_apply",
+        "override",
+        "called by apply_async for every job with the tracer as target and the "
+        "request's callbacks: the asyncio pool starts the job as a task on its loop",
+    ),
+    Hook(
+        "celery.concurrency.base:BasePool",
+        "on_stop",
+        "override",
+        "called on a warm shutdown once the consumer stopped: wait for jobs in flight",
+        params=(),
+    ),
+    Hook(
+        "celery.concurrency.base:BasePool",
+        "on_terminate",
+        "override",
+        "called on a cold shutdown: cancel the jobs in flight",
+        params=(),
+    ),
+    Hook(
+        "celery.concurrency.base",
+        "apply_target",
+        "call",
+        "runs the tracer with the accept callback first and the result callback after, "
+        "turning a BaseException (a cancelled job) into WorkerLostError: the message is "
+        "made visible again",
+        params=(
+            "target",
+            "args",
+            "kwargs",
+            "callback",
+            "accept_callback",
+            "pid",
+            "getpid",
+            "propagate",
+            "monotonic",
+            "_",
+        ),
+    ),
     # -- billiard: small pool children (workers.node) -------------------------------------
     Hook(
         "billiard.util",

@@ -11,13 +11,14 @@ failure, so Celery's own failure handling only ever sees genuine worker faults.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import os
 import random
 import socket
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -139,8 +140,12 @@ class JobRunner:
         hooks: Sequence[Hook] = DEFAULT_HOOKS,
         rng: random.Random | None = None,
         claim_check: ClaimCheck | None = None,
+        awaiter: Callable[[Awaitable[object], float | None], object] | None = None,
     ) -> None:
         self.topology = topology
+        #: Waits for an ``async def`` handler's coroutine, with the job type's
+        #: ``max_runtime_s`` (the asyncio pool's :func:`workers.aio.bridge.await_job`).
+        self.awaiter = awaiter
         self.hooks = tuple(hooks)
         #: Fetches claim-checked payloads (``dataref``) from S3.
         self.claim_check = claim_check or claim_check_for(topology)
@@ -226,13 +231,25 @@ class JobRunner:
         )
         log.info("job.started", max_attempts=policy.max_attempts)
         try:
-            self._handlers[delivery.queue, job_type](payload, ctx)
+            result = self._handlers[delivery.queue, job_type](payload, ctx)
+            if inspect.isawaitable(result):
+                self._await(result, job_type)
         except PermanentError as exc:
             return self._dead_letter(delivery, "permanent_error", exc)
         except Exception as exc:  # noqa: BLE001 - any handler failure is retried or dead-lettered
             return self._failed_attempt(delivery, policy, exc)
         log.info("job.succeeded")
         return delivery.outcome("succeeded")
+
+    def _await(self, result: Awaitable[object], job_type: str) -> object:
+        """The result of an ``async def`` handler, awaited on the asyncio pool's loop."""
+        if self.awaiter is None:
+            if inspect.iscoroutine(result):
+                result.close()  # never awaited: no "never awaited" warning
+            raise TypeError(
+                f"the handler of '{job_type}' is async def: it needs worker_pool: asyncio"
+            )
+        return self.awaiter(result, self.topology.job_types[job_type].max_runtime_s)
 
     def _payload(
         self, delivery: _Delivery, envelope: Envelope, policy: RetryPolicy

@@ -290,8 +290,10 @@ class Pool(_Strict):
     #: Jobs run at once in one node (Celery's concurrency).
     concurrency: Annotated[int, Field(ge=1, le=256)] = 2
     replicas: Replicas = Field(default_factory=Replicas)
-    #: Celery execution pool: processes (isolation, CPU-bound jobs) or threads (I/O-bound).
-    worker_pool: Literal["prefork", "threads", "solo"] = "prefork"
+    #: Execution pool: processes (isolation, CPU-bound jobs), threads (blocking I/O),
+    #: solo (one job at a time in the node) or asyncio (``async def`` handlers, many
+    #: jobs on one event loop); see docs/pools.md.
+    worker_pool: Literal["prefork", "threads", "solo", "asyncio"] = "prefork"
     #: Backlog autoscaling; omitted: the defaults of :class:`Autoscale`.
     autoscale: Autoscale | None = None
     #: Recycling, a safety net against memory that grows with every job: a job
