@@ -94,19 +94,14 @@ TRACED = "conveyor_otel"
 
 def plan(settings: Settings) -> list[Step]:
     """The steps of a run, in order (see the module docstring)."""
-    first, *more = settings.concurrencies
-    steps = [
-        Step(
-            name,
-            first,
-            ("light", "noop", "cpu") if name == TRACED else ("idle", "light", "noop", "cpu"),
-        )
-        for name in settings.systems
-    ]
-    for concurrency in more:
-        steps += [
-            Step(name, concurrency, ("noop", "cpu")) for name in settings.systems if name != TRACED
-        ]
+    steps: list[Step] = []
+    for i, concurrency in enumerate(settings.concurrencies):
+        for name in settings.systems:
+            if i == 0:
+                idle = () if name == TRACED else ("idle",)
+                steps.append(Step(name, concurrency, (*idle, "light", "noop", "cpu")))
+            elif name != TRACED:
+                steps.append(Step(name, concurrency, ("noop", "cpu")))
     if "conveyor" in settings.systems:
         steps += [
             Step("conveyor", settings.io_concurrency, ("io",), worker_pool=pool)
