@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -101,5 +102,63 @@ def check_imports(
                 key = f"queues.{qname}.handlers.{jt_name}"
                 if (p := _check(path, key, want_model=False)) is not None:
                     problems.append(p)
+    if handlers:
+        problems.extend(_handler_kind_problems(topology, failed={p.path for p in problems}))
     if problems:
         raise TopologyError(source, problems)
+
+
+def is_async_handler(obj: object) -> bool:
+    """Whether calling ``obj`` returns a coroutine (``async def``, also as a callable object)."""
+    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
+        getattr(obj, "__call__", None)  # noqa: B004 - a class instance with async __call__
+    )
+
+
+def _handler_key(topology: Topology, queue: str, job_type: str) -> str:
+    """The queues.yaml key that names the handler ``queue`` runs for ``job_type``."""
+    if job_type in topology.queues[queue].handlers:
+        return f"queues.{queue}.handlers.{job_type}"
+    return f"job_types.{job_type}.handler"
+
+
+def _handler_kind_problems(topology: Topology, *, failed: set[str]) -> list[Problem]:
+    """An ``async def`` handler on a pool that is not asyncio, or a sync one on an asyncio pool.
+
+    Every handler a pool's queues run is resolved (the job type's default handler
+    and the queue's ``handlers:`` overrides); one that failed to import is reported
+    already. A prefork, threads or solo pool would call an ``async def`` handler and
+    get a coroutine it never runs; an asyncio pool would run a sync handler on its
+    event loop, stalling every other job of the node while it blocks.
+    """
+    problems = []
+    for pname, pool in topology.pools.items():
+        for queue in pool.queues:
+            if queue not in topology.queues:
+                continue  # reported by the static checks
+            for job_type in topology.job_types_of_queue(queue):
+                path = topology.handler_for(queue, job_type)
+                key = _handler_key(topology, queue, job_type)
+                if path is None or key in failed:
+                    continue
+                try:
+                    is_async = is_async_handler(import_object(path))
+                except (ImportError, AttributeError):
+                    continue  # reported by _check
+                if is_async == (pool.worker_pool == "asyncio"):
+                    continue
+                wrong = (
+                    f"'{path}' ({key}) is async def: an async def handler needs"
+                    " worker_pool: asyncio"
+                    if is_async
+                    else f"'{path}' ({key}) is a plain def: an asyncio pool runs only"
+                    " async def handlers (use worker_pool: threads for blocking code)"
+                )
+                problems.append(
+                    Problem(
+                        f"pools.{pname}.worker_pool",
+                        f"{pool.worker_pool} pool runs job type '{job_type}' on queue"
+                        f" '{queue}', but its handler {wrong}",
+                    )
+                )
+    return problems
