@@ -25,7 +25,7 @@ def _phase(jobs: int, jobs_per_s: float, *, cpu_s: float, requests: int) -> dict
         "emulator_requests": {"sqs.ReceiveMessage": requests},
         "producer_cpu_s": cpu_s / 2,
         "consumer_cpu_s": cpu_s / 2,
-        "cpu_s_by_process": {},
+        "cpu_s_by_process": {"sys-worker": cpu_s * 0.3, "sys-api": cpu_s * 0.2},
         "latency_s": [],
     }
 
