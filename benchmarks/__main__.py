@@ -1,4 +1,9 @@
-"""``python -m benchmarks [--n N] [--out FILE] ...``: run the benchmark, print JSON and a table.
+"""``python -m benchmarks [--n N] [--out FILE] ...``: run the benchmark, print JSON and tables.
+
+Celery, the raw boto3 loop and Conveyor at concurrency 2 and 8 (no-op and 5 ms CPU
+jobs), then Conveyor's prefork, threads and asyncio pools at concurrency 32 on
+100 ms I/O jobs (:mod:`benchmarks.run`), and issue 17's targets, MET / MISS / n/a
+(:mod:`benchmarks.report`).
 
 Then the delayed-jobs benchmark (:mod:`benchmarks.delayed`: lateness and requests per
 job for a 30 s and a 1 h delay), under ``delayed_jobs`` in the JSON; ``--delayed-only``
@@ -113,6 +118,8 @@ def main() -> int:
     started = time.monotonic()
     results = run(settings)
     meta["duration_s"] = round(time.monotonic() - started, 1)
+    # Other work on the machine changes during a run: the load at its end as well.
+    meta["load_average_1m_end"] = round(os.getloadavg()[0], 2)
     doc = report.build(results, {**asdict(settings), "work_dir": str(settings.work_dir)}, meta)
     if not args.no_delayed:
         doc["delayed_jobs"] = delayed.run(jobs=args.delayed_jobs)

@@ -106,7 +106,16 @@ def inputs(doc: dict[str, Any]) -> Inputs:
     }
     meta = doc["meta"]
     return Inputs(
-        run=f"{meta['started_at']} (load {meta['load_average_1m']}, {meta['machine']})",
+        run=(
+            f"{meta['started_at']} ({meta['machine']}; 1-minute load average"
+            f" {meta['load_average_1m']} at the start"
+            + (
+                f", {meta['load_average_1m_end']} at the end"
+                if "load_average_1m_end" in meta
+                else ""
+            )
+            + ")"
+        ),
         node_cpu_ms_noop=noop["node_cpu_s_per_job"] * 1000,
         node_cpu_ms_cpu=cpu["node_cpu_s_per_job"] * 1000,
         cpu_work_ms=float(doc["settings"]["cpu_ms"]),
@@ -232,17 +241,25 @@ def render(i: Inputs) -> str:
     rows.append((f"{i.cpu_work_ms:g} ms CPU", f"prefork, {NODE_VCPUS}", jps, ""))
     jps = node_jobs_per_s(i.node_cpu_ms_noop)
     rows.append(("no-op (overhead only)", f"prefork, {NODE_VCPUS}", jps, ""))
-    for pool, (cpu_ms, vs_ideal, rss, pss) in i.io.items():
-        jps = node_jobs_per_s(
-            cpu_ms, slots=i.io_concurrency, wait_ms=i.io_ms, vs_ideal=vs_ideal, pool=pool
-        )
-        memory = f"RSS {rss:,.0f} MB, PSS {pss:,.0f} MB"
-        rows.append((f"{i.io_ms:g} ms I/O", f"{pool}, {i.io_concurrency}", jps, memory))
     for workload, pool, jps, memory in rows:
         nodes = "".join(
             f" | {math.ceil(r / jps):,} ({_usd(math.ceil(r / jps) * node_usd_h)}/h)" for r in RATES
         )
         lines.append(f"| {workload} | {pool} | {_n(jps)}{nodes} | {memory} |")
+    for pool, (cpu_ms, vs_ideal, rss, pss) in i.io.items():
+        measured = node_jobs_per_s(
+            cpu_ms, slots=i.io_concurrency, wait_ms=i.io_ms, vs_ideal=vs_ideal, pool=pool
+        )
+        ideal = node_jobs_per_s(cpu_ms, slots=i.io_concurrency, wait_ms=i.io_ms, pool=pool)
+        nodes = "".join(
+            f" | {math.ceil(r / measured):,} ({_usd(math.ceil(r / measured) * node_usd_h)}/h);"
+            f" {math.ceil(r / ideal):,} at the ideal"
+            for r in RATES
+        )
+        lines.append(
+            f"| {i.io_ms:g} ms I/O | {pool}, {i.io_concurrency} | {_n(measured)}"
+            f" (ideal {_n(ideal)}){nodes} | RSS {rss:,.0f} MB, PSS {pss:,.0f} MB |"
+        )
     api_jps = node_jobs_per_s(i.api_cpu_ms)
     lines.append(
         f"| (producer API) | {NODE_VCPUS} vCPUs | {_n(api_jps)}"

@@ -437,7 +437,8 @@ def table(doc: dict[str, Any]) -> str:
     s, meta = doc["settings"], doc["meta"]
     text = [
         f"N = {s['n']} jobs per throughput phase, {s['io_n']} per I/O phase;"
-        f" 1-minute load average {meta.get('load_average_1m', '?')} at the start"
+        f" 1-minute load average {meta.get('load_average_1m', '?')} at the start,"
+        f" {meta.get('load_average_1m_end', '?')} at the end"
         f" ({meta.get('machine', '?')})",
         "",
     ]
@@ -492,7 +493,8 @@ def markdown(doc: dict[str, Any], command: str) -> str:
         " `python -m benchmarks --help` for N, the window, the concurrency and the phases.",
         "",
         f"- Machine: {meta['machine']}, Python {meta['python']}; 1-minute load average"
-        f" {meta['load_average_1m']} at the start (other work was running: see the notes).",
+        f" {meta['load_average_1m']} at the start, {meta.get('load_average_1m_end', '?')} at the"
+        " end of the measured systems (other work was running: see the notes).",
         f"- Versions: {versions}.",
         f"- Workload: N = {s['n']} jobs per throughput phase (no-op, then {s['cpu_ms']:g} ms of"
         f" CPU each), at most {s['window']} waiting; concurrency {levels} per system;"
