@@ -28,11 +28,15 @@ What it changes, and why:
   the job (:func:`job_started`), and are made visible again at once when the
   consumer is cancelled or closed, or as soon as the node is stopping
   (:func:`stop_delivering`: after that no message is handed to Celery).
+* A freed slot is refilled in the same turn of the event loop (see
+  :meth:`Channel._slot_freed`), and a receive loop parked because every slot was
+  busy is woken as soon as the buffer runs low, instead of on its next recheck.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import weakref
 from collections import deque
@@ -78,7 +82,8 @@ OUTCOME_KEY = "conveyor_outcome"
 RECEIVE_RETRY_S = 2.0
 #: What a failed poll reports to the receive loop.
 FAILED_POLL = -1
-#: How soon a node whose slots are all busy checks again whether it may receive.
+#: How soon a node whose slots are all busy checks again whether it may receive (a
+#: backstop: a delivery that leaves the buffer low wakes the receive loop at once).
 BUSY_RECHECK_S = 0.05
 #: How often the consumer looks for leases to extend.
 HEARTBEAT_CHECK_S = 1.0
@@ -195,6 +200,10 @@ def job_started(message: Any) -> None:
         channel._heartbeat.start(message.delivery_tag)
 
 
+def _never_readable() -> None:
+    """The event loop's callback for the idle pipe, which is never written to."""
+
+
 @compat.overrides
 class Channel(SQS.Channel):
     """kombu's SQS channel with Conveyor's job mapping and outcome handling."""
@@ -208,6 +217,14 @@ class Channel(SQS.Channel):
         self._heartbeat = Heartbeat(self._client_for_url)
         #: Received messages not yet handed to Celery: (queue name, kombu payload).
         self._waiting: deque[tuple[str, dict[str, Any]]] = deque()
+        #: Queue -> the recheck timer of its receive loop, while parked (slots all busy).
+        self._parked: dict[str, Any] = {}
+        #: The event loop's thread (the one the channel is made in, and where it polls).
+        self._loop_thread = threading.get_ident()
+        #: A refill is scheduled and has not run yet (one is enough for any number of acks).
+        self._refill_pending = False
+        #: A pipe registered with the event loop so it keeps polling (:meth:`_keep_polling`).
+        self._idle_pipe: tuple[int, int] | None = None
         _channels.add(self)
         self._timers: list[Any] = []
         hub = getattr(self, "hub", None)  # kombu's event loop (set by the SQS channel)
@@ -217,12 +234,33 @@ class Channel(SQS.Channel):
             # left), so the event loop never waits for them; the loop extends leases.
             self._batcher.start_sender()
             self._timers = [hub.call_repeatedly(HEARTBEAT_CHECK_S, self._heartbeat.beat)]
+            self._keep_polling(hub)
+
+    def _keep_polling(self, hub: Any) -> None:
+        # kombu's event loop polls its sockets only while one is registered; with
+        # none (no ReceiveMessage in flight, and no prefork pipes: the threads and
+        # solo pools) it sleeps until its next timer instead, and a call_soon from
+        # another thread cannot wake it. Celery's threads pool acknowledges each job
+        # that way, so every ack waited for the next timer (BUSY_RECHECK_S): about
+        # 50 ms per job and slot. A pipe that is never written keeps the loop polling,
+        # and so wakeable at once.
+        self._idle_pipe = os.pipe()
+        hub.add_reader(self._idle_pipe[0], _never_readable)
 
     def close(self) -> None:
         """Send the buffered deletes and visibility changes, then close as kombu does."""
-        for timer in self._timers:
-            timer.cancel()
+        for timer in [*self._timers, *self._parked.values()]:
+            if timer is not None:
+                timer.cancel()
         self._timers = []
+        self._parked.clear()
+        pipe, self._idle_pipe = self._idle_pipe, None
+        if pipe is not None:
+            hub = getattr(self, "hub", None)
+            if hub is not None:
+                hub.remove_reader(pipe[0])
+            for fd in pipe:
+                os.close(fd)
         self._release_waiting()
         self._batcher.stop_sender()
         self._batcher.flush()
@@ -366,12 +404,26 @@ class Channel(SQS.Channel):
         # kombu asks for as many messages as prefetch slots are free; ask for a batch.
         return RECEIVE_BATCH
 
+    def _buffer_low(self) -> bool:
+        """Whether the buffer is down to its low-water mark: time to receive the next batch.
+
+        The mark is a full batch (or one message per prefetch slot, if more): a
+        receive takes a round trip, and a mark of one message per slot let short jobs
+        drain the buffer long before the batch came back (the pool then idled for
+        most of every round trip). At a backlog each receive still brings a full
+        batch, so the requests per job do not change; a node holds at most the mark
+        plus one batch beyond its prefetch.
+        """
+        return len(self._waiting) <= max(self.qos.prefetch_count or 1, RECEIVE_BATCH)
+
     def _schedule_queue(self, queue: str) -> None:
-        # Receive while the buffer holds at most one message per prefetch slot, so
-        # the pool still has work while the next batch is on its way.
+        # Receive while the buffer is at or below its low-water mark, so the pool
+        # still has work while the next batch is on its way.
+        self._loop_thread = threading.get_ident()
+        self._parked.pop(queue, None)
         if queue not in self._active_queues:
             return
-        if len(self._waiting) <= max(self.qos.prefetch_count or 1, 1):
+        if self._buffer_low():
             receive = self._get_bulk_async  # type: ignore[attr-defined]
             receive(queue, callback=promise(self._loop1, (queue,)))
         else:
@@ -391,7 +443,8 @@ class Channel(SQS.Channel):
             return
         LIVENESS.mark(queue)
         if messages_fetched is None:
-            hub.call_later(BUSY_RECHECK_S, schedule, queue)
+            # Parked: _refill wakes it as soon as deliveries leave the buffer low.
+            self._parked[queue] = hub.call_later(BUSY_RECHECK_S, schedule, queue)
         else:
             hub.call_soon(schedule, queue)
 
@@ -437,11 +490,37 @@ class Channel(SQS.Channel):
             virtual.Channel.basic_ack(self, delivery_tag)
 
     def _slot_freed(self) -> None:
-        # Called before the slot is actually freed (the ack follows): deliver from the
-        # event loop's next turn, never from inside Celery's ack.
+        # Called before the slot is actually freed (kombu's QoS ack follows): refill
+        # it right after the ack, never from inside Celery's ack.
+        #
+        # Celery runs every ack as a callback of the event loop (hub.call_soon).
+        # kombu's loop runs those callbacks, then its due timers, then polls its
+        # sockets. A call_soon made from the loop's own thread does not wake the
+        # poll, so a delivery scheduled that way waited for the next socket event
+        # or timer: up to BUSY_RECHECK_S per job and slot when no other socket was
+        # active (the threads pool ran 27 no-op jobs/s at concurrency 2, its
+        # slots idle ~50 ms after each job). A zero-delay timer fires in this
+        # same turn, after the ack; from another thread, call_soon wakes the loop
+        # (kombu's timers are not thread-safe).
         hub = getattr(self, "hub", None)
-        if self._waiting and hub is not None:
-            hub.call_soon(self._deliver_waiting)
+        if hub is None or self._refill_pending or not (self._waiting or self._parked):
+            return
+        self._refill_pending = True
+        if threading.get_ident() == self._loop_thread:
+            hub.call_later(0, self._refill)
+        else:
+            hub.call_soon(self._refill)
+
+    def _refill(self) -> None:
+        """Hand buffered messages to free slots; wake a parked receive loop if now low."""
+        self._refill_pending = False
+        self._deliver_waiting()
+        if not self._parked or not self._buffer_low():
+            return
+        for queue, timer in list(self._parked.items()):
+            if timer is not None:
+                timer.cancel()
+            self._schedule_queue(queue)  # receives (it unparks the queue)
 
     def _delete_later(self, delivery_tag: str, delivery_info: dict[str, Any]) -> None:
         self._batcher.delete(

@@ -299,7 +299,7 @@ def test_sqs_schedule_queue_receives_and_loop1_polls_again_at_once(
         "receive_message",
         lambda *args, callback, **kwargs: receives.append(callback),
     )
-    send_jobs(sqs, binding.url, 3)
+    send_jobs(sqs, binding.url, RECEIVE_BATCH + 3)
 
     hub.scheduled.clear()
     channel._schedule_queue(QNAME)
@@ -308,10 +308,17 @@ def test_sqs_schedule_queue_receives_and_loop1_polls_again_at_once(
     assert len(delivered) == 1
     assert hub.scheduled == [("soon", channel._schedule_queue, (QNAME,))]
 
-    # Two buffered, one slot: more than a slot's worth waits, so no receive.
+    # Nine buffered: down to the low-water mark (a batch), so the next batch is asked for.
     hub.scheduled.clear()
     channel._schedule_queue(QNAME)
-    assert len(receives) == 1
+    assert len(receives) == 2
+    receives[1](receive(sqs, binding.url))
+    assert len(delivered) == 1
+
+    # Twelve buffered, one slot: more than the mark waits, so no receive.
+    hub.scheduled.clear()
+    channel._schedule_queue(QNAME)
+    assert len(receives) == 2
     assert hub.scheduled == [(BUSY_RECHECK_S, channel._schedule_queue, (QNAME,))]
 
     # A failed request: polled again after a pause.
@@ -323,7 +330,7 @@ def test_sqs_schedule_queue_receives_and_loop1_polls_again_at_once(
     channel.basic_cancel("c")
     hub.scheduled.clear()
     channel._schedule_queue(QNAME)
-    assert len(receives) == 1
+    assert len(receives) == 2
     assert hub.scheduled == []
 
 
