@@ -13,6 +13,7 @@ more than once, always with the same ``ctx.job_id``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +39,16 @@ class JobContext:
     trace_id: str | None = None
     #: A structlog logger with job id, type, queue, attempt and trace id bound.
     log: structlog.stdlib.BoundLogger = field(default_factory=structlog.stdlib.get_logger)
+    #: When the job type's ``max_runtime_s`` ends (``time.monotonic()``); None: no limit.
+    deadline: float | None = None
+
+    def time_left_s(self) -> float | None:
+        """Seconds until ``max_runtime_s`` ends (negative once past); None without a limit.
+
+        The cooperative stop of a threads pool, where nothing can interrupt a running
+        thread: a long handler checks it between steps and stops (raises) in time.
+        """
+        return None if self.deadline is None else self.deadline - time.monotonic()
 
     @property
     def is_last_attempt(self) -> bool:

@@ -17,14 +17,11 @@ from workers.idempotency import job_hooks
 from workers.recycling import RecyclePolicy
 from workers.request import OutcomeSignal
 from workers.runner import JobRunner
+from workers.time_limit import HARD_LIMIT_GRACE_S, alarm_limit
 from workers.transport import SYSTEM_ATTRIBUTES, UNDELIVERABLE_TASK, QueueBinding
 
 #: SQS's longest long poll: an idle node costs about 3 ReceiveMessage calls a minute.
 LONG_POLL_S = 20
-
-
-#: Between the soft and the hard time limit: room for the handler to clean up.
-HARD_LIMIT_GRACE_S = 5.0
 
 
 def resolve_bindings(topology: Topology, queues: list[str]) -> list[QueueBinding]:
@@ -76,6 +73,8 @@ def create_app(
         hooks=job_hooks(topology, queues),
         # async def handlers: awaited on the asyncio pool's loop (workers.aio).
         awaiter=await_job if worker_pool == "asyncio" else None,
+        # solo runs jobs in the main thread: prefork's soft limit, by a timer signal.
+        time_limit=alarm_limit if worker_pool == "solo" else None,
     )
     app = Celery(name, set_as_current=False)
     app.conf.update(
@@ -136,7 +135,7 @@ def create_app(
         if runtime_s is not None and worker_pool == "prefork":
             # Soft limit: SoftTimeLimitExceeded inside the handler, a failed attempt
             # like any other. Hard limit: the process is killed; the message comes
-            # back (visibility 0) and the attempt is spent. Threads cannot be killed.
+            # back (visibility 0) and the attempt is spent. Other pools: workers.time_limit.
             options["soft_time_limit"] = runtime_s
             options["time_limit"] = runtime_s + HARD_LIMIT_GRACE_S
         # celery-types cannot type a decorator built from **options.

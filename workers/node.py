@@ -46,6 +46,7 @@ from workers.health import serve_health
 from workers.liveness import LIVENESS
 from workers.metrics import prepare_multiprocess_dir, render
 from workers.recycling import NodeRecycler, RecyclePolicy
+from workers.time_limit import OverrunWatch, runtime_limits
 from workers.transport import messages_held, stop_delivering
 
 log = get_logger("conveyor.worker")
@@ -69,6 +70,8 @@ compat.require(
 EXIT_UNHEALTHY = 3
 #: Exit code of a node stopped by a second signal, abandoning its jobs in hand.
 EXIT_FORCED = 1
+#: After an overrun, how long past its grace period a draining node may take to exit.
+OVERRUN_EXIT_MARGIN_S = 10.0
 
 #: Celery's per-task INFO lines ("received", "succeeded in") repeat what Conveyor's
 #: own job.* events say, with less context; keep their warnings and errors.
@@ -273,10 +276,19 @@ def run_node(
     if spec.worker_pool == "prefork":
         _prepare_for_fork(topology, spec.queues)
         os.register_at_fork(before=_freeze_before_first_fork)
-    elif recycling.enabled:
-        # Jobs run in this process: task_postrun fires here after each of them.
-        recycler = NodeRecycler(recycling, stopper.recycle)
-        signals.task_postrun.connect(recycler.job_finished, weak=False)
+    else:
+        if recycling.enabled:
+            # Jobs run in this process: task_postrun fires here after each of them.
+            recycler = NodeRecycler(recycling, stopper.recycle)
+            signals.task_postrun.connect(recycler.job_finished, weak=False)
+        # prefork's hard time limit, for jobs that run in this process.
+        if limits := runtime_limits(topology, spec.queues):
+            watch = OverrunWatch(
+                limits, stopper.recycle, exit_after_s=shutdown_grace_s + OVERRUN_EXIT_MARGIN_S
+            )
+            signals.task_prerun.connect(watch.job_started, weak=False)
+            signals.task_postrun.connect(watch.job_finished, weak=False)
+            watch.start()
     worker = _node_worker_class(app, stopper)(
         hostname=f"{pool}@{socket.gethostname()}-{os.getpid()}",
         queues=[topology.queue_name(q) for q in spec.queues],

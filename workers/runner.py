@@ -19,6 +19,7 @@ import socket
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -141,11 +142,15 @@ class JobRunner:
         rng: random.Random | None = None,
         claim_check: ClaimCheck | None = None,
         awaiter: Callable[[Awaitable[object], float | None], object] | None = None,
+        time_limit: Callable[[float], AbstractContextManager[object]] | None = None,
     ) -> None:
         self.topology = topology
         #: Waits for an ``async def`` handler's coroutine, with the job type's
         #: ``max_runtime_s`` (the asyncio pool's :func:`workers.aio.bridge.await_job`).
         self.awaiter = awaiter
+        #: Bounds the handler's call by the job type's ``max_runtime_s`` (the solo
+        #: pool's :func:`workers.time_limit.alarm_limit`); None: the pool bounds it.
+        self.time_limit = time_limit
         self.hooks = tuple(hooks)
         #: Fetches claim-checked payloads (``dataref``) from S3.
         self.claim_check = claim_check or claim_check_for(topology)
@@ -219,6 +224,7 @@ class JobRunner:
         payload = self._payload(delivery, envelope, policy)
         if isinstance(payload, Outcome):
             return payload
+        runtime_s = self.topology.job_types[job_type].max_runtime_s
         ctx = JobContext(
             job_id=envelope.id,
             job_type=job_type,
@@ -228,12 +234,19 @@ class JobRunner:
             enqueued_at=_enqueued_at(envelope, delivery.message),
             trace_id=envelope.trace_id,
             log=log.bind(),
+            deadline=time.monotonic() + runtime_s if runtime_s is not None else None,
         )
         log.info("job.started", max_attempts=policy.max_attempts)
+        limit = (
+            self.time_limit(runtime_s)
+            if self.time_limit is not None and runtime_s is not None
+            else nullcontext()
+        )
         try:
-            result = self._handlers[delivery.queue, job_type](payload, ctx)
-            if inspect.isawaitable(result):
-                self._await(result, job_type)
+            with limit:
+                result = self._handlers[delivery.queue, job_type](payload, ctx)
+                if inspect.isawaitable(result):
+                    self._await(result, job_type)
         except PermanentError as exc:
             return self._dead_letter(delivery, "permanent_error", exc)
         except Exception as exc:  # noqa: BLE001 - any handler failure is retried or dead-lettered

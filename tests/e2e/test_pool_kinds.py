@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import pytest
 
 from infra import aws
 from infra.envelope import encode, make_envelope
+from infra.errors import EXIT_RECYCLED
 from infra.failure import Failure
 from infra.provision import apply
 from infra.topology import Topology, load_topology
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.e2e
 
 TOPOLOGY = REPO / "tests" / "fixtures" / "pools.yaml"
 #: Pool -> the queue it consumes.
-QUEUES = {"threads": "threaded", "aio": "looped"}
+QUEUES = {"threads": "threaded", "aio": "looped", "solo": "single"}
 
 
 @dataclass
@@ -101,10 +102,7 @@ class Pools:
         ]
 
 
-@pytest.fixture(params=["threads", "aio"])
-def pools(
-    request: pytest.FixtureRequest, aws_env: AwsEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Pools]:
+def setting_up(pool: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pools:
     outbox = tmp_path / "outbox"
     outbox.mkdir()
     monkeypatch.setenv("CONVEYOR_QUEUES_FILE", str(TOPOLOGY))
@@ -112,10 +110,34 @@ def pools(
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     topology = load_topology(TOPOLOGY)
     apply(topology)
-    pk = Pools(request.param, topology, outbox, dict(os.environ), tmp_path)
+    return Pools(pool, topology, outbox, dict(os.environ), tmp_path)
+
+
+@pytest.fixture(params=["threads", "aio"])
+def pools(
+    request: pytest.FixtureRequest, aws_env: AwsEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Pools]:
+    pk = setting_up(request.param, tmp_path, monkeypatch)
     yield pk
     for node in pk.nodes:
         node.close()
+
+
+@pytest.fixture
+def pool_of(
+    aws_env: AwsEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[str], Pools]]:
+    """Set up the topology for one named pool (tests of one pool kind)."""
+    made: list[Pools] = []
+
+    def make(pool: str) -> Pools:
+        made.append(setting_up(pool, tmp_path, monkeypatch))
+        return made[-1]
+
+    yield make
+    for pk in made:
+        for node in pk.nodes:
+            node.close()
 
 
 def test_failed_attempts_are_retried_with_backoff_until_they_succeed(pools: Pools) -> None:
@@ -192,3 +214,43 @@ def test_kill_9_of_a_node_mid_job_redelivers_and_completes(pools: Pools) -> None
     assert (runs[0]["node"], runs[0]["outcome"]) == ("a", "started")
     assert (runs[-1]["node"], runs[-1]["outcome"]) == ("b", "ok")
     assert runs[-1]["attempt"] >= 2
+
+
+# -- max_runtime_s (test.overrun: 2 s) in each pool kind -------------------------------------
+
+
+@pytest.mark.parametrize("pool", ["aio", "solo"])
+def test_asyncio_and_solo_stop_a_job_at_max_runtime_as_prefork_s_soft_limit(
+    pool_of: Callable[[str], Pools], pool: str
+) -> None:
+    pk = pool_of(pool)
+    node = pk.node("a")
+    [job_id] = pk.send("test.overrun", {"seconds": 60})
+
+    # Each attempt is stopped at 2 s, a failed attempt; the third is dead-lettered.
+    record = pk.dead_letters(1)[job_id]
+    assert (record.reason, record.error_type, record.attempts) == (
+        "attempts_exhausted",
+        "SoftTimeLimitExceeded",
+        3,
+    )
+    started = [r["attempt"] for r in pk.runs(job_id) if r["outcome"] == "started"]
+    assert started == [1, 2, 3]
+    assert "ok" not in pk.outcomes(job_id)
+    if pool == "aio":  # the cancellation reached the coroutine
+        assert pk.outcomes(job_id).count("cancelled") == 3
+    node.check_alive()  # stopped the job, not the node
+
+
+def test_a_threads_job_past_max_runtime_and_grace_recycles_its_node(
+    pool_of: Callable[[str], Pools],
+) -> None:
+    pk = pool_of("threads")
+    a = pk.node("a")
+    # Sleeps 12 s, ignoring its deadline (2 s): overdue at 2 + 5 s of grace.
+    [job_id] = pk.send("test.overrun", {"seconds": 12})
+
+    assert a.wait(timeout_s=90) == EXIT_RECYCLED  # drained, then exited for a fresh start
+    [overran] = pk.events(a, "job.overran")
+    assert (overran["job_id"], overran["max_runtime_s"]) == (job_id, 2)
+    assert pk.runs(job_id)[0]["attempt"] == 1
