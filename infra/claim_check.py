@@ -97,11 +97,17 @@ class ClaimCheck:
             self._bucket = payload_bucket_name(self.topology, account, aws.region_name())
         return self._bucket
 
-    def needs_offload(self, envelope: Envelope) -> bool:
-        """Whether ``envelope``, encoded, is above the threshold (and carries data inline)."""
+    def needs_offload(self, envelope: Envelope, *, size_bytes: int | None = None) -> bool:
+        """Whether ``envelope``, encoded, is above the threshold (and carries data inline).
+
+        ``size_bytes``: the encoded envelope's size, when the caller has it (the API
+        encodes each envelope once, for this check and the publish).
+        """
         if envelope.dataref is not None or envelope.data is None:
             return False
-        return len(encode(envelope).encode("utf-8")) > self.threshold_bytes
+        if size_bytes is None:
+            size_bytes = len(encode(envelope).encode("utf-8"))
+        return size_bytes > self.threshold_bytes
 
     def key_for(self, envelope: Envelope) -> str:
         """The object key of ``envelope``'s payload."""

@@ -39,7 +39,13 @@ def configure_logging(fmt: Format = "auto", level: str = "INFO") -> None:
             colors=colors, exception_formatter=_exception_formatter(colors=colors)
         )
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # filter_by_level first: an event below the level (a job's DEBUG lines) costs a
+        # level check, not the whole chain before the standard library drops it.
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

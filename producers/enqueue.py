@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 from infra.claim_check import ClaimCheckError
@@ -52,7 +53,7 @@ _GROUP_ID = re.compile(r"^[\w!-/:-@\[-`{-~]{1,128}$", re.ASCII)
 class Offloader(Protocol):
     """Moves a too-large payload out of the envelope (:class:`infra.claim_check.ClaimCheck`)."""
 
-    def needs_offload(self, envelope: Envelope) -> bool: ...
+    def needs_offload(self, envelope: Envelope, *, size_bytes: int | None = None) -> bool: ...
 
     def offload(self, envelope: Envelope) -> Envelope: ...
 
@@ -146,6 +147,16 @@ class _InFlight:
     job: Job
     envelope: Envelope
     claim: Claim | None
+
+    @cached_property
+    def body(self) -> str:
+        """The envelope's JSON: encoded once, for the size checks and the publish."""
+        return encode(self.envelope)
+
+    @cached_property
+    def size_bytes(self) -> int:
+        """The encoded envelope's size."""
+        return len(self.body.encode("utf-8"))
 
 
 class Enqueuer:
@@ -321,7 +332,7 @@ class Enqueuer:
                 return exc
 
         # Only uploads need the threads: a small job (nearly all of them) stays as it is.
-        large = [f for f in flying if offloader.needs_offload(f.envelope)]
+        large = [f for f in flying if offloader.needs_offload(f.envelope, size_bytes=f.size_bytes)]
         if not large:
             return flying
         uploaded = iter(
@@ -368,6 +379,7 @@ class Enqueuer:
                     f.envelope,
                     message_group_id=f.job.message_group_id,
                     deduplication_id=self._deduplication_id(f),
+                    body=f.body,
                 )
                 for f in flying
             ]
@@ -438,7 +450,7 @@ class Enqueuer:
                 job_id=f.envelope.id,
                 job_type=f.job.job_type,
                 due_at=f.job.due_at,
-                envelope_json=encode(f.envelope),
+                envelope_json=f.body,
                 key_name=key_name,
                 message_group_id=f.job.message_group_id,
                 deduplication_id=self._deduplication_id(f),
@@ -523,7 +535,7 @@ class Enqueuer:
                 "delayed jobs are not available on this API",
                 RETRY_AFTER_UNAVAILABLE_S,
             )
-        size = len(encode(f.envelope).encode("utf-8"))
+        size = f.size_bytes
         if size > SNS_MAX_MESSAGE_BYTES:
             return _failed(
                 f.job,

@@ -86,6 +86,8 @@ class Outgoing:
     envelope: Envelope
     message_group_id: str | None = None
     deduplication_id: str | None = None
+    #: ``encode(envelope)`` when the caller has it already: the envelope is encoded once.
+    body: str | None = None
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,7 @@ class Publisher:
         return classify(exc)
 
     def _encode(self, index: int, item: Outgoing) -> _Entry:
-        body = encode(item.envelope)
+        body = item.body if item.body is not None else encode(item.envelope)
         size = len(body.encode("utf-8"))
         if size > SNS_MAX_MESSAGE_BYTES:
             raise PublishError(
@@ -226,12 +228,14 @@ class Publisher:
         *,
         message_group_id: str | None = None,
         deduplication_id: str | None = None,
+        body: str | None = None,
     ) -> Published:
         """Publish ``envelope`` to its job type's topic; return only once SNS accepted it.
 
         The FIFO ids are used on FIFO topics only (default: the job id for both).
+        ``body``: ``encode(envelope)``, when the caller has it already.
         """
-        entry = self._encode(0, Outgoing(envelope, message_group_id, deduplication_id))
+        entry = self._encode(0, Outgoing(envelope, message_group_id, deduplication_id, body))
         topic = self.topology.job_types[envelope.type].topic
         arn = self.arn(topic)
         with tracing.publish_span(
@@ -242,8 +246,7 @@ class Publisher:
         ) as span:
             if span.traceparent() is not None:
                 # The envelope names the publish span as its parent (same size as before).
-                traced = Outgoing(_traced(envelope, span), message_group_id, deduplication_id)
-                entry = self._encode(0, traced)
+                entry = _retraced(entry, span)
             try:
                 response = self._timed(
                     self._sns().publish,
@@ -274,6 +277,7 @@ class Publisher:
                         item.envelope,
                         message_group_id=item.message_group_id,
                         deduplication_id=item.deduplication_id,
+                        body=item.body,
                     )
                 ]
             except PublishError as exc:
@@ -327,7 +331,7 @@ class Publisher:
         ) as span:
             if span.traceparent() is not None:
                 # Each envelope names the publish span as its parent (same length: same size).
-                entries = [replace(e, body=encode(_traced(e.item.envelope, span))) for e in entries]
+                entries = [_retraced(e, span) for e in entries]
             out = self._send_chunk(topic, arn, entries)
             failed = sum(1 for r in out.values() if isinstance(r, PublishError))
             if failed or len(out) < len(entries):
@@ -391,6 +395,15 @@ def _traced(envelope: Envelope, span: tracing.SpanHandle) -> Envelope:
     if traceparent is None or traceparent == envelope.traceparent:
         return envelope
     return envelope.model_copy(update={"traceparent": traceparent})
+
+
+def _retraced(entry: _Entry, span: tracing.SpanHandle) -> _Entry:
+    """``entry`` whose envelope names ``span`` as its parent: encoded again only if it changed."""
+    envelope = _traced(entry.item.envelope, span)
+    if envelope is entry.item.envelope:
+        return entry
+    item = replace(entry.item, envelope=envelope, body=None)
+    return replace(entry, body=encode(envelope), item=item)
 
 
 def _chunks(entries: list[_Entry]) -> list[list[_Entry]]:

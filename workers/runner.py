@@ -236,7 +236,9 @@ class JobRunner:
             log=log.bind(),
             deadline=time.monotonic() + runtime_s if runtime_s is not None else None,
         )
-        log.info("job.started", max_attempts=policy.max_attempts)
+        # DEBUG: at INFO a job logs one line, for its outcome (job.succeeded here;
+        # job.retry_scheduled and job.dead_lettered where the consumer applies them).
+        log.debug("job.started", max_attempts=policy.max_attempts)
         limit = (
             self.time_limit(runtime_s)
             if self.time_limit is not None and runtime_s is not None
@@ -291,15 +293,16 @@ class JobRunner:
             delay_s = min(max(0, math.ceil(exc.delay_s)), MAX_VISIBILITY_TIMEOUT_S)
         else:
             delay_s = backoff_delay_s(delivery.attempt, policy.backoff, self._rng)
-        log.warning(
-            "job.failed",
+        # The outcome's line (job.retry_scheduled, logged where the visibility change
+        # is applied) carries the error and its traceback: one line per outcome.
+        log.debug("job.failed", error_type=type(exc).__name__, error=str(exc), retry_in_s=delay_s)
+        trace = "" if isinstance(exc, RetryLater) else "".join(traceback.format_exception(exc))
+        return delivery.outcome(
+            "retry",
+            delay_s=delay_s,
             error_type=type(exc).__name__,
             error=str(exc),
-            retry_in_s=delay_s,
-            exc_info=not isinstance(exc, RetryLater),
-        )
-        return delivery.outcome(
-            "retry", delay_s=delay_s, error_type=type(exc).__name__, error=str(exc)
+            extra={"traceback": trace} if trace else {},
         )
 
     def _max_attempts(self, delivery: _Delivery) -> int:
@@ -325,7 +328,8 @@ class JobRunner:
             job_type=env.type if env else None,
             traceback="".join(traceback.format_exception(exc)) if exc.__traceback__ else "",
         )
-        log.warning(
+        # The outcome's line is job.dead_lettered, once the DLQ has the message.
+        log.debug(
             "job.failed", reason=reason, error_type=failure.error_type, error=failure.error_message
         )
         return delivery.outcome(

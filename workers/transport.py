@@ -475,11 +475,13 @@ class Channel(SQS.Channel):
                 delivery_info["sqs_message"]["ReceiptHandle"],
                 outcome.delay_s,
             )
-            log.info(
+            log.warning(
                 "job.retry_scheduled",
                 **outcome.log_fields(),
                 delay_s=outcome.delay_s,
                 error_type=outcome.error_type,
+                error=outcome.error,
+                **{k: v for k, v in outcome.extra.items() if k == "traceback"},
             )
             virtual.Channel.basic_ack(self, delivery_tag)
         elif self._write_dead_letter(delivery_info, outcome):
