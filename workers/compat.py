@@ -369,6 +369,15 @@ _HOOK_LIST: Final = [
         params=(),
     ),
     Hook(
+        "celery.concurrency.base:BasePool",
+        "terminate_job",
+        "override",
+        "Request.cancel (a cold shutdown cancelling active requests) calls it with the "
+        "job's pid, then terminate() on what apply_async returned: the asyncio pool "
+        "cancels the job's task there",
+        params=("pid", "signal"),
+    ),
+    Hook(
         "celery.concurrency.base",
         "apply_target",
         "call",

@@ -25,6 +25,7 @@ from infra.errors import AwsError
 from infra.logs import configure_logging
 from infra.settings import load_settings, running_in_aws_lambda
 from infra.topology import Topology, check_imports, load_topology
+from workers.aio.bridge import run_to_completion
 from workers.batching import SqsBatcher
 from workers.dead_letter import dead_letter_request
 from workers.idempotency import job_hooks
@@ -171,7 +172,12 @@ class LambdaAdapter:
         self.topology = topology
         queues = list(topology.queues)
         # The same hooks as the Celery workers: log context, metrics, idempotency guard.
-        self.runner = runner or JobRunner(topology, queues, hooks=job_hooks(topology, queues))
+        self.runner = runner or JobRunner(
+            topology,
+            queues,
+            hooks=job_hooks(topology, queues),
+            awaiter=run_to_completion,  # async def handlers: a loop per record
+        )
         self._queues = {topology.queue_name(q): q for q in topology.queues}
         self._urls: dict[tuple[str, str], str] = {}
 

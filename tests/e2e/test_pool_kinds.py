@@ -254,3 +254,73 @@ def test_a_threads_job_past_max_runtime_and_grace_recycles_its_node(
     [overran] = pk.events(a, "job.overran")
     assert (overran["job_id"], overran["max_runtime_s"]) == (job_id, 2)
     assert pk.runs(job_id)[0]["attempt"] == 1
+
+
+def test_past_the_shutdown_grace_the_job_in_hand_is_stopped_and_comes_back(
+    pools: Pools,
+) -> None:
+    pools.env["CONVEYOR_WORKER_SHUTDOWN_GRACE_S"] = "2"
+    a = pools.node("a")
+    [job_id] = pools.send("test.sleep", {"seconds": 20})
+    eventually(lambda: pools.runs(job_id), what="node a to start the job")
+    a.proc.send_signal(signal.SIGTERM)
+    a.wait(timeout_s=60)
+    if pools.pool == "aio":  # the cancellation reached the coroutine (its cleanup ran)
+        assert pools.outcomes(job_id) == ["started", "cancelled"]
+    assert not pools.finished(job_id)
+    del pools.env["CONVEYOR_WORKER_SHUTDOWN_GRACE_S"]
+    pools.node("b")  # the message was made visible again: b need not wait for a timeout
+    eventually(lambda: pools.finished(job_id), timeout_s=90, what="the job on node b")
+    runs = pools.runs(job_id)
+    assert (runs[0]["node"], runs[-1]["node"], runs[-1]["outcome"]) == ("a", "b", "ok")
+
+
+def test_an_asyncio_node_recycles_after_max_jobs_per_child_and_loses_nothing(
+    pool_of: Callable[[str], Pools], tmp_path: Path
+) -> None:
+    pk = pool_of("aio")
+    path = tmp_path / "recycling.yaml"
+    path.write_text(
+        TOPOLOGY.read_text().replace(
+            "    worker_pool: asyncio\n", "    worker_pool: asyncio\n    max_jobs_per_child: 4\n"
+        )
+    )
+    pk.env["CONVEYOR_QUEUES_FILE"] = str(path)  # the same queues, recycling after 4 jobs
+    ids = pk.send("test.note", {"label": "r"}, count=12)
+    codes: list[int] = []
+    while not all(pk.finished(i) for i in ids):
+        assert len(codes) < 8, codes  # each node runs 4 or 5 jobs: 3 or 4 nodes do it all
+        node = Worker(
+            "aio",
+            env={**pk.env, "CONVEYOR_TEST_NODE": f"n{len(codes)}"},
+            log_dir=pk.log_dir,
+            name=f"aio-n{len(codes)}",
+        )
+        pk.nodes.append(node)
+        eventually(
+            lambda node=node: not node.alive or all(pk.finished(i) for i in ids),
+            timeout_s=90,
+            what="the node to recycle or the jobs to finish",
+        )
+        if not node.alive:
+            codes.append(node.proc.returncode)
+    assert codes
+    assert set(codes) == {EXIT_RECYCLED}
+    assert all(pk.outcomes(i) == ["ok"] for i in ids)  # each ran once, none lost
+    assert pk.events(pk.nodes[0], "worker.recycling")
+
+
+def test_successes_are_deleted_in_batches(pools: Pools) -> None:
+    # Only full batches and the shutdown flush send: the count does not depend on speed.
+    pools.env["CONVEYOR_ACK_FLUSH_INTERVAL_S"] = "600"
+    a = pools.node("a")
+    ids = pools.send("test.note", {"label": "b"}, count=30)
+    eventually(lambda: all(pools.finished(i) for i in ids), what="all 30 jobs")
+    a.proc.send_signal(signal.SIGTERM)
+    assert a.wait(timeout_s=60) == 0
+    [stopped] = pools.events(a, "worker.stopped")
+    requests = stopped["aws_requests"]
+    assert requests.get("sqs.DeleteMessage", 0) == 0
+    assert requests.get("sqs.DeleteMessageBatch", 0) <= 30 // 10 + 1, requests
+    url = queue_url(pools.topology, pools.queue)
+    assert visible_in_flight(url) == (0, 0)

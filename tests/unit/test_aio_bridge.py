@@ -17,7 +17,7 @@ from infra.envelope import encode, make_envelope
 from infra.topology import Topology, load_topology
 from tests import REPO
 from tests.support import outbox
-from workers.aio.bridge import NotInAsyncioPoolError, await_job, run_sync
+from workers.aio.bridge import NotInAsyncioPoolError, await_job, run_sync, run_to_completion
 from workers.runner import JobRunner
 
 TOPOLOGY = REPO / "tests" / "fixtures" / "pools.yaml"
@@ -207,3 +207,13 @@ def test_the_handler_runs_within_the_pool_s_time_limit(topology: Topology, box: 
     runner.run(message("test.overrun", {"seconds": 0}), "threaded")
     runner.run(message("test.note", {"label": "x"}), "threaded")  # no max_runtime_s
     assert limits == [2]
+
+
+def test_without_a_pool_a_coroutine_runs_on_a_loop_of_its_own(
+    topology: Topology, box: Path
+) -> None:
+    # The Lambda adapter's awaiter: one record at a time, a loop per record.
+    runner = JobRunner(topology, ["looped"], awaiter=run_to_completion)
+    assert runner.run(message("test.note", {"label": "x"}), "looped").kind == "succeeded"
+    stopped = runner.run(message("test.overrun", {"seconds": 60}), "looped")
+    assert (stopped.kind, stopped.error_type) == ("retry", "SoftTimeLimitExceeded")

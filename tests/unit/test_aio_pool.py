@@ -7,6 +7,7 @@ on_apply, on_stop, on_terminate, signal_safe and celery.concurrency.base.apply_t
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -97,3 +98,19 @@ def test_a_cold_stop_cancels_the_jobs_and_reports_them_lost(pool: AsyncioPool) -
     # What a pool process's death reports: the request rejects, the message comes back.
     assert isinstance(result, ExceptionInfo)
     assert isinstance(result.exception.exc, WorkerLostError)  # billiard's picklable wrapper
+
+
+def test_a_job_cancelled_through_its_handle_reports_lost(pool: AsyncioPool) -> None:
+    calls = Calls()
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    # What Celery's Request.cancel does in a cold shutdown: terminate_job, then the handle.
+    handle = pool.apply_async(lambda: await_job(forever()), callback=calls.done)
+    eventually(lambda: pool._tasks, what="the job to start")
+    pool.terminate_job(os.getpid())
+    handle.terminate()
+    eventually(lambda: calls.results, what="the job to report")
+    [result] = calls.results
+    assert isinstance(result.exception.exc, WorkerLostError)

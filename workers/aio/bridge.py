@@ -115,3 +115,17 @@ async def _cancel(task: asyncio.Task[Any]) -> None:
 
 async def _awaiting(awaitable: Awaitable[T]) -> T:
     return await awaitable
+
+
+def run_to_completion(awaitable: Awaitable[T], timeout_s: float | None = None) -> T:
+    """Run ``awaitable`` on a new event loop until it is done (no asyncio pool: AWS Lambda).
+
+    The Lambda adapter runs one record at a time, so an ``async def`` handler gets a
+    loop of its own; ``timeout_s`` as in :func:`await_job`.
+    """
+
+    async def bounded() -> T:
+        result: T = await _wait(_Await(awaitable, timeout_s), contextvars.copy_context())
+        return result
+
+    return asyncio.run(bounded())

@@ -43,6 +43,8 @@ compat.require("celery.concurrency.base.apply_target")
 POOL_CLASS = "workers.aio.pool:AsyncioPool"
 #: How long a cold shutdown waits for cancelled jobs to report before the loop stops.
 CANCEL_WAIT_S = 5.0
+#: How often a stop waiting for the jobs in flight checks that the loop still runs.
+SHUT_CHECK_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,26 @@ class _Job:
 
 
 class JobHandle:
-    """What ``apply_async`` returns: the job's asyncio task, once it was created."""
+    """What ``apply_async`` returns: the job's asyncio task, once it was created.
+
+    Celery keeps a weak reference to it in the request and calls :meth:`terminate`
+    when a cold shutdown cancels the request.
+    """
 
     def __init__(self) -> None:
         self.done: Future[None] = Future()
+        self.task: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        #: Set by :meth:`terminate`; a job not started yet is then cancelled at its start.
+        self.cancelled = False
+
+    def terminate(self, signal: int | None = None) -> None:
+        """Cancel the job (from any thread): ``CancelledError`` in the handler."""
+        self.cancelled = True  # first: the loop's _start checks it after setting task
+        loop, task = self.loop, self.task
+        if loop is not None and task is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(task.cancel)
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the job ended (or ``timeout``)."""
@@ -126,6 +144,13 @@ class AsyncioPool(BasePool):
         """Cold stop: cancel the jobs in flight, let them report, then stop the loop."""
         self._shut(cancel=True)
 
+    def terminate_job(self, pid: int, signal: int | None = None) -> None:
+        """Nothing to do by process id: Celery then cancels the job through its :class:`JobHandle`.
+
+        A cold shutdown cancels every active request this way (``Request.cancel``
+        calls this, then the handle's ``terminate``); the base class would raise.
+        """
+
     # -- on the loop -----------------------------------------------------------------
 
     def _start(self, handle: JobHandle, job: _Job) -> None:
@@ -145,6 +170,9 @@ class AsyncioPool(BasePool):
             )
         )
         self._tasks.add(task)
+        handle.task, handle.loop = task, self.loop
+        if handle.cancelled:  # cancelled before it started: it reports as cancelled
+            task.cancel()
 
         def finished(task: asyncio.Task[None]) -> None:
             self._tasks.discard(task)
@@ -163,12 +191,26 @@ class AsyncioPool(BasePool):
             await asyncio.wait(tasks, timeout=CANCEL_WAIT_S if cancel else None)
 
     def _shut(self, *, cancel: bool) -> None:
+        # Also re-entered from a signal handler: a cold shutdown (SIGQUIT at the end
+        # of the grace period) stops the pool while the warm stop still waits here.
         loop, thread = self.loop, self._thread
-        if loop is None or thread is None or loop.is_closed():
+        if loop is None or thread is None:
             return
-        if thread is not threading.current_thread():
-            with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile
-                asyncio.run_coroutine_threadsafe(self._drain(cancel), loop).result()
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(CANCEL_WAIT_S)
-        self.loop = None
+        try:
+            drained = asyncio.run_coroutine_threadsafe(self._drain(cancel), loop)
+        except RuntimeError:  # the loop is closed: stopped already
+            return
+        while thread.is_alive():
+            try:
+                drained.result(timeout=SHUT_CHECK_S)
+                break
+            except TimeoutError:
+                continue  # the loop may have been stopped by a re-entrant call
+            except Exception:  # the drain itself failed: stop anyway
+                log.exception("worker.asyncio_pool_drain_failed")
+                break
+        if self.loop is loop:
+            self.loop = None
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(loop.stop)
+            thread.join(CANCEL_WAIT_S)
