@@ -33,9 +33,9 @@ NODE_VCPUS = 2
 UTILISATION = 0.7
 #: The envelope (JSON, payload included) of a typical job: bytes, for 64 KiB billing.
 ENVELOPE_BYTES = 1024
-#: Job ledger writes per job per queue when the job type has ``ledger: true``: the
-#: producer's ``queued`` put, the worker's ``running`` and outcome updates (each
-#: item under 1 KB: one write request unit each).
+#: Job ledger writes per job (on one queue) when the job type has ``ledger: true``:
+#: the producer's ``queued`` put, the worker's ``running`` and outcome updates (each
+#: under 1 KB: one write request unit each).
 LEDGER_WRITES_PER_JOB = 3
 #: List prices, USD, us-east-1, as published by AWS at the time of writing (check
 #: the pricing pages before relying on them; free tiers ignored).
