@@ -4,7 +4,8 @@ The plan (:func:`plan`), each step on fresh processes and fresh queues:
 1. at the first concurrency (2), each system: idle, light load, no-op, 5 ms CPU;
 2. at each further concurrency (8), each system: no-op, 5 ms CPU;
 3. Conveyor at the I/O concurrency (32) on each execution pool (prefork, threads,
-   asyncio): the I/O workload (each job waits 100 ms), and the node's memory.
+   asyncio): idle (not prefork: measured in 1.), the I/O workload (each job waits
+   100 ms), and the node's memory.
 
 Per step: start its processes; wait until every consumer has polled; run a few
 warm-up jobs (not measured); then the step's phases, of:
@@ -103,8 +104,15 @@ def plan(settings: Settings) -> list[Step]:
             elif name != TRACED:
                 steps.append(Step(name, concurrency, ("noop", "cpu")))
     if "conveyor" in settings.systems:
+        # Prefork's idle polling is measured at the first concurrency; the other
+        # pools' before their I/O phase (their nodes receive on a loop of their own).
         steps += [
-            Step("conveyor", settings.io_concurrency, ("io",), worker_pool=pool)
+            Step(
+                "conveyor",
+                settings.io_concurrency,
+                ("io",) if pool == "prefork" and settings.concurrencies else ("idle", "io"),
+                worker_pool=pool,
+            )
             for pool in settings.io_pools
         ]
     return steps

@@ -59,8 +59,15 @@ def _system(
     return out
 
 
-def _io(pool: str, jobs_per_s: float, rss_mb: float, *, requests: int = 300) -> dict[str, Any]:
+def _io(
+    pool: str, jobs_per_s: float, rss_mb: float, *, requests: int = 300, idle_receives: int = 2
+) -> dict[str, Any]:
     return {
+        "idle": {
+            "window_s": 40.0,
+            "requests": {"sqs.ReceiveMessage": idle_receives},
+            "emulator_requests": {},
+        },
         "concurrency": 32,
         "worker_pool": pool,
         "consumer_nodes": 1,
@@ -147,6 +154,7 @@ def test_every_target_met_from_good_figures() -> None:
     assert _row(verdicts, "node RSS, concurrency 32: asyncio")["value"] == 0.08
     assert _row(verdicts, "client CPU per no-op job")["value"] == 0.2
     assert _row(verdicts, "idle ReceiveMessage")["value"] == 3.0
+    assert _row(verdicts, "idle ReceiveMessage")["target"].endswith("(worst: prefork c2)")
 
 
 NOOP_C2 = "no-op jobs/s ÷ raw loop, concurrency 2"
@@ -163,6 +171,7 @@ IO_THREADS = "100 ms I/O jobs/s, concurrency 32, threads"
         ({"io__asyncio": _io("asyncio", 310, 260)}, "node RSS, concurrency 32: asyncio", 0.26),
         ({"throughput__2__conveyor": _system(360, cpu_s=1.3)}, "client CPU per no-op job", 0.26),
         ({"throughput__2__conveyor": _system(360, idle_receives=3)}, "idle ReceiveMessage", 4.5),
+        ({"io__asyncio": _io("asyncio", 310, 80, idle_receives=4)}, "idle ReceiveMessage", 6.0),
     ],
 )
 def test_a_figure_past_its_limit_is_a_miss(
@@ -236,8 +245,9 @@ def test_the_plan_runs_every_system_at_each_concurrency_then_each_io_pool() -> N
     ]
     assert steps[3:6] == [Step(name, 8, ("noop", "cpu")) for name in ("celery", "raw", "conveyor")]
     assert steps[6:] == [
-        Step("conveyor", 32, ("io",), worker_pool=pool)
-        for pool in ("prefork", "threads", "asyncio")
+        Step("conveyor", 32, ("io",), worker_pool="prefork"),
+        Step("conveyor", 32, ("idle", "io"), worker_pool="threads"),
+        Step("conveyor", 32, ("idle", "io"), worker_pool="asyncio"),
     ]
 
 
