@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
         default=",".join(map(str, d.concurrencies)),
         help="throughput concurrencies, comma-separated (the first also: idle, latency)",
     )
+    parser.add_argument(
+        "--concurrency", type=int, help="one throughput concurrency (as --concurrencies N)"
+    )
     parser.add_argument("--io-n", type=int, default=d.io_n, help="jobs in each I/O phase")
     parser.add_argument("--io-ms", type=float, default=d.io_ms, help="each I/O job's wait")
     parser.add_argument("--io-concurrency", type=int, default=d.io_concurrency)
@@ -103,7 +106,11 @@ def main() -> int:
     settings = Settings(
         n=args.n,
         window=args.window,
-        concurrencies=tuple(int(c) for c in args.concurrencies.split(",") if c),
+        concurrencies=(
+            (args.concurrency,)
+            if args.concurrency
+            else tuple(int(c) for c in args.concurrencies.split(",") if c)
+        ),
         io_n=args.io_n,
         io_ms=args.io_ms,
         io_concurrency=args.io_concurrency,
