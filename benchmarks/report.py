@@ -512,7 +512,8 @@ def markdown(doc: dict[str, Any], command: str) -> str:
         f"- Workload: N = {s['n']} jobs per throughput phase (no-op, then {s['cpu_ms']:g} ms of"
         f" CPU each), at most {s['window']} waiting; concurrency {levels} per system;"
         f" {s['latency_jobs']} single jobs at {s['latency_rate']:g}/s for latency and"
-        f" {s['idle_s']:g} s idle (at concurrency {s['concurrencies'][0]});"
+        f" {s['idle_s']:g} s idle (at concurrency {s['concurrencies'][0]}, and each"
+        " non-prefork I/O node before its I/O phase);"
         f" {s['io_n']} jobs of {s['io_ms']:g} ms I/O on one Conveyor node of"
         f" {s['io_concurrency']} per pool ({', '.join(s['io_pools'])}).",
         f"- Emulator: {doc['emulator_limit']}",
