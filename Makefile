@@ -37,7 +37,7 @@ run: $(STAMP)  ## start the whole system on the embedded emulator and submit the
 demo: $(STAMP)  ## the same, headless: submit the sample workload, wait, print a summary, exit
 	$(BIN)/conveyor demo
 
-bench: $(STAMP)  ## Celery vs the raw boto3 floor vs Conveyor on one emulator: JSON on stdout, table on stderr
+bench: $(STAMP)  ## Celery vs the raw boto3 floor vs Conveyor (concurrency 2 and 8; 100 ms I/O per pool) on one emulator, with issue 17's targets: JSON on stdout, tables on stderr
 	$(BIN)/python -m benchmarks --out .conveyor/bench/results.json --results-md .conveyor/bench/RESULTS.md
 
 .PHONY: soak

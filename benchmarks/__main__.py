@@ -1,4 +1,9 @@
-"""``python -m benchmarks [--n N] [--out FILE] ...``: run the benchmark, print JSON and a table.
+"""``python -m benchmarks [--n N] [--out FILE] ...``: run the benchmark, print JSON and tables.
+
+Celery, the raw boto3 loop and Conveyor at concurrency 2 and 8 (no-op and 5 ms CPU
+jobs), then Conveyor's prefork, threads and asyncio pools at concurrency 32 on
+100 ms I/O jobs (:mod:`benchmarks.run`), and issue 17's targets, MET / MISS / n/a
+(:mod:`benchmarks.report`).
 
 Then the delayed-jobs benchmark (:mod:`benchmarks.delayed`: lateness and requests per
 job for a 30 s and a 1 h delay), under ``delayed_jobs`` in the JSON; ``--delayed-only``
@@ -52,14 +57,25 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> int:
-    """Parse arguments, run, print the table to stderr and the JSON to stdout (or --out)."""
-    signal.signal(signal.SIGTERM, _interrupt)
+def _parser() -> argparse.ArgumentParser:
     d = Settings()
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--n", type=int, default=d.n, help="jobs per throughput phase")
     parser.add_argument("--window", type=int, default=d.window, help="most jobs waiting")
-    parser.add_argument("--concurrency", type=int, default=d.concurrency)
+    parser.add_argument(
+        "--concurrencies",
+        default=",".join(map(str, d.concurrencies)),
+        help="throughput concurrencies, comma-separated (the first also: idle, latency)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, help="one throughput concurrency (as --concurrencies N)"
+    )
+    parser.add_argument("--io-n", type=int, default=d.io_n, help="jobs in each I/O phase")
+    parser.add_argument("--io-ms", type=float, default=d.io_ms, help="each I/O job's wait")
+    parser.add_argument("--io-concurrency", type=int, default=d.io_concurrency)
+    parser.add_argument(
+        "--io-pools", default=",".join(d.io_pools), help="Conveyor pools for the I/O phase"
+    )
     parser.add_argument("--idle-s", type=float, default=d.idle_s)
     parser.add_argument("--latency-jobs", type=int, default=d.latency_jobs)
     parser.add_argument("--systems", default=",".join(SYSTEMS))
@@ -71,7 +87,13 @@ def main() -> int:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--delayed-only", action="store_true", help="only the delayed jobs")
     which.add_argument("--no-delayed", action="store_true", help="skip the delayed jobs")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    """Parse arguments, run, print the table to stderr and the JSON to stdout (or --out)."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    args = _parser().parse_args()
     if args.delayed_only:
         found = {"meta": _meta(), "delayed_jobs": delayed.run(jobs=args.delayed_jobs)}
         text = json.dumps(found, indent=2)
@@ -84,7 +106,15 @@ def main() -> int:
     settings = Settings(
         n=args.n,
         window=args.window,
-        concurrency=args.concurrency,
+        concurrencies=(
+            (args.concurrency,)
+            if args.concurrency
+            else tuple(int(c) for c in args.concurrencies.split(",") if c)
+        ),
+        io_n=args.io_n,
+        io_ms=args.io_ms,
+        io_concurrency=args.io_concurrency,
+        io_pools=tuple(p for p in args.io_pools.split(",") if p),
         idle_s=args.idle_s,
         latency_jobs=args.latency_jobs,
         systems=tuple(s for s in args.systems.split(",") if s),
@@ -95,6 +125,8 @@ def main() -> int:
     started = time.monotonic()
     results = run(settings)
     meta["duration_s"] = round(time.monotonic() - started, 1)
+    # Other work on the machine changes during a run: the load at its end as well.
+    meta["load_average_1m_end"] = round(os.getloadavg()[0], 2)
     doc = report.build(results, {**asdict(settings), "work_dir": str(settings.work_dir)}, meta)
     if not args.no_delayed:
         doc["delayed_jobs"] = delayed.run(jobs=args.delayed_jobs)

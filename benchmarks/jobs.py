@@ -1,14 +1,17 @@
 """The workload every system runs, and how a handler reports that it ran.
 
 A job carries ``enqueued_at`` (wall clock, set by the producer just before the
-enqueue request) and ``cpu_ms`` (0 for a no-op, ~5 for the CPU workload). Each
-handler burns that much CPU time and appends one fixed-size record to a file of
+enqueue request), ``cpu_ms`` (0 for a no-op, ~5 for the CPU workload) and ``io_ms``
+(100 for the I/O workload: a wait, as an HTTP call would make). Each handler burns
+that much CPU time, waits ``io_ms`` (``time.sleep``; ``asyncio.sleep`` in the
+``async def`` handler the asyncio pool runs) and appends one fixed-size record to a file of
 its own process under ``$BENCH_RECORDS_DIR``: the driver counts finished jobs from
 file sizes alone (no extra AWS requests, no IPC) and reads the latencies at the end.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -29,6 +32,7 @@ class Work(BaseModel):
 
     enqueued_at: float
     cpu_ms: float = 0.0
+    io_ms: float = 0.0
 
 
 _record_fd: dict[int, int] = {}
@@ -44,8 +48,8 @@ def _fd() -> int:
     return fd
 
 
-def run(enqueued_at: float, cpu_ms: float) -> None:
-    """The job itself: record the start, then burn ``cpu_ms`` of this process's CPU time."""
+def _start(enqueued_at: float, cpu_ms: float) -> None:
+    """Record the start, then burn ``cpu_ms`` of this process's CPU time."""
     started_at = time.time()
     line = f"{enqueued_at:.6f} {started_at:.6f}".ljust(RECORD_BYTES - 1) + "\n"
     os.write(_fd(), line.encode())
@@ -55,14 +59,36 @@ def run(enqueued_at: float, cpu_ms: float) -> None:
             pass
 
 
+def run(enqueued_at: float, cpu_ms: float, io_ms: float = 0.0) -> None:
+    """The job itself: record the start, burn ``cpu_ms`` of CPU, then block ``io_ms``."""
+    _start(enqueued_at, cpu_ms)
+    if io_ms > 0:
+        time.sleep(io_ms / 1000.0)  # the job's "HTTP call": a blocking wait
+
+
+async def run_async(enqueued_at: float, cpu_ms: float, io_ms: float = 0.0) -> None:
+    """:func:`run` for an event loop: the ``io_ms`` wait yields to other jobs."""
+    _start(enqueued_at, cpu_ms)
+    if io_ms > 0:
+        await asyncio.sleep(io_ms / 1000.0)
+
+
 def conveyor_handler(payload: Work, ctx: JobContext) -> None:
     """The Conveyor handler (benchmarks/queues.yaml names it)."""
-    run(payload.enqueued_at, payload.cpu_ms)
+    run(payload.enqueued_at, payload.cpu_ms, payload.io_ms)
 
 
-def job_body(cpu_ms: float) -> dict[str, Any]:
+async def conveyor_handler_async(payload: Work, ctx: JobContext) -> None:
+    """The Conveyor handler of the asyncio pool (swapped in by the benchmark's driver)."""
+    await run_async(payload.enqueued_at, payload.cpu_ms, payload.io_ms)
+
+
+def job_body(cpu_ms: float, io_ms: float = 0.0) -> dict[str, Any]:
     """A fresh payload, stamped now."""
-    return {"enqueued_at": time.time(), "cpu_ms": cpu_ms}
+    body: dict[str, Any] = {"enqueued_at": time.time(), "cpu_ms": cpu_ms}
+    if io_ms:
+        body["io_ms"] = io_ms
+    return body
 
 
 def finished(records_dir: Path) -> int:

@@ -3,7 +3,9 @@
 * :class:`Trees`: CPU seconds (user + system) and RSS of process trees — the
   producer and worker processes and their children, never the emulator — with a
   sampler thread for peak RSS (sum over each tree's processes, so pages shared
-  by a prefork pool count once per process: an upper bound).
+  by a prefork pool count once per process: an upper bound), in all and of the
+  worker nodes alone (roots named ``*worker*``), and a one-off PSS of the worker
+  nodes (shared pages divided among the processes sharing them).
 * :func:`read_counts`: the per-process request counts published by
   :mod:`benchmarks.counting`.
 * :class:`EmulatorRecording`: the emulator's own record of the requests it served
@@ -28,6 +30,8 @@ import psutil  # type: ignore[import-untyped]
 
 #: How often the sampler looks at RSS.
 RSS_SAMPLE_S = 0.25
+#: A tree whose root's name contains this is a worker node's.
+WORKER = "worker"
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -44,6 +48,8 @@ class Trees:
     def __init__(self) -> None:
         self.roots: dict[str, int] = {}
         self.peak_rss_bytes = 0
+        #: The same, of the worker nodes' trees only (no API, no producer).
+        self.peak_worker_rss_bytes = 0
         #: pid -> (root name, CPU seconds) at the last sample, and the same for
         #: processes that exited while watched (their last sample).
         self._gone_cpu_s: dict[int, tuple[str, float]] = {}
@@ -67,6 +73,19 @@ class Trees:
                 out[name] = out.get(name, 0.0) + cpu
         return out
 
+    def worker_pss_bytes(self) -> int:
+        """The worker nodes' proportional set size now (Linux; 0 where unavailable)."""
+        with self._lock:
+            roots = [pid for name, pid in self.roots.items() if WORKER in name]
+        total = 0
+        for root in roots:
+            for proc in _tree(root):
+                try:
+                    total += getattr(proc.memory_full_info(), "pss", 0)
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+        return int(total)
+
     def close(self) -> None:
         """Stop sampling."""
         self._stop.set()
@@ -80,22 +99,26 @@ class Trees:
         with self._lock:
             roots = list(self.roots.items())
         seen: dict[int, tuple[str, float]] = {}
-        rss = 0
+        rss = worker_rss = 0
         for name, root in roots:
             for proc in _tree(root):
                 try:
                     with proc.oneshot():
                         times = proc.cpu_times()
                         seen[proc.pid] = (name, times.user + times.system)
-                        rss += proc.memory_info().rss
+                        proc_rss = proc.memory_info().rss
                 except psutil.NoSuchProcess:
                     continue
+                rss += proc_rss
+                if WORKER in name:
+                    worker_rss += proc_rss
         with self._lock:
             for pid, cpu in self._last_cpu_s.items():
                 if pid not in seen:
                     self._gone_cpu_s[pid] = cpu
             self._last_cpu_s = seen
             self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
+            self.peak_worker_rss_bytes = max(self.peak_worker_rss_bytes, worker_rss)
 
 
 def read_counts(directory: Path, roles: Iterable[str] | None = None) -> Counter[str]:

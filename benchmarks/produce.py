@@ -1,6 +1,6 @@
 """The producer process of one phase: enqueue N jobs through one system's enqueue path.
 
-``python -m benchmarks.produce SYSTEM CONFIG_JSON --n N --cpu-ms C [--window W]
+``python -m benchmarks.produce SYSTEM CONFIG_JSON --n N --cpu-ms C [--io-ms I] [--window W]
 [--rate R] [--batch B] [--base K]``. With a window, it never lets more than W jobs
 wait (sent minus started, from the handlers' record files): the emulator's cost per
 call grows with the backlog, so an unbounded backlog would measure moto, not the
@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("config")
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--cpu-ms", type=float, default=0.0)
+    parser.add_argument("--io-ms", type=float, default=0.0, help="each job waits this long")
     parser.add_argument("--window", type=int, default=0)
     parser.add_argument("--rate", type=float, default=0.0, help="jobs/s; 0: as fast as allowed")
     parser.add_argument("--batch", type=int, default=0, help="jobs per call; 0: the system's")
@@ -57,7 +58,7 @@ def main() -> None:
         chunk = min(room, batch * 5)
         for start in range(0, chunk, batch):
             count = min(batch, chunk - start)
-            enqueue([jobs.job_body(args.cpu_ms) for _ in range(count)])
+            enqueue([jobs.job_body(args.cpu_ms, args.io_ms) for _ in range(count)])
             sent += count
             if args.rate:
                 pause_s = wall0 + sent / args.rate - time.monotonic()

@@ -52,6 +52,6 @@ app.conf.update(
 
 
 @app.task(name=jobs.JOB_TYPE)
-def work(enqueued_at: float, cpu_ms: float = 0.0) -> None:
+def work(enqueued_at: float, cpu_ms: float = 0.0, io_ms: float = 0.0) -> None:
     """The benchmark job."""
-    jobs.run(enqueued_at, cpu_ms)
+    jobs.run(enqueued_at, cpu_ms, io_ms)

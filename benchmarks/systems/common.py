@@ -30,6 +30,8 @@ class RunContext:
     records_dir: Path
     counts_dir: Path
     concurrency: int
+    #: Conveyor's execution pool for this run (``worker_pool`` in queues.yaml).
+    worker_pool: str = "prefork"
 
 
 def create_queue(name: str) -> str:

@@ -36,7 +36,7 @@ def main(queue_url: str) -> None:
         _state["receiving"] = False
         for message in messages:
             body = json.loads(message["Body"])
-            jobs.run(body["enqueued_at"], body["cpu_ms"])
+            jobs.run(body["enqueued_at"], body["cpu_ms"], body.get("io_ms", 0.0))
         if messages:
             sqs.delete_message_batch(
                 QueueUrl=queue_url,
