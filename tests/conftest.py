@@ -9,6 +9,7 @@ environment name (see tests/support/emulator.py).
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +92,21 @@ def _scenario_lines(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     for line in REPORT[before:]:
         request.node.user_properties.append((SCENARIO_PROPERTY, line))
+
+
+@pytest.fixture(autouse=True)
+def _no_event_loop_left_running() -> Iterator[None]:
+    """A test that leaves an asyncio loop marked as running in the main thread fails here.
+
+    The next tests on the same xdist worker would otherwise fail instead, far from the
+    cause ("Already running asyncio in this thread"): Playwright's sync API, started and
+    not stopped, does that.
+    """
+    yield
+    # The low-level check asyncio.run itself makes.
+    left = asyncio._get_running_loop()
+    if left is not None:
+        pytest.fail(f"the test left an event loop running in the main thread: {left!r}")
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -20,7 +20,10 @@ def _on_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("true", "1", "yes")
 
 
-@pytest.fixture(scope="session")
+# Per test, not per session: Playwright's sync API keeps an asyncio loop marked as running
+# in the main thread while it is started, so every later test on the same xdist worker
+# that runs a loop of its own (anyio.run, asyncio.run) would fail "already running".
+@pytest.fixture
 def browser() -> Iterator[Browser]:
     if chromium_executable() is None:
         if _on_ci():
