@@ -32,6 +32,15 @@ EMULATOR_LIMIT = (
 )
 
 
+#: A 1-minute load average above this (per machine, 2 cores here) means other work ran.
+LOADED_MACHINE = 1.0
+
+
+def _load(value: object) -> float:
+    """A load average from the run's metadata (0 when it was not recorded)."""
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
 def _aws(requests: dict[str, int]) -> int:
     return sum(v for k, v in requests.items() if k.split(".", 1)[0] in ("sqs", "sns"))
 
@@ -507,7 +516,14 @@ def markdown(doc: dict[str, Any], command: str) -> str:
         "",
         f"- Machine: {meta['machine']}, Python {meta['python']}; 1-minute load average"
         f" {meta['load_average_1m']} at the start, {meta.get('load_average_1m_end', '?')} at the"
-        " end of the measured systems (other work was running: see the notes).",
+        " end of the measured systems"
+        # Above one runnable process per core, something else shared the machine.
+        + (
+            " (other work was running: the wall-clock figures are noisy)."
+            if max(_load(meta.get("load_average_1m")), _load(meta.get("load_average_1m_end")))
+            > LOADED_MACHINE
+            else " (a quiet machine)."
+        ),
         f"- Versions: {versions}.",
         f"- Workload: N = {s['n']} jobs per throughput phase (no-op, then {s['cpu_ms']:g} ms of"
         f" CPU each), at most {s['window']} waiting; concurrency {levels} per system;"
