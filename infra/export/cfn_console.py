@@ -32,6 +32,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from infra.aws.names import LEDGER_TABLE, TIMERS_TABLE
+from infra.export.cfn_ecs import awslogs, health_check
 from infra.export.cfn_hardening import HTTPS_PORT
 from infra.export.cfn_storage import IDEMPOTENCY_TABLE_KEY, objects_of
 
@@ -269,21 +270,8 @@ def console_task(
                         {"Name": "CONVEYOR_API_KEYS", "Value": {"Ref": "ConsoleKeys"}},
                     ],
                     "StopTimeout": CONSOLE_STOP_TIMEOUT_S,
-                    "HealthCheck": {
-                        "Command": ["CMD", "python", "-c", health],
-                        "Interval": 30,
-                        "Timeout": 5,
-                        "Retries": 3,
-                        "StartPeriod": 30,
-                    },
-                    "LogConfiguration": {
-                        "LogDriver": "awslogs",
-                        "Options": {
-                            "awslogs-group": {"Ref": log_group},
-                            "awslogs-region": {"Ref": "AWS::Region"},
-                            "awslogs-stream-prefix": "console",
-                        },
-                    },
+                    "HealthCheck": health_check(health),
+                    "LogConfiguration": awslogs({"Ref": log_group}, "console"),
                 }
             ],
         },

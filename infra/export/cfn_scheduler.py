@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra.aws.names import LEDGER_TABLE, TIMERS_TABLE
+from infra.export.cfn_ecs import awslogs, health_check
 from infra.export.cfn_storage import objects_of
 from infra.timers import DUE_INDEX
 from infra.topology import Topology
@@ -152,21 +153,8 @@ def scheduler_task(
                         },
                     ],
                     "StopTimeout": SCHEDULER_STOP_TIMEOUT_S,
-                    "HealthCheck": {
-                        "Command": ["CMD", "python", "-c", health],
-                        "Interval": 30,
-                        "Timeout": 5,
-                        "Retries": 3,
-                        "StartPeriod": 30,
-                    },
-                    "LogConfiguration": {
-                        "LogDriver": "awslogs",
-                        "Options": {
-                            "awslogs-group": {"Ref": log_group},
-                            "awslogs-region": {"Ref": "AWS::Region"},
-                            "awslogs-stream-prefix": "scheduler",
-                        },
-                    },
+                    "HealthCheck": health_check(health),
+                    "LogConfiguration": awslogs({"Ref": log_group}, "scheduler"),
                 }
             ],
         },

@@ -48,6 +48,7 @@ from infra.export.cfn_console import (
     console_statements,
     console_task,
 )
+from infra.export.cfn_ecs import awslogs, health_check
 from infra.export.cfn_hardening import (
     RETAIN,
     bucket_policy_resource,
@@ -477,21 +478,8 @@ class _Builder:
                             {"Name": "CONVEYOR_WORKER_HEALTH_HOST", "Value": WORKER_HEALTH_HOST},
                         ],
                         "StopTimeout": WORKER_STOP_TIMEOUT_S,
-                        "HealthCheck": {
-                            "Command": ["CMD", "python", "-c", health],
-                            "Interval": 30,
-                            "Timeout": 5,
-                            "Retries": 3,
-                            "StartPeriod": 30,
-                        },
-                        "LogConfiguration": {
-                            "LogDriver": "awslogs",
-                            "Options": {
-                                "awslogs-group": {"Ref": "LogGroup"},
-                                "awslogs-region": {"Ref": "AWS::Region"},
-                                "awslogs-stream-prefix": pool,
-                            },
-                        },
+                        "HealthCheck": health_check(health),
+                        "LogConfiguration": awslogs({"Ref": "LogGroup"}, pool),
                     }
                 ],
             },
