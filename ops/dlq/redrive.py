@@ -50,6 +50,8 @@ def without_handler(topology: Topology, queue: str, jobs: list[DeadJob]) -> list
     return sorted({job.job_type or "?" for job in jobs} - runnable)
 
 
+#: Scans of the DLQ a redrive makes at most to find every selected message.
+SCAN_PASSES = 2
 #: How long a rate-limited pause may last before the held messages' hold is renewed.
 PAUSE_SLICE_S = 1.0
 
@@ -291,31 +293,39 @@ def redrive(
     done: set[str] = set()
     sent: list[str] = []  # sent, not yet deleted: in both queues if the run stops here
     try:
-        with Scan(sqs, dlq_url, hold_s=hold_s) as scan:
-            for page in scan.pages():
-                mine = [job for job in page if job.message_id in wanted]
-                for job in [j for j in mine if not sendable(j.body)]:
-                    # Not UTF-8 (only a foreign client could have put it there): SQS
-                    # cannot take it back; it stays in the DLQ, untouched.
-                    mine.remove(job)
-                    done.add(job.message_id)
-                    result.failed += 1
-                    result._error(f"message {job.message_id}: the body is not valid UTF-8")
-                entries = [send_entry(job, target, now(), str(i)) for i, job in enumerate(mine)]
-                for chunk in chunk_entries(entries, pacer.batch_size):
-                    pacer.wait(len(chunk), scan.heartbeat)
-                    sent = [mine[int(i)].message_id for i in _send(sqs, target_url, chunk, result)]
-                    deleted = _delete(sqs, scan, dlq_url, sent, result) if sent else []
-                    sent = []
-                    scan.forget(deleted)
-                    result.moved += len(deleted)
-                    done.update(mine[int(e["Id"])].message_id for e in chunk)
-                    result.elapsed_s = time.monotonic() - started
-                    on_progress(result)
-                if done >= wanted:
-                    break  # everything selected was handled: no need to read on
-            result.missing = len(wanted - done)
-        result.errors += [p for p in scan.problems if p not in result.errors]
+        # A second pass for what the first did not find: a selected message may be hidden
+        # from one pass, behind a FIFO group another held message of the pass locks, or
+        # held for a moment by another reader. The first pass released everything it held.
+        for _ in range(SCAN_PASSES):
+            if done >= wanted:
+                break
+            with Scan(sqs, dlq_url, hold_s=hold_s) as scan:
+                for page in scan.pages():
+                    mine = [job for job in page if job.message_id in wanted]
+                    for job in [j for j in mine if not sendable(j.body)]:
+                        # Not UTF-8 (only a foreign client could have put it there): SQS
+                        # cannot take it back; it stays in the DLQ, untouched.
+                        mine.remove(job)
+                        done.add(job.message_id)
+                        result.failed += 1
+                        result._error(f"message {job.message_id}: the body is not valid UTF-8")
+                    entries = [send_entry(job, target, now(), str(i)) for i, job in enumerate(mine)]
+                    for chunk in chunk_entries(entries, pacer.batch_size):
+                        pacer.wait(len(chunk), scan.heartbeat)
+                        sent = [
+                            mine[int(i)].message_id for i in _send(sqs, target_url, chunk, result)
+                        ]
+                        deleted = _delete(sqs, scan, dlq_url, sent, result) if sent else []
+                        sent = []
+                        scan.forget(deleted)
+                        result.moved += len(deleted)
+                        done.update(mine[int(e["Id"])].message_id for e in chunk)
+                        result.elapsed_s = time.monotonic() - started
+                        on_progress(result)
+                    if done >= wanted:
+                        break  # everything selected was handled: no need to read on
+                result.errors += [p for p in scan.problems if p not in result.errors]
+        result.missing = len(wanted - done)
     except DlqError as exc:
         result.aborted = exc.message
     except AwsError as exc:  # a receive failed
