@@ -78,10 +78,12 @@ class Sessions:
         if not cookie or "." not in cookie:
             return None
         data, _, mac = cookie.rpartition(".")
-        if not hmac.compare_digest(mac, self._mac(data.encode())):
+        # As bytes: compare_digest raises TypeError on a str with non-ASCII characters,
+        # and a cookie is whatever the client sent.
+        if not hmac.compare_digest(_raw(mac), _raw(self._mac(_raw(data)))):
             return None
         try:
-            doc = json.loads(base64.urlsafe_b64decode(data.encode()))
+            doc = json.loads(base64.urlsafe_b64decode(_raw(data)))
             sid, expires_at = str(doc["sid"]), float(doc["exp"])
             name, role = doc.get("name"), doc.get("role")
         except (ValueError, KeyError, TypeError):
@@ -101,4 +103,9 @@ class Sessions:
         """Whether ``token`` is ``session``'s CSRF token (constant time)."""
         if session is None or not token:
             return False
-        return hmac.compare_digest(token, self.csrf_token(session))
+        return hmac.compare_digest(_raw(token), _raw(self.csrf_token(session)))
+
+
+def _raw(text: str) -> bytes:
+    """``text`` from the client as bytes, whatever characters it holds."""
+    return text.encode("utf-8", "surrogatepass")
