@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from infra.aws.names import LEDGER_TABLE, TIMERS_TABLE
-from infra.export.cfn_ecs import awslogs, health_check
+from infra.export.cfn_ecs import awslogs, fargate_service, health_check
 from infra.export.cfn_hardening import HTTPS_PORT
 from infra.export.cfn_storage import IDEMPOTENCY_TABLE_KEY, objects_of
 
@@ -276,21 +276,5 @@ def console_task(
             ],
         },
     }
-    service = {
-        "Type": "AWS::ECS::Service",
-        "Properties": {
-            "ServiceName": family,
-            "Cluster": {"Ref": "Cluster"},
-            "TaskDefinition": {"Ref": "TaskDefinitionConsole"},
-            "LaunchType": "FARGATE",
-            "DesiredCount": 1,
-            "NetworkConfiguration": {
-                "AwsvpcConfiguration": {
-                    "Subnets": {"Ref": "Subnets"},
-                    "SecurityGroups": [{"Fn::GetAtt": [security_group, "GroupId"]}],
-                    "AssignPublicIp": "DISABLED",
-                }
-            },
-        },
-    }
+    service = fargate_service(family, "TaskDefinitionConsole", 1, security_group)
     return task, service

@@ -26,3 +26,26 @@ def awslogs(log_group: dict[str, Any], stream_prefix: Any) -> dict[str, Any]:
             "awslogs-stream-prefix": stream_prefix,
         },
     }
+
+
+def fargate_service(
+    name: Any, task_definition: str, desired_count: int, security_group: str
+) -> dict[str, Any]:
+    """A Fargate service of ``task_definition`` in the stack's private subnets."""
+    return {
+        "Type": "AWS::ECS::Service",
+        "Properties": {
+            "ServiceName": name,
+            "Cluster": {"Ref": "Cluster"},
+            "TaskDefinition": {"Ref": task_definition},
+            "LaunchType": "FARGATE",
+            "DesiredCount": desired_count,
+            "NetworkConfiguration": {
+                "AwsvpcConfiguration": {
+                    "Subnets": {"Ref": "Subnets"},
+                    "SecurityGroups": [{"Fn::GetAtt": [security_group, "GroupId"]}],
+                    "AssignPublicIp": "DISABLED",
+                }
+            },
+        },
+    }

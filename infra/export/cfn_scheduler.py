@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra.aws.names import LEDGER_TABLE, TIMERS_TABLE
-from infra.export.cfn_ecs import awslogs, health_check
+from infra.export.cfn_ecs import awslogs, fargate_service, health_check
 from infra.export.cfn_storage import objects_of
 from infra.timers import DUE_INDEX
 from infra.topology import Topology
@@ -159,21 +159,5 @@ def scheduler_task(
             ],
         },
     }
-    service = {
-        "Type": "AWS::ECS::Service",
-        "Properties": {
-            "ServiceName": family,
-            "Cluster": {"Ref": "Cluster"},
-            "TaskDefinition": {"Ref": "TaskDefinitionScheduler"},
-            "LaunchType": "FARGATE",
-            "DesiredCount": SCHEDULER_REPLICAS,
-            "NetworkConfiguration": {
-                "AwsvpcConfiguration": {
-                    "Subnets": {"Ref": "Subnets"},
-                    "SecurityGroups": [{"Fn::GetAtt": [security_group, "GroupId"]}],
-                    "AssignPublicIp": "DISABLED",
-                }
-            },
-        },
-    }
+    service = fargate_service(family, "TaskDefinitionScheduler", SCHEDULER_REPLICAS, security_group)
     return task, service
