@@ -214,7 +214,11 @@ def test_nodes_left_by_a_killed_supervisor_are_drained_by_the_next(scaling: Scal
 def test_the_autoscaler_scales_out_to_max_and_back_to_min(scaling: Scaling) -> None:
     scaling.start("supervisor", "workers", "up")
     eventually(lambda: scaling.ready_nodes(1), what="the pool's one node")
-    ids = scaling.send(300, seconds=0.1)  # one node (4 threads) cannot drain it before a tick
+    # One node (4 threads) runs 8 of these a second: alone it needs 20 s to bring the
+    # backlog under 3 nodes' worth (41), far longer than the autoscaler takes to start on
+    # a loaded machine. (With 0.1 s jobs a CI run once saw it start too late: the pool
+    # never reached 3.)
+    ids = scaling.send(200, seconds=0.5)
     scaling.start("autoscaler", "workers", "autoscale")
 
     eventually(lambda: scaling.ready_nodes(3), what="the pool at its max (3)")
