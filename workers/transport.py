@@ -28,6 +28,12 @@ What it changes, and why:
   the job (:func:`job_started`), and are made visible again at once when the
   consumer is cancelled or closed, or as soon as the node is stopping
   (:func:`stop_delivering`: after that no message is handed to Celery).
+* A stopping node does not hand its released messages to its own abandoned long
+  poll. SQS (and the emulator) keeps serving a ReceiveMessage whose client has gone:
+  a message made visible while it waits is received for nobody, so it stays
+  invisible for another visibility timeout and gains a receive, an attempt it never
+  ran. While such a poll may still be waiting, a release sets the visibility to the
+  time the poll has left instead of 0 (see :meth:`Channel._release_timeout_s`).
 * A freed slot is refilled in the same turn of the event loop (see
   :meth:`Channel._slot_freed`), and a receive loop parked because every slot was
   busy is woken as soon as the buffer runs low, instead of on its next recheck.
@@ -36,8 +42,10 @@ What it changes, and why:
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
+import time
 import weakref
 from collections import deque
 from dataclasses import dataclass
@@ -90,6 +98,9 @@ HEARTBEAT_CHECK_S = 1.0
 #: Messages one ReceiveMessage asks for (SQS's maximum), and the free prefetch
 #: slots a node waits for before it receives again.
 RECEIVE_BATCH = 10
+#: Added to what an abandoned long poll has left when a stopping node releases a
+#: message: the server's wait started a little after ours did.
+ABANDONED_POLL_MARGIN_S = 1
 #: System attributes every receive asks for.
 SYSTEM_ATTRIBUTES = [
     "ApproximateReceiveCount",
@@ -225,6 +236,10 @@ class Channel(SQS.Channel):
         self._refill_pending = False
         #: A pipe registered with the event loop so it keeps polling (:meth:`_keep_polling`).
         self._idle_pipe: tuple[int, int] | None = None
+        #: Queue -> when its ReceiveMessage in flight ends at the latest (monotonic).
+        self._polls: dict[str, float] = {}
+        #: close() has begun: the receive loop will not pick up what is released.
+        self._closing = False
         _channels.add(self)
         self._timers: list[Any] = []
         hub = getattr(self, "hub", None)  # kombu's event loop (set by the SQS channel)
@@ -249,6 +264,15 @@ class Channel(SQS.Channel):
 
     def close(self) -> None:
         """Send the buffered deletes and visibility changes, then close as kombu does."""
+        self._closing = True
+        now = time.monotonic()
+        for queue, ends_at in self._polls.items():
+            if ends_at > now:
+                log.info(
+                    "sqs.receive_abandoned",
+                    sqs_queue=queue,
+                    released_visible_in_s=self._release_timeout_s(queue),
+                )
         for timer in [*self._timers, *self._parked.values()]:
             if timer is not None:
                 timer.cancel()
@@ -348,6 +372,7 @@ class Channel(SQS.Channel):
         # AttributeError, which Celery treats as unrecoverable. Count it as a failed
         # poll instead: retried after a pause, and not a sign of life, so an outage
         # that lasts is caught by the liveness watchdog.
+        self._polls.pop(qname, None)
         if not isinstance(messages, dict):
             log.warning("sqs.receive_failed", queue=qname)
             return FAILED_POLL
@@ -381,7 +406,26 @@ class Channel(SQS.Channel):
     def _release(self, payload: dict[str, Any]) -> None:
         info = payload["properties"]["delivery_info"]
         self._heartbeat.forget(payload["properties"]["delivery_tag"])
-        self._batcher.change_visibility(info["sqs_queue"], info["sqs_message"]["ReceiptHandle"], 0)
+        self._batcher.change_visibility(
+            info["sqs_queue"],
+            info["sqs_message"]["ReceiptHandle"],
+            self._release_timeout_s(info["routing_key"]),
+        )
+
+    def _release_timeout_s(self, queue: str) -> int:
+        """The visibility timeout that gives a message of ``queue`` back to the queue.
+
+        0 (at once), unless the node is stopping while a ReceiveMessage on that queue
+        is still in flight: its client will not read the answer, yet SQS serves it
+        and would take the message for nobody. Then the message stays hidden until
+        that poll is over at the latest (at most the long poll's 20 s), which is
+        sooner than the visibility timeout plus a wasted receive.
+        """
+        ends_at = self._polls.get(queue)
+        if ends_at is None or not (self._closing or _delivery_stopped.is_set()):
+            return 0
+        left_s = ends_at - time.monotonic()
+        return math.ceil(left_s) + ABANDONED_POLL_MARGIN_S if left_s > 0 else 0
 
     def _release_waiting(self) -> None:
         # Never handed to Celery, so never started: visible again at once (batched).
@@ -425,6 +469,7 @@ class Channel(SQS.Channel):
             return
         if self._buffer_low():
             receive = self._get_bulk_async  # type: ignore[attr-defined]
+            self._polls[queue] = time.monotonic() + float(self.wait_time_seconds)
             receive(queue, callback=promise(self._loop1, (queue,)))
         else:
             self._loop1(queue)
@@ -538,7 +583,7 @@ class Channel(SQS.Channel):
         try:
             found = self._delivery(delivery_tag)
             if requeue and found is not None:
-                self._set_visibility(found[0], 0)
+                self._set_visibility(found[0], self._release_timeout_s(found[0]["routing_key"]))
         finally:
             self.qos.reject(delivery_tag, requeue=False)
 
@@ -546,7 +591,8 @@ class Channel(SQS.Channel):
         # kombu restores an unacked message (e.g. prefetched when the worker stops) by
         # publishing a copy; the original is still in SQS, so make it visible again.
         self._heartbeat.forget(message.delivery_tag)
-        self._set_visibility(message.delivery_info, 0)
+        info = message.delivery_info
+        self._set_visibility(info, self._release_timeout_s(info["routing_key"]))
 
     # -- SQS operations -------------------------------------------------------------
 
