@@ -269,10 +269,13 @@ def test_past_the_shutdown_grace_the_job_in_hand_is_stopped_and_comes_back(
         assert pools.outcomes(job_id) == ["started", "cancelled"]
     assert not pools.finished(job_id)
     del pools.env["CONVEYOR_WORKER_SHUTDOWN_GRACE_S"]
-    pools.node("b")  # the message was made visible again: b need not wait for a timeout
+    # The message was released, not left to its visibility timeout: visible again once
+    # the long poll a left waiting is over (so that poll could not take it for nobody).
+    pools.node("b")
     eventually(lambda: pools.finished(job_id), timeout_s=90, what="the job on node b")
     runs = pools.runs(job_id)
     assert (runs[0]["node"], runs[-1]["node"], runs[-1]["outcome"]) == ("a", "b", "ok")
+    assert runs[-1]["attempt"] == 2  # no receive was spent on nobody in between
 
 
 def test_an_asyncio_node_recycles_after_max_jobs_per_child_and_loses_nothing(
