@@ -7,6 +7,11 @@ visibility timeout (ChangeMessageVisibilityBatch, 10 per call), until the job
 type's ``max_runtime_s`` (or SQS's 12 hours) is reached. Then it stops extending:
 the message becomes visible again and the attempt counts as failed.
 
+The beats come from a thread of their own (:meth:`Heartbeat.run_in_background`),
+not from the consumer's event loop: on the ``solo`` pool a job runs in the loop's
+thread, which then does not turn until the job ends, so a job longer than its
+visibility timeout was handed to a second node and ran twice.
+
 A node receives up to 10 messages at a time and holds the ones its pool cannot
 start yet, so ``max_runtime_s`` counts from when the job starts (:meth:`Heartbeat.start`),
 not from the receive; a held message is kept invisible meanwhile, up to SQS's
@@ -83,6 +88,30 @@ class Heartbeat:
         self._client_for = client_for
         self._lock = threading.Lock()
         self._leases: dict[str, Lease] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_in_background(self, interval_s: float) -> None:
+        """Beat every ``interval_s`` from a daemon thread until :meth:`stop_background`."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._beat_until_stopped, args=(interval_s,), name="heartbeat", daemon=True
+        )
+        self._thread.start()
+
+    def stop_background(self) -> None:
+        """Stop the background beats (a beat in progress finishes on its own)."""
+        self._stop.set()
+        self._thread = None
+
+    def _beat_until_stopped(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.beat()
+            except Exception:  # never let one bad beat end the heartbeat for good
+                log.exception("heartbeat.crashed")
 
     def track(self, lease: Lease) -> None:
         """Start keeping ``lease``'s message invisible."""

@@ -241,14 +241,14 @@ class Channel(SQS.Channel):
         #: close() has begun: the receive loop will not pick up what is released.
         self._closing = False
         _channels.add(self)
-        self._timers: list[Any] = []
         hub = getattr(self, "hub", None)  # kombu's event loop (set by the SQS channel)
         if hub is not None:
             # A consumer: deletes and visibility changes go from the batcher's own
             # thread (a full batch at once, the rest when due, close() sends what is
-            # left), so the event loop never waits for them; the loop extends leases.
+            # left), so the event loop never waits for them. Leases are extended from
+            # a thread too: a solo job blocks the loop for as long as it runs.
             self._batcher.start_sender()
-            self._timers = [hub.call_repeatedly(HEARTBEAT_CHECK_S, self._heartbeat.beat)]
+            self._heartbeat.run_in_background(HEARTBEAT_CHECK_S)
             self._keep_polling(hub)
 
     def _keep_polling(self, hub: Any) -> None:
@@ -273,10 +273,10 @@ class Channel(SQS.Channel):
                     sqs_queue=queue,
                     released_visible_in_s=self._release_timeout_s(queue),
                 )
-        for timer in [*self._timers, *self._parked.values()]:
+        self._heartbeat.stop_background()
+        for timer in self._parked.values():
             if timer is not None:
                 timer.cancel()
-        self._timers = []
         self._parked.clear()
         pipe, self._idle_pipe = self._idle_pipe, None
         if pipe is not None:

@@ -169,7 +169,12 @@ def test_failures_are_dead_lettered_with_their_reasons(pools: Pools) -> None:
     eventually(lambda: visible_in_flight(url) == (0, 0), what="the source queue to empty")
 
 
-def test_a_job_three_times_longer_than_the_visibility_timeout_runs_once(pools: Pools) -> None:
+@pytest.mark.parametrize("pool", ["threads", "aio", "solo"])
+def test_a_job_three_times_longer_than_the_visibility_timeout_runs_once(
+    pool_of: Callable[[str], Pools], pool: str
+) -> None:
+    # solo too: its job runs in the consumer loop's thread, which therefore cannot beat.
+    pools = pool_of(pool)
     pools.node("a")
     pools.node("b")  # a second consumer that would take the message if it reappeared
     [job_id] = pools.send("test.sleep", {"seconds": 12})  # the visibility timeout is 4 s
