@@ -86,6 +86,9 @@ def create_app(
             "conveyor_queues": {topology.queue_name(b.queue): b.to_option() for b in bindings},
             "wait_time_seconds": LONG_POLL_S,
             "ack_flush_interval_s": load_settings().worker.ack_flush_interval_s,
+            # solo runs each job in the consumer loop's thread, so the loop cannot
+            # extend the job's visibility while it runs: a thread of its own does.
+            "heartbeat_thread": worker_pool == "solo",
             # kombu waits this long after an empty poll; the long poll already waited.
             "polling_interval": 0,
             "fetch_message_attributes": {

@@ -7,10 +7,10 @@ visibility timeout (ChangeMessageVisibilityBatch, 10 per call), until the job
 type's ``max_runtime_s`` (or SQS's 12 hours) is reached. Then it stops extending:
 the message becomes visible again and the attempt counts as failed.
 
-The beats come from a thread of their own (:meth:`Heartbeat.run_in_background`),
-not from the consumer's event loop: on the ``solo`` pool a job runs in the loop's
-thread, which then does not turn until the job ends, so a job longer than its
-visibility timeout was handed to a second node and ran twice.
+On the ``solo`` pool the beats come from a thread of their own
+(:meth:`Heartbeat.run_in_background`): a job runs in the consumer loop's thread,
+which then does not turn until the job ends, so a job longer than its visibility
+timeout was handed to a second node and ran twice.
 
 A node receives up to 10 messages at a time and holds the ones its pool cannot
 start yet, so ``max_runtime_s`` counts from when the job starts (:meth:`Heartbeat.start`),

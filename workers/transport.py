@@ -240,15 +240,22 @@ class Channel(SQS.Channel):
         self._polls: dict[str, float] = {}
         #: close() has begun: the receive loop will not pick up what is released.
         self._closing = False
+        #: The event loop's repeating timers (the heartbeat, unless it has a thread).
+        self._timers: list[Any] = []
         _channels.add(self)
         hub = getattr(self, "hub", None)  # kombu's event loop (set by the SQS channel)
         if hub is not None:
             # A consumer: deletes and visibility changes go from the batcher's own
             # thread (a full batch at once, the rest when due, close() sends what is
-            # left), so the event loop never waits for them. Leases are extended from
-            # a thread too: a solo job blocks the loop for as long as it runs.
+            # left), so the event loop never waits for them. The loop extends leases,
+            # except on solo, whose job blocks the loop while it runs: there a thread
+            # of its own does (measured on prefork at concurrency 8, the extra thread
+            # was within the benchmark's noise but not clearly free, so only solo).
             self._batcher.start_sender()
-            self._heartbeat.run_in_background(HEARTBEAT_CHECK_S)
+            if options.get("heartbeat_thread"):
+                self._heartbeat.run_in_background(HEARTBEAT_CHECK_S)
+            else:
+                self._timers = [hub.call_repeatedly(HEARTBEAT_CHECK_S, self._heartbeat.beat)]
             self._keep_polling(hub)
 
     def _keep_polling(self, hub: Any) -> None:
@@ -274,9 +281,10 @@ class Channel(SQS.Channel):
                     released_visible_in_s=self._release_timeout_s(queue),
                 )
         self._heartbeat.stop_background()
-        for timer in self._parked.values():
+        for timer in [*self._timers, *self._parked.values()]:
             if timer is not None:
                 timer.cancel()
+        self._timers = []
         self._parked.clear()
         pipe, self._idle_pipe = self._idle_pipe, None
         if pipe is not None:
