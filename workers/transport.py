@@ -426,8 +426,8 @@ class Channel(SQS.Channel):
         0 (at once), unless the node is stopping while a ReceiveMessage on that queue
         is still in flight: its client will not read the answer, yet SQS serves it
         and would take the message for nobody. Then the message stays hidden until
-        that poll is over at the latest (at most the long poll's 20 s), which is
-        sooner than the visibility timeout plus a wasted receive.
+        that poll is over at the latest (at most the long poll's 20 s, plus a margin):
+        a delay on shutdown only, and never a receive (an attempt) spent on nobody.
         """
         ends_at = self._polls.get(queue)
         if ends_at is None or not (self._closing or _delivery_stopped.is_set()):
