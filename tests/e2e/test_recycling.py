@@ -141,8 +141,8 @@ def test_a_node_pool_recycles_the_node_between_jobs_and_loses_none(
     runs = {i: recycling.runs(i) for i in ids}
     assert all(len(r) == 1 and r[0]["outcome"] == "ok" for r in runs.values()), runs
     assert {r[0]["node"] for r in runs.values()} == {f"{kind}-a", f"{kind}-b"}
-    # What a released (received, never started) is on b at its second receive: a's
-    # long poll left waiting on the emulator when a exited did not take it for nobody.
+    # A job a received but never started runs on b at its second receive: the long poll
+    # a left waiting on the emulator when it exited did not take the job for nobody.
     assert all(r[0]["attempt"] <= 2 for r in runs.values()), runs
 
 
